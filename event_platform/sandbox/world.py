@@ -1,0 +1,184 @@
+"""A deterministic world of people, experiments and courses that every sandbox emulator draws from.
+
+One seed gives one world, and `World.rng(...)` gives each (source, day, ...) its own random stream,
+so a date always yields the same events whichever emulator asks first and however often.
+
+The same person shows up in every source under the identifiers a real integration would share:
+- `user_id`: the platform's account id, sent as Amplitude `user_id`, as the Optimizely `visitor_id`
+  and as the learning platform's `anon_username` (an anonymous id, never a name);
+- `device_id`: the browser's id, sent as Amplitude `device_id` and Profile Store `DeviceId`.
+The warehouse's identity map links the sources through exactly these rules.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import random
+import uuid
+from dataclasses import dataclass
+from functools import cached_property
+
+COUNTRIES: tuple[tuple[str, str], ...] = (
+    ("US", "Boston"), ("US", "Austin"), ("GB", "London"), ("DE", "Berlin"), ("FR", "Paris"),
+    ("SE", "Stockholm"), ("IN", "Pune"), ("BR", "Recife"), ("JP", "Osaka"), ("CA", "Toronto"),
+)
+FIRST_NAMES = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Tim")
+LAST_NAMES = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Perlman")
+PLATFORMS = ("Web", "iOS", "Android")
+
+
+@dataclass(frozen=True)
+class Person:
+    index: int
+    user_id: str
+    amplitude_id: int
+    device_id: str
+    email: str
+    name: str
+    country: str
+    city: str
+    ip_address: str
+    platform: str
+
+
+@dataclass(frozen=True)
+class Variation:
+    id: str
+    name: str
+    traffic_share: float
+    """The share of visitors the emulator really sends here; differs from `1/len` only for a planted SRM."""
+    conversion_rate: float
+    """The planted true probability that an exposed visitor converts on the experiment's metric."""
+    revenue_cents: int
+    """Revenue per converting purchase, in cents."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    id: str
+    campaign_id: str
+    name: str
+    metric_event: str
+    variations: tuple[Variation, ...]
+    start: dt.date
+    end: dt.date
+    sample_ratio_mismatch: bool = False
+
+    @property
+    def control(self) -> Variation:
+        return self.variations[0]
+
+    def runs_on(self, day: dt.date) -> bool:
+        return self.start <= day <= self.end
+
+
+@dataclass(frozen=True)
+class Course:
+    slug: str
+    run: str
+    unit_slugs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class World:
+    seed: int = 20261101
+    people_count: int = 5_000
+    account_id: str = "21468570738"
+    amplitude_project_id: int = 374182
+    start: dt.date = dt.date(2025, 1, 1)
+
+    def rng(self, *scope: object) -> random.Random:
+        """An independent, reproducible random stream for one scope, e.g. ("amplitude", day)."""
+        digest = hashlib.sha256(repr((self.seed, *scope)).encode()).digest()
+        return random.Random(int.from_bytes(digest[:8], "big"))
+
+    def uuid(self, rng: random.Random) -> str:
+        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+    @cached_property
+    def people(self) -> tuple[Person, ...]:
+        rng = self.rng("people")
+        people = []
+        for index in range(self.people_count):
+            first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+            country, city = rng.choice(COUNTRIES)
+            people.append(
+                Person(
+                    index=index,
+                    user_id=f"learner-{index:06d}",
+                    amplitude_id=100_000_000 + index,
+                    device_id=self.uuid(rng).upper(),
+                    email=f"{first}.{last}.{index}@example.org".lower(),
+                    name=f"{first} {last}",
+                    country=country,
+                    city=city,
+                    ip_address=f"203.0.{index // 250 % 256}.{index % 250 + 1}",
+                    platform=rng.choice(PLATFORMS),
+                )
+            )
+        return tuple(people)
+
+    @cached_property
+    def experiments(self) -> tuple[Experiment, ...]:
+        return (
+            Experiment(
+                id="9300000001", campaign_id="9300000101", name="checkout_button_colour",
+                metric_event="purchase",
+                variations=(
+                    Variation("9300001001", "control", 0.5, 0.10, 4_900),
+                    Variation("9300001002", "green_button", 0.5, 0.13, 4_900),
+                ),
+                start=self.start, end=dt.date(2100, 1, 1),
+            ),
+            Experiment(
+                id="9300000002", campaign_id="9300000102", name="course_page_layout",
+                metric_event="enroll",
+                variations=(
+                    Variation("9300002001", "control", 1 / 3, 0.20, 0),
+                    Variation("9300002002", "syllabus_first", 1 / 3, 0.20, 0),
+                    Variation("9300002003", "video_first", 1 / 3, 0.26, 0),
+                ),
+                start=self.start, end=dt.date(2100, 1, 1),
+            ),
+            Experiment(
+                # Nominally 50/50 but the emulator sends 56% to control: a planted sample-ratio mismatch.
+                id="9300000003", campaign_id="9300000103", name="pricing_banner",
+                metric_event="purchase",
+                variations=(
+                    Variation("9300003001", "control", 0.56, 0.08, 12_900),
+                    Variation("9300003002", "annual_first", 0.44, 0.08, 12_900),
+                ),
+                start=self.start, end=dt.date(2100, 1, 1),
+                sample_ratio_mismatch=True,
+            ),
+        )
+
+    @cached_property
+    def courses(self) -> tuple[Course, ...]:
+        return tuple(
+            Course(slug=slug, run=run, unit_slugs=tuple(f"{slug}-unit-{n}" for n in range(1, 9)))
+            for slug, run in (("intro-data", "2025"), ("statistics-101", "SP26"), ("dagster-basics", "FA26"))
+        )
+
+    def active_people(self, day: dt.date, share: float = 0.3) -> list[Person]:
+        """The people active on `day`: a stable share of everyone, different each day."""
+        rng = self.rng("active", day)
+        return [person for person in self.people if rng.random() < share]
+
+    def assign(self, experiment: Experiment, person: Person) -> Variation:
+        """The variation a person is bucketed into, fixed for the experiment's life, as Optimizely does."""
+        point = self.rng("bucket", experiment.id, person.user_id).random()
+        cumulative = 0.0
+        for variation in experiment.variations:
+            cumulative += variation.traffic_share
+            if point < cumulative:
+                return variation
+        return experiment.variations[-1]
+
+    def person_by_email(self, email: str) -> Person | None:
+        return next((p for p in self.people if p.email == email.lower()), None)
+
+
+def day_start(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)

@@ -1,0 +1,64 @@
+"""Every setting and secret of the platform, read from the environment in this one place.
+
+Secrets become `dagster.EnvVar`s so Dagster shows their names, never their values. A source whose
+credentials are absent still loads; its resource raises `MissingSettingsError` naming the variables
+the moment something asks it for a client.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from dagster import EnvVar
+
+from event_platform.lake.io_manager import LakeResource, ParquetLakeIOManager
+
+DEFAULT_LAKE = "./data/lake"
+DEFAULT_WAREHOUSE = "./data/warehouse.duckdb"
+DEFAULT_START_DATE = "2025-01-01"
+
+
+class MissingSettingsError(RuntimeError):
+    """A source was asked for a client but the environment lacks the variables it needs."""
+
+
+def setting(name: str, default: str | None = None) -> str | None:
+    """A plain (non-secret) setting: the variable's value, or `default` when unset or empty."""
+    return os.environ.get(name) or default
+
+
+def secret(name: str) -> EnvVar | None:
+    """A secret as an EnvVar when the variable is set, else None so the resource can say what is missing."""
+    return EnvVar(name) if os.environ.get(name) else None
+
+
+def require(source: str, values: Mapping[str, object | None]) -> None:
+    """Raise MissingSettingsError naming every variable in `values` (name -> value) that is unset."""
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        raise MissingSettingsError(
+            f"{source} is not configured: set {', '.join(missing)} in the environment or in .env "
+            "(see .env.example)."
+        )
+
+
+def start_date() -> str:
+    return setting("EVENT_PLATFORM_START_DATE", DEFAULT_START_DATE) or DEFAULT_START_DATE
+
+
+def lake_resource() -> LakeResource:
+    return LakeResource(
+        root=setting("EVENT_PLATFORM_LAKE", DEFAULT_LAKE) or DEFAULT_LAKE,
+        s3_endpoint_url=setting("AWS_ENDPOINT_URL_S3"),
+    )
+
+
+def resources() -> dict[str, Any]:
+    """The resources every code location shares, each configured from the environment."""
+    lake = lake_resource()
+    return {
+        "lake": lake,
+        "io_manager": ParquetLakeIOManager(lake=lake),
+    }
