@@ -102,7 +102,11 @@ def call_with_retries(
             wait = backoff.delay(number, retry_after)
             log.warning(
                 "%s failed (attempt %d of %d): %s; retrying in %.1fs",
-                description, number, backoff.attempts, error, wait,
+                description,
+                number,
+                backoff.attempts,
+                error,
+                wait,
             )
             sleep(wait)
     raise AssertionError("unreachable: the loop returns or raises")

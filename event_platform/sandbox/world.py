@@ -20,8 +20,16 @@ from dataclasses import dataclass
 from functools import cached_property
 
 COUNTRIES: tuple[tuple[str, str], ...] = (
-    ("US", "Boston"), ("US", "Austin"), ("GB", "London"), ("DE", "Berlin"), ("FR", "Paris"),
-    ("SE", "Stockholm"), ("IN", "Pune"), ("BR", "Recife"), ("JP", "Osaka"), ("CA", "Toronto"),
+    ("US", "Boston"),
+    ("US", "Austin"),
+    ("GB", "London"),
+    ("DE", "Berlin"),
+    ("FR", "Paris"),
+    ("SE", "Stockholm"),
+    ("IN", "Pune"),
+    ("BR", "Recife"),
+    ("JP", "Osaka"),
+    ("CA", "Toronto"),
 )
 FIRST_NAMES = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Tim")
 LAST_NAMES = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Perlman")
@@ -123,33 +131,42 @@ class World:
     def experiments(self) -> tuple[Experiment, ...]:
         return (
             Experiment(
-                id="9300000001", campaign_id="9300000101", name="checkout_button_colour",
+                id="9300000001",
+                campaign_id="9300000101",
+                name="checkout_button_colour",
                 metric_event="purchase",
                 variations=(
                     Variation("9300001001", "control", 0.5, 0.10, 4_900),
                     Variation("9300001002", "green_button", 0.5, 0.13, 4_900),
                 ),
-                start=self.start, end=dt.date(2100, 1, 1),
+                start=self.start,
+                end=dt.date(2100, 1, 1),
             ),
             Experiment(
-                id="9300000002", campaign_id="9300000102", name="course_page_layout",
+                id="9300000002",
+                campaign_id="9300000102",
+                name="course_page_layout",
                 metric_event="enroll",
                 variations=(
                     Variation("9300002001", "control", 1 / 3, 0.20, 0),
                     Variation("9300002002", "syllabus_first", 1 / 3, 0.20, 0),
                     Variation("9300002003", "video_first", 1 / 3, 0.26, 0),
                 ),
-                start=self.start, end=dt.date(2100, 1, 1),
+                start=self.start,
+                end=dt.date(2100, 1, 1),
             ),
             Experiment(
                 # Nominally 50/50 but the emulator sends 56% to control: a planted sample-ratio mismatch.
-                id="9300000003", campaign_id="9300000103", name="pricing_banner",
+                id="9300000003",
+                campaign_id="9300000103",
+                name="pricing_banner",
                 metric_event="purchase",
                 variations=(
                     Variation("9300003001", "control", 0.56, 0.08, 12_900),
                     Variation("9300003002", "annual_first", 0.44, 0.08, 12_900),
                 ),
-                start=self.start, end=dt.date(2100, 1, 1),
+                start=self.start,
+                end=dt.date(2100, 1, 1),
                 sample_ratio_mismatch=True,
             ),
         )

@@ -1,0 +1,161 @@
+"""Atomic partitions: a manifest names the files of a partition's committed version.
+
+A writer puts each file under a name unique to its version, so nothing it writes can clobber what
+readers see. Committing replaces `_manifest.json` in one step (a rename locally, a single PUT on S3);
+readers that go through the manifest therefore see the old version or the new one, never a mix, and a
+write that fails or is killed leaves the old version in place. Files no manifest names any more are
+removed after the commit: the replaced version's at once, strays of killed writers once they are old.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import posixpath
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from event_platform.lake.filesystem import Lake
+
+MANIFEST_NAME = "_manifest.json"
+STRAY_AGE = dt.timedelta(hours=6)
+"""A file no manifest names, older than this, was left by a killed writer, not by one still writing."""
+
+
+@dataclass(frozen=True)
+class ManifestFile:
+    name: str
+    """The logical name the writer gave, e.g. the vendor's member path."""
+    path: str
+    """Where the bytes are, relative to the partition directory."""
+    bytes: int
+    sha256: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    version: str
+    committed_at: str
+    files: list[ManifestFile]
+    metadata: dict[str, Any]
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), indent=1, sort_keys=True, default=str).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Manifest:
+        raw = json.loads(data)
+        return cls(
+            version=raw["version"],
+            committed_at=raw["committed_at"],
+            files=[ManifestFile(**entry) for entry in raw["files"]],
+            metadata=raw.get("metadata", {}),
+        )
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(entry.bytes for entry in self.files)
+
+
+def new_version() -> str:
+    """Sortable by time, unique across concurrent writers."""
+    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
+
+
+def versioned_name(name: str, version: str) -> str:
+    """`a/b/part-0.json.gz` -> `a/b/part-0-<version>.json.gz`: the vendor's name stays recognisable."""
+    directory, base = posixpath.split(name)
+    stem, dot, suffixes = base.partition(".")
+    return posixpath.join(directory, f"{stem}-{version}{dot}{suffixes}")
+
+
+class _HashingStream(io.RawIOBase):
+    """Counts and hashes what passes through on its way to the lake."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+        self._sha256 = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self._sha256.update(view)
+        self._target.write(view)
+        self.size += len(view)
+        return len(view)
+
+    def tell(self) -> int:
+        return self.size
+
+    def close(self) -> None:
+        if not self.closed:
+            self._target.close()
+        super().close()
+
+    @property
+    def hexdigest(self) -> str:
+        return self._sha256.hexdigest()
+
+
+class PartitionWriter:
+    """Collects the files of one new version of a partition; `Lake.write_partition` commits it."""
+
+    def __init__(self, lake: Lake, relative_dir: str) -> None:
+        self.lake = lake
+        self.relative_dir = relative_dir
+        self.version = new_version()
+        self.metadata: dict[str, Any] = {}
+        self.files: list[ManifestFile] = []
+        self._written: list[str] = []
+
+    @contextmanager
+    def open(self, name: str, **extra: Any) -> Iterator[_HashingStream]:
+        """A binary stream for a new file called `name`; `extra` goes into its manifest entry."""
+        escapes = posixpath.isabs(name) or ".." in name.split("/")
+        if escapes or any(entry.name == name for entry in self.files):
+            raise ValueError(f"Invalid or repeated file name {name!r} in partition {self.relative_dir}")
+        stored = versioned_name(name, self.version)
+        self._written.append(stored)
+        stream = _HashingStream(self.lake.open_output(f"{self.relative_dir}/{stored}"))
+        with stream:
+            yield stream
+        self.files.append(ManifestFile(name, stored, stream.size, stream.hexdigest, dict(extra)))
+
+    def commit(self, previous: Manifest | None, *, keep_previous: bool) -> Manifest:
+        files = [*(previous.files if previous and keep_previous else []), *self.files]
+        metadata = {**(previous.metadata if previous and keep_previous else {}), **self.metadata}
+        manifest = Manifest(self.version, dt.datetime.now(dt.UTC).isoformat(), files, metadata)
+        staged = f"{self.relative_dir}/_manifest-{self.version}.json"
+        self.lake.write_bytes(staged, manifest.to_json())
+        self.lake.fs.move(self.lake.path(staged), self.lake.path(f"{self.relative_dir}/{MANIFEST_NAME}"))
+        self._remove_unreferenced(manifest, previous)
+        return manifest
+
+    def abort(self) -> None:
+        for stored in self._written:
+            path = f"{self.relative_dir}/{stored}"
+            if self.lake.exists(path):
+                self.lake.delete(path)
+
+    def _remove_unreferenced(self, manifest: Manifest, previous: Manifest | None) -> None:
+        referenced = {entry.path for entry in manifest.files}
+        replaced = {entry.path for entry in previous.files} if previous else set()
+        stray_before = dt.datetime.now(dt.UTC) - STRAY_AGE
+        prefix = f"{self.relative_dir}/"
+        for info in self.lake.file_infos(self.relative_dir):
+            relative = self.lake.relative(info.path)[len(prefix) :]
+            if relative == MANIFEST_NAME or relative in referenced:
+                continue
+            is_stray = info.mtime is not None and info.mtime.astimezone(dt.UTC) < stray_before
+            if relative in replaced or is_stray:
+                self.lake.delete(f"{prefix}{relative}")

@@ -1,0 +1,93 @@
+"""The Parquet IO manager through real Dagster materializations, on local disk and on S3."""
+
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+from dagster import AssetExecutionContext, AssetIn, DailyPartitionsDefinition, asset, materialize
+
+from event_platform.lake.io_manager import ALLOW_MISSING_PARTITIONS, LakeResource, ParquetLakeIOManager
+
+days = DailyPartitionsDefinition(start_date="2026-11-01", timezone="UTC")
+
+
+@asset(key_prefix=["src"], partitions_def=days)
+def numbers(context: AssetExecutionContext) -> pa.RecordBatchReader:
+    day = int(context.partition_key[-2:])
+    return pa.table({"n": list(range(day)), "label": ["x"] * day}).to_reader()
+
+
+@asset(key_prefix=["src"], partitions_def=days, ins={"numbers": AssetIn(key=["src", "numbers"])})
+def doubled(numbers: ds.Dataset) -> pa.Table:
+    table = numbers.to_table()
+    return pa.table({"n2": [2 * n for n in table["n"].to_pylist()], "date": table["date"]})
+
+
+@asset(ins={"numbers": AssetIn(key=["src", "numbers"], metadata={ALLOW_MISSING_PARTITIONS: True})})
+def total(numbers: ds.Dataset) -> pa.Table:
+    return pa.table(
+        {"rows": [numbers.count_rows()], "days": [len(set(numbers.to_table()["date"].to_pylist()))]}
+    )
+
+
+@pytest.fixture(params=["local", "s3"])
+def lake(request: pytest.FixtureRequest) -> LakeResource:
+    return request.getfixturevalue("lake_resource" if request.param == "local" else "s3_lake_resource")
+
+
+def resources(lake: LakeResource) -> dict[str, object]:
+    return {"io_manager": ParquetLakeIOManager(lake=lake)}
+
+
+def test_partitions_round_trip_as_lazy_datasets_with_metadata(lake: LakeResource) -> None:
+    for key in ("2026-11-02", "2026-11-03"):
+        result = materialize([numbers, doubled], partition_key=key, resources=resources(lake))
+        assert result.success
+
+    materialization = result.asset_materializations_for_node("src__numbers")[0]
+    assert materialization.metadata["dagster/row_count"].value == 3
+    assert materialization.metadata["uri"].value.endswith("src/numbers/date=2026-11-03")
+    assert [c.name for c in materialization.metadata["dagster/column_schema"].value.columns] == ["n", "label"]
+    stored = lake.lake().parquet_dataset(
+        lake.lake().current_files("src/doubled/date=2026-11-03"), partition_base="src/doubled"
+    )
+    assert stored.to_table()["n2"].to_pylist() == [0, 2, 4]
+
+
+def test_an_unpartitioned_reader_sees_every_materialized_partition(lake: LakeResource) -> None:
+    for key in ("2026-11-02", "2026-11-04"):
+        materialize([numbers], partition_key=key, resources=resources(lake))
+
+    result = materialize([numbers.to_source_asset(), total], selection=[total], resources=resources(lake))
+
+    stored = lake.lake().parquet_dataset(lake.lake().current_files("total")).to_table().to_pylist()
+    assert result.success and stored == [{"rows": 6, "days": 2}]
+
+
+def test_a_missing_upstream_partition_is_a_clear_error(lake: LakeResource) -> None:
+    result = materialize(
+        [numbers.to_source_asset(), doubled],
+        partition_key="2026-11-05",
+        resources=resources(lake),
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert "has no partition 2026-11-05" in str(result.all_events)
+
+
+def test_re_materializing_a_partition_replaces_it(lake: LakeResource) -> None:
+    for _ in range(2):
+        materialize([numbers], partition_key="2026-11-03", resources=resources(lake))
+    files = lake.lake().current_files("src/numbers/date=2026-11-03")
+    assert lake.lake().parquet_dataset(files).count_rows() == 3
+    assert len(lake.lake().list_files("src/numbers")) == 2, "one Parquet file and its manifest"
+
+
+def test_anything_but_arrow_is_refused(lake: LakeResource) -> None:
+    @asset
+    def a_list() -> list[int]:
+        return [1, 2]
+
+    result = materialize([a_list], resources=resources(lake), raise_on_error=False)
+    assert not result.success
+    assert "stores a pyarrow.Table or a pyarrow.RecordBatchReader" in str(result.all_events)
