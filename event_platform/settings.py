@@ -57,8 +57,12 @@ def lake_resource() -> LakeResource:
 
 def resources() -> dict[str, Any]:
     """The resources every code location shares, each configured from the environment."""
+    # Imported here: the sources' resource modules import this one.
+    from event_platform.defs.optimizely.resources import optimizely_resource
+
     lake = lake_resource()
     return {
         "lake": lake,
         "io_manager": ParquetLakeIOManager(lake=lake),
+        "optimizely": optimizely_resource(),
     }

@@ -1,0 +1,340 @@
+"""Land one E3 date byte-identical in the lake, then type and de-duplicate it with DuckDB.
+
+Two steps, each atomic:
+1. `land_day`: every part file goes S3 -> temporary file -> full Parquet decode (so a corrupt part is
+   caught before anything is published) -> `raw/optimizely/type=<t>/date=<d>/<folder>/<part>` inside one
+   `lake.write_partition`. A corrupt part is copied to quarantine and fails the whole date: the
+   previous raw version stays.
+2. `type_day`: the landed parts are read back as record batches, cast to the exact E3 schema (extra
+   vendor columns carried), staged in an on-disk DuckDB database and de-duplicated on the case-folded
+   `uuid`, keeping the earliest `timestamp`. The result streams out as a `RecordBatchReader`.
+Memory stays bounded by a record batch and DuckDB's memory limit (it spills to disk beyond it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from event_platform.defs.optimizely.client import DayListing, E3Client
+from event_platform.defs.optimizely.schema import SOURCE_FILE_COLUMN, E3Type, SchemaDifference, compare_schema
+from event_platform.lake.filesystem import Lake
+from event_platform.lake.layout import quarantine_path, raw_path
+
+log = logging.getLogger(__name__)
+
+ROW_INDEX_COLUMN = "_row"
+"""Staging only: a row's position in its part, the last tie-breaker of 'keep the first'."""
+BATCH_ROWS = 64 * 1024
+DUCKDB_MEMORY_LIMIT = "1GB"
+
+
+class CorruptPartError(RuntimeError):
+    """A part file is not readable Parquet; nothing of its date was published."""
+
+
+class E3NotReadyError(RuntimeError):
+    """The date has no part files and no `_SUCCESS` marker (yet): nothing to land."""
+
+
+class SchemaMismatchError(RuntimeError):
+    """A part file lacks E3 columns (or carries them in a type that cannot be cast)."""
+
+
+def raw_dir(e3: E3Type, day: dt.date) -> str:
+    return raw_path(f"optimizely/type={e3.name}", day.isoformat())
+
+
+def quarantine_dir(e3: E3Type, day: dt.date) -> str:
+    return quarantine_path(f"optimizely/{e3.asset_name}", day.isoformat())
+
+
+@dataclass(frozen=True)
+class LandedPart:
+    name: str
+    """The vendor's path below the date folder, e.g. `experiment=123/part-00000-….c000.snappy.parquet`."""
+    lake_path: str
+    bytes: int
+    rows: int
+    schema: SchemaDifference
+
+
+@dataclass(frozen=True)
+class Landing:
+    e3: E3Type
+    day: dt.date
+    listing: DayListing
+    parts: list[LandedPart]
+    raw_dir: str
+
+    @property
+    def part_rows(self) -> int:
+        return sum(part.rows for part in self.parts)
+
+    @property
+    def bytes(self) -> int:
+        return sum(part.bytes for part in self.parts)
+
+    @property
+    def extra_columns(self) -> list[str]:
+        return sorted({column for part in self.parts for column in part.schema.extra})
+
+    @property
+    def schema_problems(self) -> dict[str, str]:
+        """Part name -> what is missing or mistyped, for parts that cannot be typed."""
+        return {
+            part.name: part.schema.describe()
+            for part in self.parts
+            if part.schema.missing or part.schema.mistyped
+        }
+
+
+def land_day(client: E3Client, lake: Lake, e3: E3Type, day: dt.date) -> Landing:
+    """Copy every part of one date into a new version of its raw partition, or change nothing."""
+    listing = client.list_day(e3, day)
+    if not listing.parts and not listing.has_success:
+        raise E3NotReadyError(
+            f"E3 has no {e3.name} files for {day} under {client.location.s3_path}: the export may not have "
+            "run yet (its dates are processing dates, filled during the day)."
+        )
+    target = raw_dir(e3, day)
+    landed: list[LandedPart] = []
+    with tempfile.TemporaryDirectory(prefix="e3-land-") as scratch, lake.write_partition(target) as writer:
+        local = Path(scratch) / "part.parquet"
+        for part in listing.parts:
+            client.download(part, local)
+            try:
+                rows, schema = decode_fully(local)
+            except (pa.ArrowException, OSError) as error:
+                kept = quarantine_part(lake, e3, day, part.relative_path, local)
+                raise CorruptPartError(
+                    f"E3 {e3.name} part {part.relative_path} of {day} "
+                    f"(s3://{client.location.bucket}/{part.key}) is not readable Parquet ({error}); "
+                    f"nothing of {e3.name} {day} was published, the previous version stays. "
+                    f"Its bytes are kept at {kept}."
+                ) from error
+            difference = compare_schema(schema, e3.schema)
+            with (
+                local.open("rb") as source,
+                writer.open(part.relative_path, rows=rows, etag=part.etag) as sink,
+            ):
+                shutil.copyfileobj(source, sink, 1024 * 1024)
+            landed.append(LandedPart(part.relative_path, "", part.size, rows, difference))
+        writer.metadata.update(
+            listed_files=len(listing.parts), listed_bytes=listing.total_bytes, has_success=listing.has_success
+        )
+    manifest = lake.read_manifest(target)
+    paths = {entry.name: f"{target}/{entry.path}" for entry in (manifest.files if manifest else [])}
+    parts = [LandedPart(p.name, paths[p.name], p.bytes, p.rows, p.schema) for p in landed]
+    return Landing(e3, day, listing, parts, target)
+
+
+def decode_fully(path: Path) -> tuple[int, pa.Schema]:
+    """Rows and schema of a Parquet file, after decoding every page: a damaged page fails here."""
+    with pq.ParquetFile(path) as parquet:
+        for _ in parquet.iter_batches(batch_size=BATCH_ROWS):
+            pass
+        return parquet.metadata.num_rows, parquet.schema_arrow
+
+
+def quarantine_part(lake: Lake, e3: E3Type, day: dt.date, name: str, local: Path) -> str:
+    """Keep a part that could not be read next to the table, byte-identical, for inspection."""
+    directory = quarantine_dir(e3, day)
+    with lake.write_partition(directory, mode="append") as writer:
+        with local.open("rb") as source, writer.open(name) as sink:
+            shutil.copyfileobj(source, sink, 1024 * 1024)
+        stored = writer.files[-1].path
+    return lake.uri(f"{directory}/{stored}")
+
+
+@dataclass
+class RowCounter:
+    rows: int = 0
+
+
+@dataclass(frozen=True)
+class DayStats:
+    staged_rows: int
+    rows: int
+    rows_by_folder: dict[str, int]
+    timestamp_range: tuple[dt.datetime | None, dt.datetime | None]
+    process_timestamp_range: tuple[dt.datetime | None, dt.datetime | None]
+    lag_seconds_p50: float | None
+    lag_seconds_max: float | None
+    preview: list[dict[str, Any]]
+
+    @property
+    def duplicates(self) -> int:
+        return self.staged_rows - self.rows
+
+
+@dataclass(frozen=True)
+class TypedDay:
+    """The de-duplicated rows of one date as a stream, what the platform reports about them, and a
+    count of the rows actually handed out (final once the reader is exhausted)."""
+
+    reader: pa.RecordBatchReader
+    stats: DayStats
+    streamed: RowCounter
+
+
+def output_schema(e3: E3Type, extra_columns: list[tuple[str, pa.DataType]]) -> pa.Schema:
+    """E3's columns in E3's order, then extra vendor columns, then the lineage column."""
+    extras = [pa.field(name, data_type) for name, data_type in extra_columns]
+    return pa.schema([*e3.schema, *extras, pa.field(SOURCE_FILE_COLUMN, pa.string())])
+
+
+def type_day(lake: Lake, landing: Landing) -> TypedDay:
+    """Type and de-duplicate a landed date. Raises SchemaMismatchError naming each untypable part."""
+    problems = landing.schema_problems
+    if problems:
+        listed = "; ".join(f"{name}: {problem}" for name, problem in problems.items())
+        raise SchemaMismatchError(
+            f"E3 {landing.e3.name} {landing.day} does not match the E3 schema ({listed}). The raw files are "
+            f"kept at {lake.uri(landing.raw_dir)}; the previous typed version stays."
+        )
+    extras = _extra_column_types(lake, landing)
+    schema = output_schema(landing.e3, extras)
+    staged_schema = schema.append(pa.field(ROW_INDEX_COLUMN, pa.int64()))
+    scratch = Path(tempfile.mkdtemp(prefix="e3-type-"))
+    try:
+        connection = _connect(scratch)
+        staged_count = RowCounter()
+        staged = pa.RecordBatchReader.from_batches(
+            staged_schema, _staged_batches(lake, landing, staged_schema, staged_count)
+        )
+        connection.register("staged", staged)
+        key = f"coalesce(lower(uuid), {SOURCE_FILE_COLUMN} || '#' || {ROW_INDEX_COLUMN})"
+        connection.execute(
+            f"""
+            CREATE TABLE deduplicated AS
+            SELECT * EXCLUDE ({ROW_INDEX_COLUMN}) FROM staged
+            QUALIFY row_number() OVER (
+                PARTITION BY {key}
+                ORDER BY timestamp NULLS LAST, {SOURCE_FILE_COLUMN}, {ROW_INDEX_COLUMN}
+            ) = 1
+            """
+        )
+        connection.unregister("staged")
+        stats = _describe(connection, landing.e3, staged_count.rows)
+        folder = landing.e3.folder_column
+        ordered = connection.sql(f"SELECT * FROM deduplicated ORDER BY {folder}, timestamp, uuid")
+        result = ordered.to_arrow_reader(BATCH_ROWS)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    streamed = RowCounter()
+    batches = _cast_and_clean_up(result, schema, connection, scratch, streamed)
+    return TypedDay(pa.RecordBatchReader.from_batches(schema, batches), stats, streamed)
+
+
+def _connect(scratch: Path) -> duckdb.DuckDBPyConnection:
+    connection = duckdb.connect(str(scratch / "stage.duckdb"))
+    connection.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
+    connection.execute(f"SET temp_directory = '{scratch / 'spill'}'")
+    connection.execute("SET TimeZone = 'UTC'")
+    connection.execute("SET preserve_insertion_order = false")
+    return connection
+
+
+def _extra_column_types(lake: Lake, landing: Landing) -> list[tuple[str, pa.DataType]]:
+    """Extra vendor columns with the type of their first appearance."""
+    wanted = set(landing.extra_columns)
+    found: dict[str, pa.DataType] = {}
+    for part in landing.parts:
+        if not wanted - found.keys():
+            break
+        if part.schema.extra:
+            with lake.open_input_file(part.lake_path) as file:
+                schema = pq.ParquetFile(file).schema_arrow
+            for name in part.schema.extra:
+                found.setdefault(name, schema.field(name).type)
+    return [(name, found[name]) for name in landing.extra_columns]
+
+
+def _staged_batches(
+    lake: Lake, landing: Landing, schema: pa.Schema, counter: RowCounter
+) -> Iterator[pa.RecordBatch]:
+    folder_column = landing.e3.folder_column
+    for part in landing.parts:
+        folder_value = part.name.split("/", 1)[0].partition("=")[2]
+        offset = 0
+        with lake.open_input_file(part.lake_path) as file:
+            for batch in pq.ParquetFile(file).iter_batches(batch_size=BATCH_ROWS):
+                columns = []
+                for target in schema:
+                    if target.name == SOURCE_FILE_COLUMN:
+                        column = pa.array([part.name] * batch.num_rows, pa.string())
+                    elif target.name == ROW_INDEX_COLUMN:
+                        column = pa.array(range(offset, offset + batch.num_rows), pa.int64())
+                    elif target.name in batch.schema.names:
+                        column = batch.column(target.name).cast(target.type)
+                    else:
+                        column = pa.nulls(batch.num_rows, target.type)
+                    if target.name == folder_column and folder_value:
+                        # The path names the experiment / event; fill it where the row left it empty.
+                        column = pc.fill_null(column, folder_value)
+                    columns.append(column)
+                offset += batch.num_rows
+                counter.rows += batch.num_rows
+                yield pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def _describe(connection: duckdb.DuckDBPyConnection, e3: E3Type, staged_rows: int) -> DayStats:
+    folder = e3.folder_column
+    summary = connection.execute(
+        """
+        SELECT count(*), min(timestamp), max(timestamp), min(process_timestamp), max(process_timestamp),
+               quantile_cont(epoch_ms(process_timestamp) - epoch_ms(timestamp), 0.5) / 1000.0,
+               max(epoch_ms(process_timestamp) - epoch_ms(timestamp)) / 1000.0
+        FROM deduplicated
+        """
+    ).fetchone()
+    assert summary is not None
+    by_folder = connection.execute(
+        f"SELECT coalesce({folder}, '(none)'), count(*) FROM deduplicated GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    preview_columns = ["uuid", "timestamp", "visitor_id", folder]
+    preview_columns += ["variation_id"] if folder == "experiment_id" else ["revenue"]
+    preview = connection.sql(
+        f"SELECT {', '.join(preview_columns)} FROM deduplicated ORDER BY timestamp, uuid LIMIT 5"
+    ).to_arrow_table().to_pylist()
+    return DayStats(
+        staged_rows=staged_rows,
+        rows=int(summary[0]),
+        rows_by_folder={str(name): int(count) for name, count in by_folder},
+        timestamp_range=(summary[1], summary[2]),
+        process_timestamp_range=(summary[3], summary[4]),
+        lag_seconds_p50=None if summary[5] is None else float(summary[5]),
+        lag_seconds_max=None if summary[6] is None else float(summary[6]),
+        preview=preview,
+    )
+
+
+def _cast_and_clean_up(
+    result: pa.RecordBatchReader,
+    schema: pa.Schema,
+    connection: duckdb.DuckDBPyConnection,
+    scratch: Path,
+    streamed: RowCounter,
+) -> Iterator[pa.RecordBatch]:
+    """DuckDB hands back microsecond timestamps; E3's are milliseconds. Cleans up once read (or dropped)."""
+    try:
+        for batch in result:
+            streamed.rows += batch.num_rows
+            yield batch.cast(schema)
+    finally:
+        connection.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+

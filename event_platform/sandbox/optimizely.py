@@ -1,0 +1,336 @@
+"""A local Optimizely E3: the Authentication API on 127.0.0.1 and an S3 endpoint (moto) holding the export.
+
+The export is drawn from the world: each published day has, per running experiment, one decision per
+active person (bucketed by `World.assign`, which plants the sample-ratio mismatch) and conversions on
+the experiment's metric at each variation's planted rate, plus page events that belong to no experiment.
+Like Optimizely's Spark job it writes `part-0000n-<job uuid>.c000.snappy.parquet` files, a `_SUCCESS`
+marker per date, a few duplicate rows whose `uuid` differs only in case, and, after 2023-10-09, null
+`session_id` and `experiments`.
+
+Credentials expire after `credential_seconds` (a minute by default) so every long load refreshes them;
+moto accepts any keys, so the issued ones work against the S3 endpoint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import itertools
+import math
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
+from botocore.config import Config
+from moto.server import ThreadedMotoServer
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from event_platform.defs.optimizely.client import DEFAULT_BUCKET, SUCCESS_MARKER, E3Location, parse_duration
+from event_platform.defs.optimizely.schema import E3_TYPES, DataType
+from event_platform.sandbox.loopback import LoopbackServer, serve
+from event_platform.sandbox.world import Experiment, Person, World, day_start
+
+CREDENTIALS_PATH = "/v2/export/credentials"
+SANDBOX_TOKEN = "sandbox-optimizely-token"
+SESSION_IDS_DROPPED = dt.date(2023, 10, 9)
+"""Since this date E3 no longer fills `session_id` (nor `experiments` on conversions)."""
+ROWS_PER_PART = 2_000
+DUPLICATE_SHARE = 0.01
+PAGE_EVENTS = (("homepage_view", 1.6), ("detail_page_view", 1.1), ("add_to_cart", 0.3))
+"""Events outside any experiment: (name, mean count per active person and day)."""
+USER_AGENTS = {
+    "Web": ("js", "0.220.0", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"),
+    "iOS": ("swift-sdk", "4.0.1", "Optimizely-Swift/4.0.1 (iPhone; iOS 18.1)"),
+    "Android": ("android-sdk", "5.0.0", "Optimizely-Android/5.0.0 (Linux; Android 15)"),
+}
+DAY_MS = 86_400_000
+
+
+class OptimizelySandbox:
+    """Start with `with OptimizelySandbox(world) as sandbox:`; `publish_day(day)` makes a date exist."""
+
+    def __init__(
+        self,
+        world: World,
+        *,
+        s3_endpoint_url: str | None = None,
+        bucket: str = DEFAULT_BUCKET,
+        token: str = SANDBOX_TOKEN,
+        credential_seconds: int = 60,
+        clock: Callable[[], float] = time.time,
+        rows_per_part: int = ROWS_PER_PART,
+    ) -> None:
+        self.world = world
+        self.bucket = bucket
+        self.token = token
+        self.credential_seconds = credential_seconds
+        self.clock = clock
+        self.rows_per_part = rows_per_part
+        self.location = E3Location.for_account(world.account_id, bucket)
+        self.issued_access_keys: list[str] = []
+        self._s3_endpoint_url = s3_endpoint_url
+        self._moto: ThreadedMotoServer | None = None
+        self._auth: LoopbackServer | None = None
+        self._issue_lock = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> OptimizelySandbox:
+        if self._s3_endpoint_url is None:
+            self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            self._moto.start()
+            host, port = self._moto.get_host_and_port()
+            self._s3_endpoint_url = f"http://{host}:{port}"
+        self._auth = serve(self.auth_app(), name="optimizely-auth")
+        self._s3().create_bucket(Bucket=self.bucket)
+        return self
+
+    def stop(self) -> None:
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+
+    def __enter__(self) -> OptimizelySandbox:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def auth_url(self) -> str:
+        if self._auth is None:
+            raise RuntimeError("The Optimizely sandbox is not started.")
+        return f"{self._auth.url}{CREDENTIALS_PATH}"
+
+    @property
+    def s3_endpoint_url(self) -> str:
+        if self._s3_endpoint_url is None:
+            raise RuntimeError("The Optimizely sandbox is not started.")
+        return self._s3_endpoint_url
+
+    def environment(self) -> dict[str, str]:
+        """The variables that point the platform's OptimizelyResource and CLI at this sandbox."""
+        return {
+            "OPTIMIZELY_API_TOKEN": self.token,
+            "OPTIMIZELY_AUTH_URL": self.auth_url,
+            "OPTIMIZELY_S3_ENDPOINT_URL": self.s3_endpoint_url,
+        }
+
+    # -- the Authentication API --------------------------------------------------------------------
+
+    def auth_app(self) -> Starlette:
+        return Starlette(routes=[Route(CREDENTIALS_PATH, self._credentials, methods=["GET"])])
+
+    async def _credentials(self, request: Request) -> JSONResponse:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return JSONResponse({"code": "UNAUTHORIZED", "message": "Authentication required."}, 401)
+        if token.strip() != self.token:
+            return JSONResponse({"code": "FORBIDDEN", "message": "Invalid token."}, 403)
+        try:
+            seconds = parse_duration(request.query_params.get("duration", "1h"))
+        except ValueError as error:
+            return JSONResponse({"code": "BAD_REQUEST", "message": str(error)}, status_code=400)
+        with self._issue_lock:
+            number = len(self.issued_access_keys) + 1
+            access_key = f"ASIASANDBOX{number:09d}"
+            self.issued_access_keys.append(access_key)
+        lifetime = min(seconds, self.credential_seconds)
+        # The real API is inconsistent about the trailing slash; so is this one.
+        s3_path = self.location.s3_path + ("/" if number % 2 else "")
+        return JSONResponse(
+            {
+                "credentials": {
+                    "accessKeyId": access_key,
+                    "secretAccessKey": uuid.uuid4().hex,
+                    "sessionToken": uuid.uuid4().hex * 4,
+                    "expiration": int((self.clock() + lifetime) * 1000),
+                },
+                "s3Path": s3_path,
+            }
+        )
+
+    # -- the export --------------------------------------------------------------------------------
+
+    def publish_day(self, day: dt.date, *, success_marker: bool = True) -> dict[str, int]:
+        """Write one processing date of both exports; returns row counts (duplicates included)."""
+        decisions, conversions = generate_day(self.world, day)
+        counts = {"decisions": 0, "events": 0, "duplicates": 0}
+        for type_name, folders in (("decisions", decisions), ("events", conversions)):
+            job_rng = self.world.rng("optimizely", "job", type_name, day)
+            job = uuid.UUID(int=job_rng.getrandbits(128), version=4)
+            for folder, rows in sorted(folders.items()):
+                dup_rng = self.world.rng("optimizely", "dup", type_name, day, folder)
+                duplicates = with_case_duplicates(dup_rng, rows)
+                counts[type_name] += len(rows) + len(duplicates)
+                counts["duplicates"] += len(duplicates)
+                self._write_parts(type_name, day, folder, job, rows, duplicates)
+            if success_marker:
+                self.put_object(self.relative_key(type_name, day, SUCCESS_MARKER), b"")
+        return counts
+
+    def relative_key(self, type_name: DataType, day: dt.date, name: str) -> str:
+        return f"type={type_name}/date={day.isoformat()}/{name}"
+
+    def put_object(self, relative_key: str, data: bytes) -> str:
+        """Store bytes below the account prefix (tests add corrupt parts this way); returns the key."""
+        key = f"{self.location.prefix}/{relative_key}"
+        self._s3().put_object(Bucket=self.bucket, Key=key, Body=data)
+        return key
+
+    def delete_object(self, relative_key: str) -> None:
+        self._s3().delete_object(Bucket=self.bucket, Key=f"{self.location.prefix}/{relative_key}")
+
+    def _write_parts(
+        self,
+        type_name: DataType,
+        day: dt.date,
+        folder: str,
+        job: uuid.UUID,
+        rows: list[dict[str, Any]],
+        duplicates: list[dict[str, Any]],
+    ) -> None:
+        schema = E3_TYPES[type_name].schema
+        size = self.rows_per_part
+        chunks = [rows[start : start + size] for start in range(0, len(rows), size)]
+        # Duplicates land in a part of their own, as when the vendor re-sends a batch.
+        for number, chunk in enumerate([*chunks, duplicates] if duplicates else chunks):
+            buffer = io.BytesIO()
+            pq.write_table(pa.Table.from_pylist(chunk, schema=schema), buffer, compression="snappy")
+            name = f"{folder}/part-{number:05d}-{job}.c000.snappy.parquet"
+            self.put_object(self.relative_key(type_name, day, name), buffer.getvalue())
+
+    def _s3(self) -> Any:
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3_endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id="sandbox",
+            aws_secret_access_key="sandbox",
+            config=Config(s3={"addressing_style": "path"}),
+        )
+
+
+def generate_day(
+    world: World, day: dt.date
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
+    """({"experiment=<id>": decision rows}, {"event=<name>": conversion rows}) for one processing date."""
+    rng = world.rng("optimizely", day)
+    day_ms = int(day_start(day).timestamp() * 1000)
+    with_sessions = day < SESSION_IDS_DROPPED
+    decisions: dict[str, list[dict[str, Any]]] = {}
+    conversions: dict[str, list[dict[str, Any]]] = {}
+    running = [experiment for experiment in world.experiments if experiment.runs_on(day)]
+    for person in world.active_people(day):
+        # Some visits start before midnight and are processed after it, so they belong to this date.
+        seen_ms = day_ms - 1_200_000 + rng.randrange(DAY_MS // 2)
+        session = str(rng.randrange(-(2**31), 2**31)) if with_sessions else None
+        memberships = []
+        for experiment in running:
+            variation = world.assign(experiment, person)
+            memberships.append({
+                "campaign_id": experiment.campaign_id, "experiment_id": experiment.id,
+                "variation_id": variation.id, "is_holdback": False,
+            })
+            decision_ms = seen_ms + rng.randrange(60_000)
+            decisions.setdefault(f"experiment={experiment.id}", []).append(
+                _decision(world, rng, person, experiment, variation.id, decision_ms, session, day_ms)
+            )
+            if rng.random() < variation.conversion_rate:
+                converted_ms = decision_ms + rng.randrange(1_000, 6 * 3_600_000)
+                revenue = variation.revenue_cents if experiment.metric_event == "purchase" else 0
+                tags = {"revenue": str(revenue), "experiment_name": experiment.name} if revenue else {}
+                conversions.setdefault(f"event={experiment.metric_event}", []).append(
+                    _conversion(world, rng, person, experiment.metric_event, converted_ms, session, day_ms,
+                                revenue=revenue, quantity=1 if revenue else 0, tags=tags,
+                                experiments=memberships if with_sessions else None)
+                )
+        for name, mean in PAGE_EVENTS:
+            for _ in range(_poisson(rng, mean)):
+                conversions.setdefault(f"event={name}", []).append(
+                    _conversion(world, rng, person, name, seen_ms + rng.randrange(DAY_MS // 2), session,
+                                day_ms, revenue=0, quantity=0, tags={},
+                                experiments=memberships if with_sessions else None)
+                )
+    for rows in itertools.chain(decisions.values(), conversions.values()):
+        rows.sort(key=lambda row: row["process_timestamp"])
+    return decisions, conversions
+
+
+def with_case_duplicates(rng: random.Random, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A few rows again, their uuid upper-cased: what E3 delivers when a batch is processed twice."""
+    count = max(1, int(len(rows) * DUPLICATE_SHARE)) if rows else 0
+    return [{**row, "uuid": row["uuid"].upper()} for row in rng.sample(rows, count)]
+
+
+def _common(
+    world: World, rng: random.Random, person: Person, event_ms: int, session: str | None, day_ms: int
+) -> dict[str, Any]:
+    engine, version, agent = USER_AGENTS[person.platform]
+    # `date=` is the processing date: the event itself may be from the evening before.
+    processed_ms = min(max(event_ms + int(rng.expovariate(1 / 30_000)), day_ms), day_ms + DAY_MS - 1)
+    return {
+        "uuid": world.uuid(rng),
+        "timestamp": dt.datetime.fromtimestamp(min(event_ms, processed_ms) / 1000, tz=dt.UTC),
+        "process_timestamp": dt.datetime.fromtimestamp(processed_ms / 1000, tz=dt.UTC),
+        "visitor_id": person.user_id,
+        "session_id": session,
+        "account_id": world.account_id,
+        "attributes": [
+            {"id": "$opt_bot_filtering", "name": "$opt_bot_filtering", "type": "custom", "value": "false"},
+            {"id": None, "name": "country", "type": "custom", "value": person.country},
+            {"id": None, "name": "platform", "type": "custom", "value": person.platform},
+        ],
+        "user_ip": person.ip_address,
+        "user_agent": agent,
+        "referer": "https://learn.example.org/" if person.platform == "Web" else None,
+        "revision": "42",
+        "client_engine": engine,
+        "client_version": version,
+    }
+
+
+def _decision(
+    world: World, rng: random.Random, person: Person, experiment: Experiment, variation_id: str,
+    event_ms: int, session: str | None, day_ms: int,
+) -> dict[str, Any]:
+    row = _common(world, rng, person, event_ms, session, day_ms)
+    row.update(campaign_id=experiment.campaign_id, experiment_id=experiment.id, variation_id=variation_id,
+               is_holdback=False)
+    return row
+
+
+def _conversion(
+    world: World, rng: random.Random, person: Person, name: str, event_ms: int, session: str | None,
+    day_ms: int, *, revenue: int, quantity: int, tags: dict[str, str],
+    experiments: list[dict[str, Any]] | None,
+) -> dict[str, Any]:
+    row = _common(world, rng, person, event_ms, session, day_ms)
+    row.update(experiments=experiments, entity_id=_entity_id(name), event_type=None, event_name=name,
+               revenue=revenue, value=None, quantity=quantity, tags=list(tags.items()))
+    return row
+
+
+def _entity_id(event_name: str) -> str:
+    return str(int.from_bytes(event_name.encode()[:6].ljust(6, b"_"), "big") % 10**11)
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    count, threshold, product = 0, math.exp(-mean), rng.random()
+    while product > threshold:
+        count += 1
+        product *= rng.random()
+    return count
+
