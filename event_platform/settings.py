@@ -58,11 +58,13 @@ def lake_resource() -> LakeResource:
 def resources() -> dict[str, Any]:
     """The resources every code location shares, each configured from the environment."""
     # Imported here: the sources' resource modules import this one.
+    from event_platform.defs.amplitude.resources import amplitude_resource
     from event_platform.defs.optimizely.resources import optimizely_resource
 
     lake = lake_resource()
     return {
         "lake": lake,
         "io_manager": ParquetLakeIOManager(lake=lake),
+        "amplitude": amplitude_resource(),
         "optimizely": optimizely_resource(),
     }

@@ -1,0 +1,98 @@
+"""Land one UTC day of the Amplitude export in the lake, byte-identical: no Dagster here.
+
+The day's window is T00..T23 by `server_upload_time`. Each ZIP the client downloads is read member by
+member; every `.json.gz` member is written as received (never re-compressed) into the atomic partition
+`raw/amplitude/date=D/`, named by its path in the ZIP. Its manifest entry carries `member`, `lines` and
+`uncompressed_bytes`, counted by stream-gunzipping it first: a corrupt member fails the landing before
+any of its bytes reach the lake, and a failed landing leaves the previous version of the day in place.
+Each ZIP is deleted once landed, so the temporary directory never holds more than one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from event_platform.defs.amplitude.client import ExportClient, ExportStats, ExportWindow, iter_members
+from event_platform.lake.filesystem import Lake
+from event_platform.lake.layout import raw_path
+
+SOURCE = "amplitude"
+
+
+@dataclass(frozen=True)
+class LandingResult:
+    """What one landed day holds and what it took to get it: the raw asset's metadata."""
+
+    day: dt.date
+    path: str
+    """The partition, relative to the lake root."""
+    uri: str
+    window_start: str
+    window_end: str
+    files: int
+    bytes: int
+    """Gzip bytes landed (as received)."""
+    lines: int
+    uncompressed_bytes: int
+    zip_members: int
+    archives: int
+    requests: int
+    windows_split: int
+    bytes_downloaded: int
+    members: tuple[str, ...]
+
+
+def land_export(
+    client: ExportClient,
+    day: dt.date,
+    lake: Lake,
+    *,
+    tmp_dir: Path,
+    on_bytes: Callable[[int], None] | None = None,
+) -> LandingResult:
+    """Download `day` (T00..T23) and commit it as `raw/amplitude/date=<day>/`, replacing any earlier landing.
+
+    A day Amplitude has no data for (404) commits an empty partition. `on_bytes` hears of every downloaded
+    chunk (progress bars).
+    """
+    window = ExportWindow.for_day(day)
+    partition = raw_path(SOURCE, day.isoformat())
+    stats = ExportStats()
+    members: list[str] = []
+    landed_bytes = lines = uncompressed = 0
+    with lake.write_partition(partition) as writer:
+        for archive in client.export(window.start, window.end, Path(tmp_dir), stats=stats, on_bytes=on_bytes):
+            try:
+                for member in iter_members(
+                    archive.path, max_uncompressed_bytes=client.max_uncompressed_bytes
+                ):
+                    counted = member.scan()
+                    entry = {"member": member.name, "lines": counted.lines,
+                             "uncompressed_bytes": counted.uncompressed_bytes}  # fmt: skip
+                    with writer.open(member.name, **entry) as target:
+                        landed_bytes += member.copy_to(target)
+                    members.append(member.name)
+                    lines += counted.lines
+                    uncompressed += counted.uncompressed_bytes
+            finally:
+                archive.path.unlink(missing_ok=True)
+        writer.metadata.update(
+            {
+                "zip_members": len(members),
+                "requests": stats.requests,
+                "windows_split": stats.windows_split,
+                "window": window.params,
+                "lines": lines,
+                "uncompressed_bytes": uncompressed,
+            }
+        )
+    return LandingResult(
+        day=day, path=partition, uri=lake.uri(partition),
+        window_start=window.params["start"], window_end=window.params["end"],
+        files=len(members), bytes=landed_bytes, lines=lines, uncompressed_bytes=uncompressed,
+        zip_members=len(members), archives=stats.archives, requests=stats.requests,
+        windows_split=stats.windows_split, bytes_downloaded=stats.bytes_downloaded, members=tuple(members),
+    )  # fmt: skip
