@@ -1,0 +1,209 @@
+"""The warehouse models as plain functions over Arrow datasets (no Dagster): each registers its
+inputs in an `Engine`, computes the model into a temporary table, summarises it for metadata, and
+returns a stream of its rows in the table's stored schema. `assets.py` wires them to the lake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from event_platform.defs.optimizely.schema import DECISIONS
+from event_platform.defs.warehouse import schemas
+from event_platform.defs.warehouse.engine import Engine, has_rows_source, load_sql
+from event_platform.defs.warehouse.identity import IdentityMap
+
+OUTPUT_TABLE = "model_output"
+PREVIEW_ROWS = 5
+
+
+@dataclass(frozen=True)
+class EventSource:
+    """A source table that feeds `warehouse/events`, with the SQL that maps it to the unified shape."""
+
+    name: str
+    asset_path: tuple[str, str]
+
+    @property
+    def relation(self) -> str:
+        return "_".join(self.asset_path)
+
+    def select_sql(self, identity: IdentityMap) -> str:
+        return load_sql(f"events_{self.name}", identity_references=identity.references_sql(self.name))
+
+
+EVENT_SOURCES: tuple[EventSource, ...] = (
+    EventSource("amplitude", ("amplitude", "events")),
+    EventSource("optimizely", ("optimizely", "conversions")),
+    EventSource("profile_store", ("profile_store", "events")),
+    EventSource("tracking", ("tracking", "events")),
+)
+
+
+@dataclass
+class ModelOutput:
+    """A model's rows (a stream for the IO manager) and what it reports about them."""
+
+    rows: pa.RecordBatchReader
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _finish(
+    engine: Engine, schema: pa.Schema, time_column: str | None, metadata: dict[str, Any]
+) -> ModelOutput:
+    """Summarise the computed output table and hand its rows over as a stream."""
+    columns = ", ".join(f'"{name}"' for name in schema.names)
+    summary: dict[str, Any] = {"rows": engine.rows(f"SELECT count(*) AS n FROM {OUTPUT_TABLE}")[0]["n"]}
+    if time_column:
+        bounds = engine.rows(
+            f'SELECT min("{time_column}") AS first, max("{time_column}") AS last FROM {OUTPUT_TABLE}'
+        )[0]
+        summary["first_" + time_column] = bounds["first"].isoformat() if bounds["first"] else None
+        summary["last_" + time_column] = bounds["last"].isoformat() if bounds["last"] else None
+    summary["preview"] = markdown_table(
+        engine.rows(f"SELECT {columns} FROM {OUTPUT_TABLE} LIMIT {PREVIEW_ROWS}"), schema.names
+    )
+    return ModelOutput(
+        engine.stream(f"SELECT {columns} FROM {OUTPUT_TABLE}", schema), {**summary, **metadata}
+    )
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """A small preview table for Dagster's metadata; long values are shortened."""
+
+    def cell(value: object) -> str:
+        text = "" if value is None else str(value)
+        text = text.replace("|", "\\|").replace("\n", " ")
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(name)) for name in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _register_sources(
+    engine: Engine, sources: Mapping[str, ds.Dataset | None], wanted: Sequence[EventSource]
+) -> list[EventSource]:
+    present = [source for source in wanted if has_rows_source(sources.get(source.name))]
+    for source in present:
+        engine.register(source.relation, sources[source.name])  # type: ignore[arg-type]
+    return present
+
+
+def _union(selects: Sequence[str]) -> str:
+    return "\nUNION ALL BY NAME\n".join(f"({select})" for select in selects)
+
+
+def identity_links(
+    engine: Engine, identity: IdentityMap, sources: Mapping[str, ds.Dataset | None]
+) -> ModelOutput:
+    """Links seen in one day of the sources whose rows carry identifiers of two namespaces."""
+    linking = [source for source in EVENT_SOURCES if source.name in identity.links_sources()]
+    present = _register_sources(engine, sources, linking)
+    if present:
+        selects = [
+            f"SELECT identity_references, occurred_at FROM ({source.select_sql(identity)})"
+            for source in present
+        ]
+        engine.create_table(OUTPUT_TABLE, load_sql("identity_links", sources=_union(selects)))
+    else:
+        engine.register(OUTPUT_TABLE, schemas.IDENTITY_LINKS.empty_table())
+    return _finish(
+        engine, schemas.IDENTITY_LINKS, "first_seen_at", {"sources": [source.name for source in present]}
+    )
+
+
+def events(
+    engine: Engine,
+    identity: IdentityMap,
+    sources: Mapping[str, ds.Dataset | None],
+    links: ds.Dataset | None,
+) -> ModelOutput:
+    """Every present source's events of one day in one shape; absent sources are listed, not fatal."""
+    present = _register_sources(engine, sources, EVENT_SOURCES)
+    engine.register_or_empty("identity_links", links, schemas.IDENTITY_LINKS)
+    if present:
+        selects = [source.select_sql(identity) for source in present]
+        engine.create_table(OUTPUT_TABLE, load_sql("events", sources=_union(selects)))
+    else:
+        engine.register(OUTPUT_TABLE, schemas.EVENTS.empty_table())
+    per_source = engine.rows(
+        f"SELECT source, count(*) AS n FROM {OUTPUT_TABLE} GROUP BY source ORDER BY source"
+    )
+    without_person = engine.rows(f"SELECT count(*) AS n FROM {OUTPUT_TABLE} WHERE person_key IS NULL")[0]["n"]
+    return _finish(
+        engine,
+        schemas.EVENTS,
+        "occurred_at",
+        {
+            "sources_present": [source.name for source in present],
+            "sources_absent": [source.name for source in EVENT_SOURCES if source not in present],
+            "rows_per_source": {row["source"]: row["n"] for row in per_source},
+            "rows_without_person": without_person,
+        },
+    )
+
+
+def experiment_exposures(
+    engine: Engine, identity: IdentityMap, decisions: ds.Dataset | None, links: ds.Dataset | None
+) -> ModelOutput:
+    """The first decision per person per experiment of one day's decisions."""
+    engine.register_or_empty("decisions", decisions, DECISIONS)
+    engine.register_or_empty("identity_links", links, schemas.IDENTITY_LINKS)
+    references = identity.references_sql("optimizely")
+    engine.create_table(OUTPUT_TABLE, load_sql("exposures", identity_references=references))
+    skipped = engine.rows(load_sql("exposures_skipped", identity_references=references))[0]["skipped"]
+    counts = engine.rows(
+        f"""SELECT count(*) FILTER (WHERE len(variation_ids) > 1) AS in_several,
+                   count(*) FILTER (WHERE is_holdback) AS holdbacks,
+                   count(DISTINCT experiment_id) AS experiments
+            FROM {OUTPUT_TABLE}"""
+    )[0]
+    return _finish(
+        engine,
+        schemas.EXPERIMENT_EXPOSURES,
+        "first_exposed_at",
+        {
+            "experiments": counts["experiments"],
+            "visitors_in_several_variations": counts["in_several"],
+            "holdback_visitors": counts["holdbacks"],
+            "skipped_decisions": skipped,
+        },
+    )
+
+
+def experiment_conversions(
+    engine: Engine, events_of_day: ds.Dataset | None, exposures: ds.Dataset | None, window_days: int
+) -> ModelOutput:
+    """One day's events by people exposed within the attribution window before them."""
+    engine.register_or_empty("events", events_of_day, schemas.EVENTS)
+    engine.register_or_empty("exposures", exposures, schemas.EXPERIMENT_EXPOSURES)
+    engine.create_table(OUTPUT_TABLE, load_sql("experiment_conversions"), {"window_days": window_days})
+    per_source = engine.rows(
+        f"SELECT source, count(*) AS n FROM {OUTPUT_TABLE} GROUP BY source ORDER BY source"
+    )
+    return _finish(
+        engine,
+        schemas.EXPERIMENT_CONVERSIONS,
+        "occurred_at",
+        {
+            "attribution_window_days": window_days,
+            "rows_per_source": {r["source"]: r["n"] for r in per_source},
+        },
+    )
+
+
+def daily_active_users(engine: Engine, events_of_day: ds.Dataset | None) -> ModelOutput:
+    engine.register_or_empty("events", events_of_day, schemas.EVENTS)
+    engine.create_table(OUTPUT_TABLE, load_sql("daily_active_users"))
+    counts = engine.rows(f"SELECT source, active_users FROM {OUTPUT_TABLE} ORDER BY source")
+    return _finish(
+        engine,
+        schemas.DAILY_ACTIVE_USERS,
+        None,
+        {"active_users": {row["source"]: row["active_users"] for row in counts}},
+    )

@@ -1,0 +1,84 @@
+"""The warehouse's settings: where the analysts' DuckDB file lives, how much each computation may use,
+and the experiment-analysis choices. Every field is optional and falls back to the environment.
+
+| variable | meaning | default |
+|---|---|---|
+| `EVENT_PLATFORM_WAREHOUSE` | the analysts' DuckDB file | `./data/warehouse.duckdb` |
+| `EVENT_PLATFORM_DUCKDB_MEMORY_LIMIT` | memory limit of each in-process DuckDB (it spills past it) | `2GB` |
+| `EVENT_PLATFORM_DUCKDB_THREADS` | threads of each in-process DuckDB | `2` |
+| `EVENT_PLATFORM_EXPERIMENT_WEIGHTS` | JSON `{experiment: {variation: weight}}`, unequal splits | equal |
+| `EVENT_PLATFORM_ATTRIBUTION_WINDOW_DAYS` | conversions count this many days after the first exposure | `7` |
+| `EVENT_PLATFORM_IDENTITY_LOOKBACK_DAYS` | days of identity links a day's events resolve through | `30` |
+| `EVENT_PLATFORM_IDENTITY_RULES` | identity rules, see `identity.py` | the sources' shared ids |
+
+The attribution window and the identity lookback shape the assets' partition mappings, so they are
+read when the definitions load, not per run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dagster import ConfigurableResource
+
+from event_platform import settings
+from event_platform.defs.warehouse.engine import Engine, EngineSettings
+from event_platform.defs.warehouse.results import ResultsSettings, parse_traffic_weights
+
+DEFAULT_MEMORY_LIMIT = "2GB"
+DEFAULT_THREADS = 2
+DEFAULT_ATTRIBUTION_WINDOW_DAYS = 7
+DEFAULT_IDENTITY_LOOKBACK_DAYS = 30
+
+
+def _positive_int(name: str, default: int) -> int:
+    text = settings.setting(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name} must be a whole number of days, 1 or more; it is {text!r}")
+    return value
+
+
+def attribution_window_days() -> int:
+    return _positive_int("EVENT_PLATFORM_ATTRIBUTION_WINDOW_DAYS", DEFAULT_ATTRIBUTION_WINDOW_DAYS)
+
+
+def identity_lookback_days() -> int:
+    return _positive_int("EVENT_PLATFORM_IDENTITY_LOOKBACK_DAYS", DEFAULT_IDENTITY_LOOKBACK_DAYS)
+
+
+class WarehouseResource(ConfigurableResource):
+    """Builds each run's in-process DuckDB and knows where the analysts' catalog goes."""
+
+    path: str | None = None
+    memory_limit: str | None = None
+    threads: int | None = None
+    traffic_weights: str | None = None
+    """JSON `{experiment_id: {variation_id: weight}}`; experiments not named are split equally."""
+    confidence: float = 0.95
+    srm_alpha: float = 0.001
+
+    def warehouse_path(self) -> Path:
+        configured = self.path or settings.setting("EVENT_PLATFORM_WAREHOUSE", settings.DEFAULT_WAREHOUSE)
+        return Path(configured or settings.DEFAULT_WAREHOUSE)
+
+    def engine(self) -> Engine:
+        threads = self.threads or _positive_int("EVENT_PLATFORM_DUCKDB_THREADS", DEFAULT_THREADS)
+        memory_limit = self.memory_limit or settings.setting(
+            "EVENT_PLATFORM_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT
+        )
+        return Engine(EngineSettings(memory_limit=memory_limit or DEFAULT_MEMORY_LIMIT, threads=threads))
+
+    def results_settings(self, window_days: int) -> ResultsSettings:
+        weights = self.traffic_weights or settings.setting("EVENT_PLATFORM_EXPERIMENT_WEIGHTS")
+        return ResultsSettings(
+            window_days=window_days,
+            confidence=self.confidence,
+            srm_alpha=self.srm_alpha,
+            traffic_weights=parse_traffic_weights(weights),
+        )
