@@ -1,0 +1,249 @@
+"""When things run: the jobs, schedules, automation conditions and policies that span sources.
+
+Selections are written against what an asset *is* (time-partitioned or not, its group), never as a
+list of keys, so an asset added to a source folder joins its source's schedule, the `daily_events`
+job and the freshness and automation rules without an edit here.
+
+How a day flows:
+- each scheduled source runs on D+1 once its vendor has finished day D (see `SOURCE_SCHEDULES`), and
+  also re-runs the `EVENT_PLATFORM_LOOKBACK_DAYS` days before D, for data that arrives late;
+  Optimizely E3 has no schedule: its own sensor watches the bucket;
+- the daily warehouse assets follow by automation condition: a partition runs once every upstream
+  partition of the same day exists and none is in progress, and again whenever one is re-landed
+  within the look-back;
+- the unpartitioned marts follow any daily warehouse update once nothing upstream is in progress.
+
+`apply_automation` attaches the warehouse conditions and every asset's freshness policy; the lead
+calls it in `definitions.py` (`Definitions.map_asset_specs` underneath), so asset authors need not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from event_platform import settings
+from event_platform.partitions import daily_partitions
+
+WAREHOUSE_GROUP = "warehouse"
+DEFAULT_LOOKBACK_DAYS = 1
+
+
+def lookback_days() -> int:
+    """EVENT_PLATFORM_LOOKBACK_DAYS: how many days before D each scheduled tick re-materializes."""
+    raw = settings.setting("EVENT_PLATFORM_LOOKBACK_DAYS", str(DEFAULT_LOOKBACK_DAYS))
+    try:
+        days = int(raw or DEFAULT_LOOKBACK_DAYS)
+    except ValueError:
+        days = -1
+    if days < 0:
+        raise ValueError(f"EVENT_PLATFORM_LOOKBACK_DAYS must be a whole number of days >= 0, got {raw!r}.")
+    return days
+
+
+# ---- Selections --------------------------------------------------------------------------------
+
+DAILY_ASSETS = dg.AssetSelection.from_string("partitions:time")
+"""Every daily-partitioned asset, of every source and of the warehouse (their checks come along)."""
+
+WAREHOUSE_MARTS = dg.AssetSelection.from_string(f"group:{WAREHOUSE_GROUP} and partitions:none")
+"""The unpartitioned warehouse assets: `warehouse/experiment_results` and `warehouse/catalog`."""
+
+
+def daily_assets_of(group: str) -> dg.AssetSelection:
+    return dg.AssetSelection.from_string(f"group:{group} and partitions:time")
+
+
+# ---- Jobs ----------------------------------------------------------------------------------------
+
+daily_events = dg.define_asset_job(
+    name="daily_events",
+    selection=DAILY_ASSETS,
+    description="Every daily asset of every source and of the warehouse, with their checks: one day end to "
+    "end. Launch it for a partition, or backfill a range from the UI.",
+)
+
+warehouse_marts = dg.define_asset_job(
+    name="warehouse_marts",
+    selection=WAREHOUSE_MARTS,
+    description="The unpartitioned marts over every day: experiment results and the analysts' catalog.",
+)
+
+
+# ---- Schedules -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceSchedule:
+    group: str
+    cron: str
+    """When on D+1 (UTC) day D is requested."""
+    fresh_by: str
+    """The cron by which day D must have landed: two hours after the tick."""
+    why: str
+
+
+SOURCE_SCHEDULES = (
+    SourceSchedule(
+        "amplitude",
+        "30 3 * * *",
+        "30 5 * * *",
+        "the Export API serves an hour about 2 hours after Amplitude received it, so day D is complete at "
+        "D+1 02:00 UTC; 03:30 leaves a margin.",
+    ),
+    SourceSchedule(
+        "profile_store",
+        "0 1 * * *",
+        "0 3 * * *",
+        "TrackEvents are queryable as soon as they are tracked; an hour after midnight lets the last "
+        "batches of day D arrive.",
+    ),
+    SourceSchedule(
+        "tracking",
+        "15 0 * * *",
+        "15 2 * * *",
+        "the collector lands events as they are POSTed; a quarter past midnight closes day D's last file "
+        "(its sensor also picks landed files up during the day).",
+    ),
+)
+"""Optimizely E3 has no schedule: its sensor requests a day when the export appears in the bucket."""
+
+
+def partition_keys_for_tick(tick: datetime, lookback: int) -> list[str]:
+    """The days a tick at `tick` requests: the last complete UTC day D and the `lookback` days before it.
+
+    Days before the first partition are left out.
+    """
+    latest = (tick.astimezone(UTC) - timedelta(days=1)).date()
+    first = daily_partitions.start.date()
+    days = (latest - timedelta(days=back) for back in range(lookback, -1, -1))
+    return [day.isoformat() for day in days if day >= first]
+
+
+def source_schedule(spec: SourceSchedule) -> dg.ScheduleDefinition:
+    job = dg.define_asset_job(
+        name=f"{spec.group}_daily",
+        selection=daily_assets_of(spec.group),
+        description=f"The daily assets of {spec.group}, with their checks.",
+    )
+
+    @dg.schedule(
+        name=f"{spec.group}_daily_schedule",
+        job=job,
+        cron_schedule=spec.cron,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description=f"Requests day D on D+1 at {spec.cron} UTC: {spec.why} Also re-runs the "
+        "EVENT_PLATFORM_LOOKBACK_DAYS days before D for late data.",
+    )
+    def daily_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+        tick = context.scheduled_execution_time or datetime.now(UTC)
+        # The tick's date is part of the run key: tomorrow's tick must re-run today's D as its D-1.
+        return [
+            dg.RunRequest(run_key=f"{key}@{tick.date().isoformat()}", partition_key=key)
+            for key in partition_keys_for_tick(tick, lookback_days())
+        ]
+
+    return daily_schedule
+
+
+source_schedules = [source_schedule(spec) for spec in SOURCE_SCHEDULES]
+
+
+# ---- Automation conditions -----------------------------------------------------------------------
+
+
+def warehouse_daily_condition(lookback: int) -> dg.AutomationCondition:
+    """`eager()`, widened from the latest day to the look-back window.
+
+    A day's warehouse partition runs when all its upstream partitions exist and none is in progress,
+    and again when a scheduled look-back re-lands one of them. Plain `eager()` would watch only the
+    latest day and miss those late-data re-runs.
+    """
+    window = dg.AutomationCondition.in_latest_time_window(timedelta(days=lookback + 1))
+    return (
+        dg.AutomationCondition.eager()
+        .replace("in_latest_time_window", window)
+        .with_label(f"eager over the last {lookback + 1} day(s)")
+    )
+
+
+WAREHOUSE_MART_CONDITION = (
+    (dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated()).since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("after any daily warehouse update, once nothing upstream runs")
+"""`eager()` without "no dependency missing": a mart reads every day, and days before the first
+backfill are always missing, so that clause would keep the marts from ever running."""
+
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    name="default_automation_condition_sensor",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Evaluates every asset's automation condition (the warehouse's) every 30 seconds.",
+)
+
+
+# ---- Freshness -----------------------------------------------------------------------------------
+
+# A scheduled source must have landed by its `fresh_by` (it reads as fresh from its tick on);
+# Optimizely's export arrives at an hour it does not publish, and the warehouse follows the last
+# source to land, so they get a window since their last update instead.
+LATE_ARRIVING_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=36), warn_window=timedelta(hours=26)
+)
+FRESHNESS_POLICIES: dict[str, dg.FreshnessPolicy] = {
+    **{
+        spec.group: dg.FreshnessPolicy.cron(deadline_cron=spec.fresh_by, lower_bound_delta=timedelta(hours=2))
+        for spec in SOURCE_SCHEDULES
+    },
+    "optimizely": LATE_ARRIVING_FRESHNESS,
+    WAREHOUSE_GROUP: LATE_ARRIVING_FRESHNESS,
+}
+"""Per group. Evaluated by the instance's freshness daemon (part of `dagster dev` and
+`dagster-daemon run`); the state shows on each asset in the UI and `freshness_alerts` reports failures."""
+
+
+# ---- Retries and backfills -----------------------------------------------------------------------
+
+SOURCE_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=3,
+    delay=60,
+    backoff=dg.Backoff.EXPONENTIAL,
+    jitter=dg.Jitter.PLUS_MINUS,
+)
+"""For every source asset: 1, 2 and 4 minutes (±jitter) between attempts of a whole step. The clients
+already retry single requests (event_platform.retry); this covers what outlasts them: a vendor
+outage of minutes, an expired token refreshed on the next attempt, a lost worker."""
+
+RANGE_BACKFILL_POLICY = dg.BackfillPolicy.single_run()
+"""For an asset that computes a range of days at once and returns a Table with a `date` column
+(the Parquet IO manager splits it per partition): a 90-day backfill is one run."""
+
+PER_DAY_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
+"""For an asset that handles one day per run (a vendor request per day): one run per day, run in
+parallel under the instance's run queue."""
+
+
+# ---- Attaching them to the assets ----------------------------------------------------------------
+
+
+def with_automation(spec: dg.AssetSpec) -> dg.AssetSpec:
+    """The group's freshness policy, and for warehouse assets their automation condition.
+
+    What an asset declares itself wins.
+    """
+    freshness = spec.freshness_policy or FRESHNESS_POLICIES.get(spec.group_name or "")
+    condition = spec.automation_condition
+    if condition is None and spec.group_name == WAREHOUSE_GROUP:
+        partitioned = spec.partitions_def is not None
+        condition = warehouse_daily_condition(lookback_days()) if partitioned else WAREHOUSE_MART_CONDITION
+    return spec.replace_attributes(freshness_policy=freshness, automation_condition=condition)
+
+
+def apply_automation(defs: dg.Definitions) -> dg.Definitions:
+    """`defs` with `with_automation` applied to every asset spec; called from definitions.py."""
+    return defs.map_asset_specs(func=with_automation)
