@@ -1,0 +1,149 @@
+"""Landing a day: byte-identical members in an atomic raw partition, with counts in the manifest."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import hashlib
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+import requests
+import responses
+
+from event_platform.defs.amplitude.client import ArchiveError, ExportClient
+from event_platform.defs.amplitude.landing import land_export
+from event_platform.lake.filesystem import Lake
+from event_platform.lake.io_manager import LakeResource
+from event_platform.retry import NO_WAIT
+
+US_URL = "https://amplitude.com/api/2/export"
+DAY = dt.date(2026, 11, 1)
+PARTITION = "raw/amplitude/date=2026-11-01"
+
+
+def gzip_lines(count: int, tag: str) -> bytes:
+    return gzip.compress(b"".join(b'{"uuid":"%s-%d"}\n' % (tag.encode(), n) for n in range(count)))
+
+
+MEMBERS = {
+    "374182/374182_2026-11-01_0#0.json.gz": gzip_lines(3, "a"),
+    "374182/374182_2026-11-01_0#1.json.gz": gzip_lines(2, "b"),
+    "374182/374182_2026-11-01_13#0.json.gz": gzip_lines(5, "c"),
+}
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("374182/", b"")
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def lake(lake_resource: LakeResource) -> Lake:
+    return lake_resource.lake()
+
+
+@pytest.fixture
+def downloads(tmp_path: Path) -> Path:
+    return tmp_path / "downloads"
+
+
+@pytest.fixture
+def client() -> ExportClient:
+    return ExportClient("key", "secret", backoff=NO_WAIT, sleep=lambda seconds: None)
+
+
+@responses.activate
+def test_members_land_byte_identical_with_line_counts(
+    client: ExportClient, lake: Lake, downloads: Path
+) -> None:
+    responses.get(US_URL, status=503)
+    responses.get(US_URL, body=zip_bytes(MEMBERS))
+    result = land_export(client, DAY, lake, tmp_dir=downloads)
+
+    manifest = lake.read_manifest(PARTITION)
+    assert manifest is not None
+    by_name = {entry.name: entry for entry in manifest.files}
+    assert sorted(by_name) == sorted(MEMBERS)
+    for name, data in MEMBERS.items():
+        entry = by_name[name]
+        landed = lake.read_bytes(f"{PARTITION}/{entry.path}")
+        assert (
+            landed == data and entry.sha256 == hashlib.sha256(data).hexdigest() and entry.bytes == len(data)
+        )
+        assert entry.extra == {
+            "member": name,
+            "lines": len(gzip.decompress(data).splitlines()),
+            "uncompressed_bytes": len(gzip.decompress(data)),
+        }
+    assert manifest.metadata["zip_members"] == 3
+    assert manifest.metadata["requests"] == 2
+    assert manifest.metadata["windows_split"] == 0
+    assert manifest.metadata["window"] == {"start": "20261101T00", "end": "20261101T23"}
+    assert (result.files, result.lines, result.requests, result.zip_members) == (3, 10, 2, 3)
+    assert result.bytes == sum(len(data) for data in MEMBERS.values())
+    assert result.uri == lake.uri(PARTITION)
+    assert list(downloads.iterdir()) == [], "each ZIP is deleted once landed"
+
+
+@responses.activate
+def test_split_windows_land_together_in_one_partition(
+    client: ExportClient, lake: Lake, downloads: Path
+) -> None:
+    first_half = {name: data for name, data in MEMBERS.items() if "_0#" in name}
+    second_half = {name: data for name, data in MEMBERS.items() if "_13#" in name}
+
+    def by_window(request: requests.PreparedRequest) -> tuple[int, dict, bytes]:
+        if "end=20261101T23" in request.url and "start=20261101T00" in request.url:
+            return 400, {}, b"too large"
+        return 200, {}, zip_bytes(first_half if "start=20261101T00" in request.url else second_half)
+
+    responses.add_callback(responses.GET, US_URL, callback=by_window)
+    result = land_export(client, DAY, lake, tmp_dir=downloads)
+    assert (result.windows_split, result.archives, result.files, result.lines) == (1, 2, 3, 10)
+    manifest = lake.read_manifest(PARTITION)
+    assert manifest is not None and manifest.metadata["windows_split"] == 1
+
+
+@responses.activate
+def test_a_day_without_data_commits_an_empty_partition(
+    client: ExportClient, lake: Lake, downloads: Path
+) -> None:
+    responses.get(US_URL, status=404, body="Raw data files were not found.")
+    result = land_export(client, DAY, lake, tmp_dir=downloads)
+    manifest = lake.read_manifest(PARTITION)
+    assert manifest is not None and manifest.files == []
+    assert manifest.metadata["zip_members"] == 0
+    assert (result.files, result.lines, result.bytes) == (0, 0, 0)
+
+
+@responses.activate
+def test_relanding_replaces_the_day_and_a_failed_landing_keeps_the_previous_one(
+    client: ExportClient, lake: Lake, downloads: Path
+) -> None:
+    responses.get(US_URL, body=zip_bytes(MEMBERS))
+    land_export(client, DAY, lake, tmp_dir=downloads)
+    first = lake.read_manifest(PARTITION)
+
+    responses.replace(
+        responses.GET, US_URL, body=zip_bytes({**MEMBERS, "374182/374182_2026-11-01_1#0.json.gz": b"bad"})
+    )
+    with pytest.raises(ArchiveError, match="corrupt"):
+        land_export(client, DAY, lake, tmp_dir=downloads)
+    assert lake.read_manifest(PARTITION) == first
+    assert sorted(lake.list_files(PARTITION)) == sorted(
+        [f"{PARTITION}/_manifest.json", *lake.current_files(PARTITION)]
+    ), "the failed attempt's files are gone"
+
+    responses.replace(
+        responses.GET, US_URL, body=zip_bytes({"374182/374182_2026-11-01_2#0.json.gz": gzip_lines(1, "z")})
+    )
+    result = land_export(client, DAY, lake, tmp_dir=downloads)
+    assert result.files == 1 and len(lake.current_files(PARTITION)) == 1
+    assert list(downloads.iterdir()) == []
