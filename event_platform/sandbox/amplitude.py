@@ -353,7 +353,9 @@ class DayGenerator:
     def write(self, day: dt.date, directory: Path, *, workers: int | None = None) -> DaySummary:
         """The day's files under `directory/<project>/`; returns what they hold.
 
-        `workers` processes write the hours (default: one per core for big days, none for small ones).
+        `workers` processes write the hours (default: one per core for days of `PARALLEL_ABOVE_EVENTS` or
+        more, none for smaller ones). They are spawned, so a script calling this for a big day needs the
+        usual `if __name__ == "__main__":` guard.
         """
         project_dir = Path(directory) / str(self.world.amplitude_project_id)
         project_dir.mkdir(parents=True, exist_ok=True)
@@ -384,8 +386,11 @@ class DayGenerator:
         hour_start = ((plan.day - _EPOCH).days * 24 + plan.hour) * HOUR_MS
         people = self.world.active_people(plan.day) or list(self.world.people)
         background, total = plan.background, plan.background + len(plan.conversions)
-        invalid_at = set(rng.sample(range(total), min(plan.invalid_json_lines, total)))
-        malformed_at = set(rng.sample(range(total), min(plan.malformed_timestamps, total)))
+        corrupted = rng.sample(range(total), min(plan.invalid_json_lines + plan.malformed_timestamps, total))
+        invalid_at, malformed_at = (
+            set(corrupted[: plan.invalid_json_lines]),
+            set(corrupted[plan.invalid_json_lines :]),
+        )
         totals = _HourTotals()
         writer = _PartWriter(
             project_dir, f"{project_dir.name}_{plan.day}_{plan.hour}", self.settings.events_per_part, totals
@@ -430,7 +435,8 @@ class DayGenerator:
             else:
                 totals.unique_valid += 1
             writer.write(line)
-            if random_() < DUPLICATE_SHARE:
+            # Only clean lines are retried, so the corrupted counts stay exactly as asked.
+            if random_() < DUPLICATE_SHARE and index not in invalid_at and index not in malformed_at:
                 duplicates.append(line)
         for line in duplicates:
             writer.write(line)
