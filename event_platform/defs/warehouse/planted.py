@@ -1,0 +1,108 @@
+"""What the sandbox world plants, and whether the warehouse finds it (for the sandbox-truth check).
+
+The Optimizely emulator draws, for each person active on a day and each running experiment, one
+conversion on the experiment's metric event with the variation's planted probability. Two consequences
+shape the comparison:
+- a person visits on several days, so the share of units converting within the attribution window
+  (the results' `conversion_rate`) exceeds the per-visit probability; the check therefore measures
+  per-visit rates (`sandbox_visit_rates.sql`);
+- experiments sharing a metric event (two use `purchase`) add their own draws to each other's
+  event, so the rate the world implies for variation v of experiment A is
+  1 - (1 - r_v) * prod over other experiments B with A's metric of (1 - sum_w share_w * r_w)
+  (assignments to different experiments are independent).
+A planted sample-ratio mismatch is expected to be flagged only when the units give the test a 99.9%
+chance to see it (otherwise a small world would fail the check by bad luck).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from event_platform.defs.warehouse import stats
+from event_platform.sandbox.world import Experiment, World
+
+CHECK_CONFIDENCE = 0.999
+DETECTION_POWER = 0.999
+
+
+def expected_visit_rate(world: World, experiment: Experiment, variation_id: str) -> float:
+    own = next(v for v in experiment.variations if v.id == variation_id).conversion_rate
+    no_conversion = 1.0 - own
+    for other in world.experiments:
+        if other.id != experiment.id and other.metric_event == experiment.metric_event:
+            no_conversion *= 1.0 - sum(v.traffic_share * v.conversion_rate for v in other.variations)
+    return 1.0 - no_conversion
+
+
+def srm_detectable(experiment: Experiment, total_units: int, alpha: float) -> bool:
+    """Whether a chi-square test at `alpha` finds the planted split with probability DETECTION_POWER
+    (normal approximation of the noncentral chi-square for one degree of freedom)."""
+    equal = 1.0 / len(experiment.variations)
+    noncentrality = total_units * sum((v.traffic_share - equal) ** 2 / equal for v in experiment.variations)
+    needed = stats.normal_quantile(1.0 - alpha / 2.0) + stats.normal_quantile(DETECTION_POWER)
+    return math.sqrt(noncentrality) >= needed
+
+
+@dataclass
+class Verdict:
+    problems: list[str] = field(default_factory=list)
+    details: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+
+def judge(
+    world: World,
+    visit_rates: Sequence[Mapping[str, Any]],
+    units_by_experiment: Mapping[str, Mapping[str, int]],
+    flagged: set[str],
+    alpha: float,
+) -> Verdict:
+    """Compare measured per-visit rates and SRM flags with what `world` planted."""
+    verdict = Verdict()
+    planted = {experiment.id: experiment for experiment in world.experiments}
+    for row in visit_rates:
+        experiment = planted.get(row["experiment_id"])
+        if experiment is None or row["visits"] == 0:
+            continue
+        expected = expected_visit_rate(world, experiment, row["variation_id"])
+        low, high = stats.proportion_interval(row["converted_visits"], row["visits"], CHECK_CONFIDENCE)
+        measured = row["converted_visits"] / row["visits"]
+        verdict.details.append(
+            {
+                "experiment": experiment.name,
+                "variation": row["variation_id"],
+                "expected": round(expected, 5),
+                "measured": round(measured, 5),
+                "interval": [round(low, 5), round(high, 5)],
+                "visits": row["visits"],
+            }
+        )
+        if not low <= expected <= high:
+            verdict.problems.append(
+                f"{experiment.name} variation {row['variation_id']}: planted per-visit rate "
+                f"{expected:.4f} outside the {CHECK_CONFIDENCE:.1%} interval [{low:.4f}, {high:.4f}] "
+                f"of {row['visits']} visits"
+            )
+    for experiment_id, units in units_by_experiment.items():
+        experiment = planted.get(experiment_id)
+        if experiment is None:
+            continue
+        missing = [v.id for v in experiment.variations if units.get(v.id, 0) == 0]
+        if missing:
+            verdict.problems.append(f"{experiment.name}: no units in variations {', '.join(missing)}")
+        if experiment.sample_ratio_mismatch and experiment_id not in flagged:
+            if srm_detectable(experiment, sum(units.values()), alpha):
+                verdict.problems.append(
+                    f"{experiment.name}: the planted sample-ratio mismatch was not flagged"
+                )
+        elif not experiment.sample_ratio_mismatch and experiment_id in flagged:
+            verdict.problems.append(
+                f"{experiment.name}: flagged for a sample-ratio mismatch the world did not plant"
+            )
+    return verdict
