@@ -114,9 +114,8 @@ _SDK_DATA = '{"path":"/2/httpapi","user_properties_updated":false,"group_first_e
 _SERVER_DATA = '{"path":"/2/httpapi","user_properties_updated":true,"group_first_event":{},"group_ids":{}}'
 _INITIAL_PROPERTIES = (
     "initial_utm_medium", "initial_referring_domain", "initial_utm_content", "initial_utm_campaign",
-    "initial_twclid", "initial_li_fat_id", "initial_gclid", "initial_utm_source", "initial_dclid",
-    "initial_wbraid", "initial_fbclid", "initial_rtd_cid", "initial_utm_id", "initial_referrer",
-    "initial_gbraid", "initial_utm_term", "initial_msclkid", "initial_ttclid", "initial_ko_click_id",
+    "initial_gclid", "initial_utm_source", "initial_fbclid", "initial_utm_id", "initial_referrer",
+    "initial_utm_term", "initial_msclkid",
 )  # fmt: skip
 _BACKGROUND_TYPES = ("session_start", "page_view", "page_view", "page_view", "course_view", "video_play",
                      "search", "session_end")  # fmt: skip

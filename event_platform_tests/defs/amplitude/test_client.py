@@ -390,3 +390,14 @@ def test_the_vendors_real_lines_are_accepted_as_they_are(tmp_path: Path, vendor_
     for line in raw.splitlines():
         event = json.loads(line)
         assert len(event) == 55 and list(event) == sorted(event)
+
+
+@responses.activate
+def test_retries_log_no_secret(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    responses.get(US_URL, status=500, body="Internal error")
+    responses.get(US_URL, body=b"<html>not a zip</html>")
+    responses.get(US_URL, body=EXPORT)
+    with caplog.at_level("DEBUG"):
+        export_all(make_client(), tmp_path)
+    assert "failed (attempt 2 of 6)" in caplog.text
+    assert SECRET not in caplog.text
