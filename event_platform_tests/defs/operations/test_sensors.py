@@ -1,0 +1,91 @@
+"""The run-failure sensor on a real failed run: recorded, logged, POSTed to a webhook on 127.0.0.1."""
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from event_platform.defs.operations import alerts
+from event_platform.defs.operations.sensors import run_failure_alerts
+from event_platform.sandbox.loopback import serve
+from event_platform_tests.defs.operations.webhook_receiver import HOOK_PATH, WebhookReceiver
+
+LEAKED = "pk-very-secret-999"
+
+
+@dg.op
+def fetch_day() -> None:
+    raise RuntimeError(f"vendor refused key {LEAKED}")
+
+
+@dg.job
+def failing_job() -> None:
+    fetch_day()
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        yield instance
+
+
+def evaluate_on_failed_run(instance: dg.DagsterInstance) -> dg.DagsterRun:
+    result = failing_job.execute_in_process(instance=instance, raise_on_error=False, tags={"team": "data"})
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+    context = dg.build_run_status_sensor_context(
+        sensor_name=run_failure_alerts.name,
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        dagster_event=failure,
+    ).for_run_failure()
+    run_failure_alerts(context)
+    return result.dagster_run
+
+
+def recorded(instance: dg.DagsterInstance) -> list[dict[str, object]]:
+    path = Path(instance.root_directory) / alerts.FAILURES_LOG
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_failed_run_is_posted_to_the_webhook_and_recorded(
+    instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VENDOR_API_KEY", LEAKED)
+    receiver = WebhookReceiver(statuses=[503])
+    with serve(receiver.app, name="webhook") as server:
+        monkeypatch.setenv(alerts.WEBHOOK_SETTING, server.url + HOOK_PATH)
+        run = evaluate_on_failed_run(instance)
+
+    [posted] = receiver.received
+    assert posted["run_id"] == run.run_id
+    assert posted["job"] == "failing_job"
+    assert posted["failed_steps"] == ["fetch_day"]
+    assert "fetch_day: RuntimeError: vendor refused key ***" in posted["message"]
+    assert LEAKED not in json.dumps(posted)
+    [line] = recorded(instance)
+    assert line["run_id"] == run.run_id
+    assert LEAKED not in json.dumps(line)
+
+
+def test_without_a_webhook_the_failure_is_only_recorded(
+    instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(alerts.WEBHOOK_SETTING, raising=False)
+    run = evaluate_on_failed_run(instance)
+    assert [line["run_id"] for line in recorded(instance)] == [run.run_id]
+
+
+def test_a_webhook_outage_does_not_fail_the_sensor(
+    instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver = WebhookReceiver(statuses=[500] * 10)
+    monkeypatch.setattr(alerts, "WEBHOOK_BACKOFF", alerts.Backoff(attempts=2, base_seconds=0, max_seconds=0))
+    with serve(receiver.app, name="webhook") as server:
+        monkeypatch.setenv(alerts.WEBHOOK_SETTING, server.url + HOOK_PATH)
+        run = evaluate_on_failed_run(instance)
+    assert receiver.attempts == 2
+    assert [line["run_id"] for line in recorded(instance)] == [run.run_id]
+    assert "s3cr3t-webhook-token" not in caplog.text
