@@ -7,32 +7,38 @@ Like Optimizely's Spark job it writes `part-0000n-<job uuid>.c000.snappy.parquet
 marker per date, a few duplicate rows whose `uuid` differs only in case, and, after 2023-10-09, null
 `session_id` and `experiments`.
 
-Credentials expire after `credential_seconds` (a minute by default) so every long load refreshes them;
-moto accepts any keys, so the issued ones work against the S3 endpoint.
+Credentials expire after `credential_seconds` (a minute by default) so every long load refreshes them.
+The S3 endpoint is moto's app behind a gate that enforces that expiry: a request signed with keys this
+sandbox issued is answered 403 `ExpiredToken` once they have expired, as AWS would; any other keys
+pass (moto itself accepts any).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import itertools
+import logging
 import math
 import random
+import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from event_platform.defs.optimizely.client import DEFAULT_BUCKET, SUCCESS_MARKER, E3Location, parse_duration
 from event_platform.defs.optimizely.schema import E3_TYPES, DataType
@@ -53,6 +59,11 @@ USER_AGENTS = {
     "Android": ("android-sdk", "5.0.0", "Optimizely-Android/5.0.0 (Linux; Android 15)"),
 }
 DAY_MS = 86_400_000
+SIGNED_ACCESS_KEY = re.compile(r"Credential=([A-Z0-9]+)/")
+EXPIRED_TOKEN_XML = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>ExpiredToken</Code>'
+    b"<Message>The provided token has expired.</Message></Error>"
+)
 
 
 class OptimizelySandbox:
@@ -62,7 +73,6 @@ class OptimizelySandbox:
         self,
         world: World,
         *,
-        s3_endpoint_url: str | None = None,
         bucket: str = DEFAULT_BUCKET,
         token: str = SANDBOX_TOKEN,
         credential_seconds: int = 60,
@@ -77,30 +87,39 @@ class OptimizelySandbox:
         self.rows_per_part = rows_per_part
         self.location = E3Location.for_account(world.account_id, bucket)
         self.issued_access_keys: list[str] = []
-        self._s3_endpoint_url = s3_endpoint_url
-        self._moto: ThreadedMotoServer | None = None
+        self._expiry_by_access_key: dict[str, float] = {}
+        self._s3_endpoint_url: str | None = None
+        self._s3_server: BaseWSGIServer | None = None
+        self._s3_thread: threading.Thread | None = None
         self._auth: LoopbackServer | None = None
         self._issue_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def start(self) -> OptimizelySandbox:
-        if self._s3_endpoint_url is None:
-            self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-            self._moto.start()
-            host, port = self._moto.get_host_and_port()
-            self._s3_endpoint_url = f"http://{host}:{port}"
+        # moto's request log would drown the demo's output.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        app = self._expiry_gate(DomainDispatcherApplication(create_backend_app))
+        self._s3_server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+        # A short poll interval lets stop() return at once.
+        self._s3_thread = threading.Thread(
+            target=self._s3_server.serve_forever, kwargs={"poll_interval": 0.05}, name="e3-s3", daemon=True
+        )
+        self._s3_thread.start()
+        host, port = self._s3_server.server_address[:2]
+        self._s3_endpoint_url = f"http://{host}:{port}"
         self._auth = serve(self.auth_app(), name="optimizely-auth")
-        self._s3().create_bucket(Bucket=self.bucket)
+        self._s3.create_bucket(Bucket=self.bucket)
         return self
 
     def stop(self) -> None:
         if self._auth is not None:
             self._auth.stop()
             self._auth = None
-        if self._moto is not None:
-            self._moto.stop()
-            self._moto = None
+        if self._s3_server is not None and self._s3_thread is not None:
+            self._s3_server.shutdown()
+            self._s3_thread.join(timeout=10)
+            self._s3_server = None
 
     def __enter__(self) -> OptimizelySandbox:
         return self.start()
@@ -143,11 +162,13 @@ class OptimizelySandbox:
             seconds = parse_duration(request.query_params.get("duration", "1h"))
         except ValueError as error:
             return JSONResponse({"code": "BAD_REQUEST", "message": str(error)}, status_code=400)
+        lifetime = min(seconds, self.credential_seconds)
+        expires = self.clock() + lifetime
         with self._issue_lock:
             number = len(self.issued_access_keys) + 1
             access_key = f"ASIASANDBOX{number:09d}"
             self.issued_access_keys.append(access_key)
-        lifetime = min(seconds, self.credential_seconds)
+            self._expiry_by_access_key[access_key] = expires
         # The real API is inconsistent about the trailing slash; so is this one.
         s3_path = self.location.s3_path + ("/" if number % 2 else "")
         return JSONResponse(
@@ -156,11 +177,24 @@ class OptimizelySandbox:
                     "accessKeyId": access_key,
                     "secretAccessKey": uuid.uuid4().hex,
                     "sessionToken": uuid.uuid4().hex * 4,
-                    "expiration": int((self.clock() + lifetime) * 1000),
+                    "expiration": int(expires * 1000),
                 },
                 "s3Path": s3_path,
             }
         )
+
+    def _expiry_gate(self, app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+        """WSGI middleware: 403 ExpiredToken for a request signed with keys of ours that have expired."""
+
+        def gate(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            match = SIGNED_ACCESS_KEY.search(environ.get("HTTP_AUTHORIZATION", ""))
+            expires = self._expiry_by_access_key.get(match.group(1)) if match else None
+            if expires is not None and self.clock() >= expires:
+                start_response("403 Forbidden", [("Content-Type", "application/xml")])
+                return [EXPIRED_TOKEN_XML]
+            return app(environ, start_response)
+
+        return gate
 
     # -- the export --------------------------------------------------------------------------------
 
@@ -187,11 +221,15 @@ class OptimizelySandbox:
     def put_object(self, relative_key: str, data: bytes) -> str:
         """Store bytes below the account prefix (tests add corrupt parts this way); returns the key."""
         key = f"{self.location.prefix}/{relative_key}"
-        self._s3().put_object(Bucket=self.bucket, Key=key, Body=data)
+        self._s3.put_object(Bucket=self.bucket, Key=key, Body=data)
         return key
 
+    def read_object(self, relative_key: str) -> bytes:
+        response = self._s3.get_object(Bucket=self.bucket, Key=f"{self.location.prefix}/{relative_key}")
+        return response["Body"].read()
+
     def delete_object(self, relative_key: str) -> None:
-        self._s3().delete_object(Bucket=self.bucket, Key=f"{self.location.prefix}/{relative_key}")
+        self._s3.delete_object(Bucket=self.bucket, Key=f"{self.location.prefix}/{relative_key}")
 
     def _write_parts(
         self,
@@ -212,6 +250,7 @@ class OptimizelySandbox:
             name = f"{folder}/part-{number:05d}-{job}.c000.snappy.parquet"
             self.put_object(self.relative_key(type_name, day, name), buffer.getvalue())
 
+    @functools.cached_property
     def _s3(self) -> Any:
         return boto3.client(
             "s3",

@@ -406,7 +406,7 @@ class _S3Errors:
             if code in TRANSIENT_S3_CODES or status == 429 or status >= 500:
                 raise TransientError(f"S3 {code or status} on {self.where}") from None
             if status == 403 or code in {"AccessDenied", "ExpiredToken", "InvalidAccessKeyId"}:
-                raise E3Error(
+                raise E3AuthError(
                     f"S3 refused access to {self.where} ({code}): the export credentials are expired or do "
                     "not cover this account; check the token, or the account id and AWS credentials."
                 ) from None
