@@ -147,3 +147,15 @@ def test_relanding_replaces_the_day_and_a_failed_landing_keeps_the_previous_one(
     result = land_export(client, DAY, lake, tmp_dir=downloads)
     assert result.files == 1 and len(lake.current_files(PARTITION)) == 1
     assert list(downloads.iterdir()) == []
+
+
+@responses.activate
+def test_landing_on_s3_keeps_the_vendors_member_names(
+    client: ExportClient, s3_lake_resource: LakeResource, downloads: Path
+) -> None:
+    responses.get(US_URL, body=zip_bytes(MEMBERS))
+    lake = s3_lake_resource.lake()
+    land_export(client, DAY, lake, tmp_dir=downloads)
+    manifest = lake.read_manifest(PARTITION)
+    assert manifest is not None
+    assert {entry.name: lake.read_bytes(f"{PARTITION}/{entry.path}") for entry in manifest.files} == MEMBERS
