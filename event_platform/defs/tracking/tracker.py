@@ -112,11 +112,11 @@ class Tracker:
         self._spool.mkdir(parents=True, exist_ok=True)
         self._lock_file = _lock_spool(self._spool)
 
+        self._active_segment: Segment | None = None
         segments = self._segments()
         self._next_seq = segments[-1].seq + 1 if segments else 1
         self._write_lock = threading.Lock()
         self._active: BinaryIO | None = None
-        self._active_segment: Segment | None = None
         self._state = threading.Condition()
         self._pending = sum(_count_complete_lines(s.path, s.delivered_offset()) for s in segments)
         self._wake = threading.Event()
@@ -266,29 +266,44 @@ class Tracker:
                 self._stopping.wait(delay)
 
     def _deliver_sealed(self) -> None:
+        """Send every sealed segment's unacknowledged lines, in order, in batches that span segments."""
         with self._write_lock:
             self._seal_active()
             sealed = self._segments()
+        lines: list[bytes] = []
+        size = 0
+        progress: dict[Segment, int | None] = {}
         for segment in sealed:
-            if self._stopping.is_set():
-                return
-            self._deliver_segment(segment)
+            for end_offset, line in self._unacknowledged_lines(segment):
+                full = len(lines) >= self._batch_max_events or size + len(line) > self._batch_max_bytes
+                if lines and full:
+                    self._deliver(lines, progress)
+                    lines, size, progress = [], 0, {}
+                    if self._stopping.is_set():
+                        return
+                lines.append(line)
+                size += len(line) + 1
+                progress[segment] = end_offset
+            progress[segment] = None
+        if progress:
+            self._deliver(lines, progress)
 
-    def _deliver_segment(self, segment: Segment) -> None:
-        for end_offset, lines in self._batches(segment):
-            outcome = self._send(lines)
-            self._dead_letter(outcome.rejected, lines)
-            _write_atomically(segment.delivered_path, str(end_offset).encode())
-            with self._state:
-                self._pending -= len(lines)
-                self._state.notify_all()
-            if self._stopping.is_set():
-                return
-        segment.path.unlink()
-        segment.delivered_path.unlink(missing_ok=True)
+    def _deliver(self, lines: list[bytes], progress: dict[Segment, int | None]) -> None:
+        """Send a batch, then record it: each segment's new offset, or (None) its removal once all is sent."""
+        if lines:
+            self._dead_letter(self._send(lines).rejected, lines)
+        for segment, offset in progress.items():
+            if offset is None:
+                segment.path.unlink()
+                segment.delivered_path.unlink(missing_ok=True)
+            else:
+                _write_atomically(segment.delivered_path, str(offset).encode())
+        with self._state:
+            self._pending -= len(lines)
+            self._state.notify_all()
 
-    def _batches(self, segment: Segment) -> Iterator[tuple[int, list[bytes]]]:
-        """(offset after the batch, lines) from the first unacknowledged line of a sealed segment.
+    def _unacknowledged_lines(self, segment: Segment) -> Iterator[tuple[int, bytes]]:
+        """(offset after the line, line) from the first unacknowledged line of a sealed segment.
 
         A last line without its newline was torn by a crash during `track()`, which therefore never
         returned: it was not acknowledged and is dropped.
@@ -296,21 +311,12 @@ class Tracker:
         offset = segment.delivered_offset()
         with segment.path.open("rb") as stream:
             stream.seek(offset)
-            lines: list[bytes] = []
-            size = 0
             for raw in stream:
                 if not raw.endswith(b"\n"):
                     log.warning("dropping a torn, unacknowledged line at the end of %s", segment.path.name)
-                    break
-                full = len(lines) >= self._batch_max_events or size + len(raw) > self._batch_max_bytes
-                if lines and full:
-                    yield offset, lines
-                    lines, size = [], 0
-                lines.append(raw.rstrip(b"\n"))
-                size += len(raw)
+                    return
                 offset += len(raw)
-            if lines:
-                yield offset, lines
+                yield offset, raw[:-1]
 
     def _send(self, lines: list[bytes]) -> BatchOutcome:
         """POST one batch; a whole-batch 400 (our limits should prevent it) is split to find the culprit."""
