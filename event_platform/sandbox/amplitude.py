@@ -3,8 +3,9 @@
 Data. A day's export is generated once, deterministically from the world (same day, same settings ->
 byte-identical files), into a cache directory as Amplitude lays it out:
 `<project>/<project>_<YYYY-MM-DD>_<H>#<n>.json.gz`, hour not zero-padded, a new part every
-`events_per_part` lines. Lines are built from templates, not `json.dumps`, so a million-event day takes
-seconds; they have the real export's 55 keys in alphabetical order with nulls for the deprecated ones.
+`events_per_part` lines. Lines are built from templates, not `json.dumps`, and big days are written by
+one process per core, so a million-event day takes well under a minute. Lines have the real export's
+55 keys in alphabetical order with nulls for the deprecated ones.
 A day (by `server_upload_time`) holds:
 - `events_per_day` background events (`session_start`, `page_view`, `course_view`, `video_play`,
   `search`, `session_end`) of the day's active people, more in the afternoon (UTC) than at night;
@@ -586,11 +587,6 @@ class AmplitudeEmulator:
     def day_summary(self, day: dt.date) -> DaySummary:
         """What the export of `day` holds (generating it if needed)."""
         return DaySummary(**json.loads((self._day_dir(day) / "summary.json").read_text()))
-
-    def day_files(self, day: dt.date) -> list[Path]:
-        """The day's member files in the cache, in hour and part order."""
-        summary = self.day_summary(day)
-        return [self._day_dir(day) / name for name in summary.members]
 
     def _day_dir(self, day: dt.date) -> Path:
         """The day's generated files; generated once, atomically (a rename), however many ask at once."""

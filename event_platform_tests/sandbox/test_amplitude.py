@@ -21,7 +21,7 @@ from event_platform.defs.amplitude.client import (
     iter_members,
 )
 from event_platform.retry import NO_WAIT
-from event_platform.sandbox.amplitude import AmplitudeEmulator, GenerationSettings, write_day_files
+from event_platform.sandbox.amplitude import AmplitudeEmulator, Faults, GenerationSettings, write_day_files
 from event_platform.sandbox.world import World
 
 DAY = dt.date(2026, 11, 1)
@@ -43,7 +43,7 @@ def emulator(world: World) -> Iterator[AmplitudeEmulator]:
 @pytest.fixture
 def clean_emulator(emulator: AmplitudeEmulator) -> AmplitudeEmulator:
     """The shared emulator with no faults and no recorded requests."""
-    emulator.faults.__init__()  # type: ignore[misc]
+    emulator.faults = Faults()
     emulator.requests.clear()
     return emulator
 
