@@ -73,20 +73,21 @@ def resources_at(directory: Path) -> dict[str, Any]:
 
 
 def run_platform(
-    resources: Mapping[str, Any], sources: SourceDays, days: Sequence[str]
+    resources: Mapping[str, Any], sources: SourceDays, days: Sequence[str], *, marts: bool = True
 ) -> list[dg.ExecuteInProcessResult]:
-    """Materialize the sources and the daily warehouse for each day, then the results and the catalog
-    with their checks; returns every run's result (all must succeed)."""
+    """Materialize the sources and the daily warehouse for each day, then (with `marts`) the results and
+    the catalog with their checks; returns every run's result (all must succeed)."""
     assets = platform_assets(sources)
     daily_keys = [dg.AssetKey(list(key)) for key in sources] + [a.key for a in DAILY_WAREHOUSE]
     runs = [
         dg.materialize(assets, resources=dict(resources), partition_key=day, selection=daily_keys)
         for day in days
     ]
-    final = dg.AssetSelection.assets(
-        warehouse_assets.experiment_results, warehouse_assets.publish_catalog
-    ) | dg.AssetSelection.checks(*CHECKS)
-    runs.append(dg.materialize(assets, resources=dict(resources), selection=final))
+    if marts:
+        final = dg.AssetSelection.assets(
+            warehouse_assets.experiment_results, warehouse_assets.publish_catalog
+        ) | dg.AssetSelection.checks(*CHECKS)
+        runs.append(dg.materialize(assets, resources=dict(resources), selection=final))
     assert all(run.success for run in runs)
     return runs
 
