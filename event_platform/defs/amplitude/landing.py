@@ -6,6 +6,9 @@ member; every `.json.gz` member is written as received (never re-compressed) int
 `uncompressed_bytes`, counted by stream-gunzipping it first: a corrupt member fails the landing before
 any of its bytes reach the lake, and a failed landing leaves the previous version of the day in place.
 Each ZIP is deleted once landed, so the temporary directory never holds more than one.
+
+An hour becomes exportable about two hours after Amplitude received it, so a day is landed only once
+`READY_AFTER` has passed since its end: an earlier landing would commit a partial day that looks whole.
 """
 
 from __future__ import annotations
@@ -15,11 +18,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from event_platform.defs.amplitude.client import ExportClient, ExportStats, ExportWindow, iter_members
+from event_platform.defs.amplitude.client import (
+    AmplitudeError,
+    ExportClient,
+    ExportStats,
+    ExportWindow,
+    iter_members,
+)
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import raw_path
 
 SOURCE = "amplitude"
+READY_AFTER = dt.timedelta(hours=3)
+"""The vendor's ~2 hours before an hour is exportable, plus a margin."""
+
+
+class DayNotReadyError(AmplitudeError):
+    """The day's last hours are not exportable yet."""
 
 
 @dataclass(frozen=True)
@@ -52,13 +67,20 @@ def land_export(
     *,
     tmp_dir: Path,
     on_bytes: Callable[[int], None] | None = None,
+    now: dt.datetime | None = None,
 ) -> LandingResult:
     """Download `day` (T00..T23) and commit it as `raw/amplitude/date=<day>/`, replacing any earlier landing.
 
     A day Amplitude has no data for (404) commits an empty partition. `on_bytes` hears of every downloaded
-    chunk (progress bars).
+    chunk (progress bars). `now` (default: the clock) decides whether the day is complete in the export.
     """
     window = ExportWindow.for_day(day)
+    ready_at = window.end + dt.timedelta(hours=1) + READY_AFTER
+    if (now or dt.datetime.now(dt.UTC)) < ready_at:
+        raise DayNotReadyError(
+            f"Amplitude's export of {day} is complete only from {ready_at:%Y-%m-%d %H:%M} UTC "
+            "(hours become exportable about 2 hours after Amplitude receives them); try again then."
+        )
     partition = raw_path(SOURCE, day.isoformat())
     stats = ExportStats()
     members: list[str] = []

@@ -14,7 +14,7 @@ import requests
 import responses
 
 from event_platform.defs.amplitude.client import ArchiveError, ExportClient
-from event_platform.defs.amplitude.landing import land_export
+from event_platform.defs.amplitude.landing import DayNotReadyError, land_export
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.io_manager import LakeResource
 from event_platform.retry import NO_WAIT
@@ -159,3 +159,12 @@ def test_landing_on_s3_keeps_the_vendors_member_names(
     manifest = lake.read_manifest(PARTITION)
     assert manifest is not None
     assert {entry.name: lake.read_bytes(f"{PARTITION}/{entry.path}") for entry in manifest.files} == MEMBERS
+
+
+def test_a_day_is_landed_only_once_its_last_hour_is_exportable(
+    client: ExportClient, lake: Lake, downloads: Path
+) -> None:
+    too_early = dt.datetime(2026, 11, 2, 2, 59, tzinfo=dt.UTC)
+    with pytest.raises(DayNotReadyError, match="complete only from 2026-11-02 03:00 UTC"):
+        land_export(client, DAY, lake, tmp_dir=downloads, now=too_early)
+    assert lake.read_manifest(PARTITION) is None
