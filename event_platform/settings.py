@@ -60,6 +60,7 @@ def resources() -> dict[str, Any]:
     # Imported here: the sources' resource modules import this one.
     from event_platform.defs.amplitude.resources import amplitude_resource
     from event_platform.defs.optimizely.resources import optimizely_resource
+    from event_platform.defs.warehouse.resources import WarehouseResource
 
     lake = lake_resource()
     return {
@@ -67,4 +68,5 @@ def resources() -> dict[str, Any]:
         "io_manager": ParquetLakeIOManager(lake=lake),
         "amplitude": amplitude_resource(),
         "optimizely": optimizely_resource(),
+        "warehouse": WarehouseResource(),
     }

@@ -20,6 +20,7 @@ import datetime as dt
 import os
 import re
 import tempfile
+import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -176,7 +177,7 @@ class ExportClient:
         self._session = session or requests.Session()
         self._backoff = backoff
         self._timeout = timeout
-        self._sleep = sleep
+        self._sleep = sleep or time.sleep
         self.max_download_bytes = max_download_bytes
         self.max_uncompressed_bytes = max_uncompressed_bytes
 
@@ -253,12 +254,11 @@ class ExportClient:
             return self._fetch_to(window, path, on_bytes)
 
         try:
-            retry_options = {"sleep": self._sleep} if self._sleep else {}
             size = call_with_retries(
                 attempt,
                 backoff=self._backoff,
                 description=f"Amplitude export {window} from {self.host}",
-                **retry_options,
+                sleep=self._sleep,
             )
         except BaseException:
             path.unlink(missing_ok=True)
