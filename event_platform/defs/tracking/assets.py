@@ -1,0 +1,78 @@
+"""`tracking/events`: the day's landed tracking events, typed and deduplicated on `uuid`.
+
+The work is in `landed.py`; this module wires it to Dagster and describes the result.
+"""
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+from dagster import AssetExecutionContext, MetadataValue, Output, TableRecord, TableSchema, asset
+
+from event_platform.defs.tracking import landed
+from event_platform.lake.io_manager import LakeResource
+from event_platform.partitions import daily_partitions
+
+PREVIEW_COLUMNS = ("time", "event_type", "anon_username", "course_slug", "event_data")
+
+
+@asset(
+    key_prefix=["tracking"],
+    name="events",
+    partitions_def=daily_partitions,
+    group_name="tracking",
+    io_manager_key="io_manager",
+    kinds={"python", "duckdb", "parquet"},
+    description="Learning-platform tracking events, by the day the collector received them (UTC), "
+    "typed (time and received_at as UTC timestamps, event_data as JSON text) and deduplicated on uuid. "
+    "Lines that cannot be typed are quarantined in quarantine/tracking/events/.",
+)
+def events(context: AssetExecutionContext, lake: LakeResource) -> Iterator[Output[pa.RecordBatchReader]]:
+    day = context.partition_key
+    with tempfile.TemporaryDirectory(prefix="tracking-events-") as staging:
+        staged, stats = landed.stage_day(lake.lake(), day, Path(staging))
+        if stats.landed_files == 0:
+            context.log.warning(f"No tracking events landed for {day}: the partition is empty.")
+        if stats.quarantined:
+            context.log.warning(f"{stats.quarantined} landed line(s) of {day} were untypable: quarantined")
+        reader = landed.deduplicate(staged, Path(staging), stats)
+        # The IO manager consumes the reader while this generator is suspended, before the staging goes.
+        yield Output(reader, metadata=describe(stats))
+
+
+def describe(stats: landed.DayStats) -> dict[str, MetadataValue]:
+    time_range = (
+        f"{stats.first_time.isoformat()} .. {stats.last_time.isoformat()}"
+        if stats.first_time and stats.last_time else "no events"
+    )
+    return {
+        "rows": MetadataValue.int(stats.rows),
+        "landed_files": MetadataValue.int(stats.landed_files),
+        "landed_events": MetadataValue.int(stats.landed_lines),
+        "duplicates": MetadataValue.int(stats.duplicates),
+        "quarantined": MetadataValue.int(stats.quarantined),
+        "time_range": MetadataValue.text(time_range),
+        "event_types": MetadataValue.table(
+            [TableRecord({"event_type": name, "events": count}) for name, count in stats.event_type_counts],
+            schema=TableSchema.from_name_type_dict({"event_type": "string", "events": "int"}),
+        ),
+        "preview": MetadataValue.md(_markdown(stats.preview)),
+    }
+
+
+def _markdown(rows: list[dict[str, object]]) -> str:
+    if not rows:
+        return "_no rows_"
+    lines = [
+        "| " + " | ".join(PREVIEW_COLUMNS) + " |",
+        "|" + "---|" * len(PREVIEW_COLUMNS),
+    ]
+    for row in rows:
+        cells = (_cell(row[name]) for name in PREVIEW_COLUMNS)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    return ("" if value is None else str(value))[:80].replace("|", "\\|")

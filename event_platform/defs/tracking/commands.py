@@ -1,0 +1,66 @@
+"""`event-platform tracking serve` (the collector) and `event-platform tracking track` (one event)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import uvicorn
+
+from event_platform import settings
+from event_platform.defs.tracking.collector import Collector
+from event_platform.defs.tracking.events import InvalidEventError, load_registry
+from event_platform.defs.tracking.resources import collector_settings, tracking_resource
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    tracking = subparsers.add_parser("tracking", help="the first-party tracking collector and Tracker")
+    commands = tracking.add_subparsers(dest="tracking_command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the collector: POST /api/tracking and /api/tracking/batch, landing in the lake "
+        "(EVENT_PLATFORM_LAKE) with the TRACKING_* limits",
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8400)
+    serve.set_defaults(run=_serve)
+
+    track = commands.add_parser(
+        "track", help="record one event through a Tracker (TRACKING_COLLECTOR_URL, TRACKING_SPOOL_DIR)"
+    )
+    track.add_argument("event_type")
+    track.add_argument("anon_username")
+    track.add_argument("--data", default="{}", help="event_data as a JSON object")
+    track.add_argument("--course-slug")
+    track.add_argument("--course-run")
+    track.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for delivery")
+    track.set_defaults(run=_track)
+
+
+def _serve(arguments: argparse.Namespace) -> int:
+    collector = Collector(
+        settings.lake_resource().lake(),
+        registry=load_registry(settings.setting("TRACKING_EVENT_TYPES_FILE")),
+        settings=collector_settings(),
+    )
+    endpoint = f"http://{arguments.host}:{arguments.port}/api/tracking"
+    print(f"Collector on {endpoint}, landing in {collector.lake.uri()}")
+    uvicorn.run(collector.app, host=arguments.host, port=arguments.port, log_level="info")
+    return 0
+
+
+def _track(arguments: argparse.Namespace) -> int:
+    context = {"course_slug": arguments.course_slug, "course_run": arguments.course_run}
+    with tracking_resource().tracker() as tracker:
+        try:
+            uuid = tracker.track(
+                arguments.event_type, arguments.anon_username, json.loads(arguments.data),
+                **{name: value for name, value in context.items() if value is not None},
+            )
+        except InvalidEventError as error:
+            print(f"refused: {error}")
+            return 2
+        delivered = tracker.flush(arguments.timeout)
+    print(f"{uuid} {'delivered' if delivered else 'spooled; it will be delivered when the collector is up'}")
+    return 0
