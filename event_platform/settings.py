@@ -60,6 +60,7 @@ def resources() -> dict[str, Any]:
     # Imported here: the sources' resource modules import this one.
     from event_platform.defs.amplitude.resources import amplitude_resource
     from event_platform.defs.optimizely.resources import optimizely_resource
+    from event_platform.defs.profile_store.resources import profile_store_resource
     from event_platform.defs.warehouse.resources import WarehouseResource
 
     lake = lake_resource()
@@ -68,5 +69,6 @@ def resources() -> dict[str, Any]:
         "io_manager": ParquetLakeIOManager(lake=lake),
         "amplitude": amplitude_resource(),
         "optimizely": optimizely_resource(),
+        "profile_store": profile_store_resource(),
         "warehouse": WarehouseResource(),
     }

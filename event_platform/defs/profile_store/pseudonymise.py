@@ -25,6 +25,8 @@ EMAIL_PATTERN = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*
 IPV4_PATTERN = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
 # A loose candidate; `ipaddress` decides, so clock times such as 10:00:00 are left alone.
 IPV6_CANDIDATE_PATTERN = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
+# Cheap test for "might hold an address": most strings (titles, ids, URLs) skip the three patterns.
+SUSPECT_PATTERN = re.compile(r"@|\d\.\d|[0-9A-Fa-f]:[0-9A-Fa-f]*:|::")
 
 
 def _is_ip(text: str) -> bool:
@@ -37,6 +39,8 @@ def _is_ip(text: str) -> bool:
 
 def find_personal_data(text: str) -> Iterator[str]:
     """Every clear-text e-mail address or IP address in `text`."""
+    if not SUSPECT_PATTERN.search(text):
+        return
     yield from EMAIL_PATTERN.findall(text)
     for pattern in (IPV4_PATTERN, IPV6_CANDIDATE_PATTERN):
         yield from (match for match in pattern.findall(text) if _is_ip(match))
@@ -77,6 +81,8 @@ class Pseudonymiser:
 
     def scrub_text(self, text: str) -> str:
         """`text` with every embedded e-mail or IP address replaced by its pseudonym."""
+        if not SUSPECT_PATTERN.search(text):
+            return text
         text = EMAIL_PATTERN.sub(lambda match: self.email(match.group()), text)
         for pattern in (IPV4_PATTERN, IPV6_CANDIDATE_PATTERN):
             text = pattern.sub(
