@@ -10,6 +10,7 @@ outlives one set of credentials carries on with the next.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import re
 import time
@@ -21,6 +22,7 @@ from typing import Any, BinaryIO
 import boto3
 import botocore.credentials
 import botocore.exceptions
+import botocore.loaders
 import botocore.session
 import requests
 from botocore.config import Config
@@ -265,9 +267,9 @@ class E3Client:
             advisory_timeout=refresh_margin_seconds,
             mandatory_timeout=refresh_margin_seconds / 2,
         )
-        session = botocore.session.get_session()
+        session = _botocore_session()
         session._credentials = credentials  # botocore's documented hook for custom refreshable credentials
-        s3 = _s3_client(boto3.Session(botocore_session=session), s3_endpoint_url)
+        s3 = _s3_client(session, s3_endpoint_url)
         return cls(issued.location, s3, backoff=backoff)
 
     @classmethod
@@ -281,7 +283,7 @@ class E3Client:
     ) -> E3Client:
         """Plain AWS credentials from the standard chain (AWS_ACCESS_KEY_ID, profiles, roles)."""
         location = E3Location.for_account(account_id, bucket)
-        return cls(location, _s3_client(boto3.Session(), s3_endpoint_url), backoff=backoff)
+        return cls(location, _s3_client(_botocore_session(), s3_endpoint_url), backoff=backoff)
 
     def list_dates(self, e3: E3Type) -> list[dt.date]:
         """The `date=…` folders of a type, oldest first."""
@@ -430,11 +432,25 @@ def _copy_stream(body: Any, file: BinaryIO) -> int:
     return written
 
 
-def _s3_client(session: boto3.Session, endpoint_url: str | None) -> Any:
+@functools.cache
+def _service_model_loader() -> botocore.loaders.Loader:
+    return botocore.loaders.create_loader()
+
+
+def _botocore_session() -> botocore.session.Session:
+    """A fresh session (own credentials) that shares the parsed service models: a client is built per
+    sensor tick and per run, and parsing S3's model each time costs a third of a second."""
+    session = botocore.session.get_session()
+    session.register_component("data_loader", _service_model_loader())
+    return session
+
+
+def _s3_client(botocore_session: botocore.session.Session, endpoint_url: str | None) -> Any:
     # Retries are ours (event_platform.retry), so botocore makes exactly one attempt per call.
     # Endpoints other than AWS (moto, MinIO) serve buckets as paths, not virtual hosts.
     addressing = "path" if endpoint_url else "auto"
     config = Config(
         retries={"total_max_attempts": 1, "mode": "standard"}, s3={"addressing_style": addressing}
     )
+    session = boto3.Session(botocore_session=botocore_session)
     return session.client("s3", region_name=DEFAULT_REGION, endpoint_url=endpoint_url, config=config)

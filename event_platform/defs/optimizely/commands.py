@@ -13,7 +13,6 @@ import datetime as dt
 import os
 import sys
 from pathlib import Path
-from typing import TextIO
 
 from tqdm import tqdm
 
@@ -76,7 +75,7 @@ def iso_date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD") from None
 
 
-def run_auth(arguments: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run_auth(arguments: argparse.Namespace) -> int:
     if not arguments.token:
         return fail("auth needs an API token: pass --token or set OPTIMIZELY_API_TOKEN.")
     try:
@@ -87,25 +86,25 @@ def run_auth(arguments: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         return fail(str(error))
     credentials = issued.credentials
     # Printing the keys is what `auth` is for: the user evals these lines in their shell.
-    print(f"export AWS_ACCESS_KEY_ID={credentials.access_key_id}", file=out)
-    print(f"export AWS_SECRET_ACCESS_KEY={credentials.secret_access_key}", file=out)
-    print(f"export AWS_SESSION_TOKEN={credentials.session_token}", file=out)
-    print(f"export AWS_SESSION_EXPIRATION={int(credentials.expiration.timestamp() * 1000)}", file=out)
-    print(f"export S3_BASE_PATH={issued.location.s3_path}/", file=out)
+    print(f"export AWS_ACCESS_KEY_ID={credentials.access_key_id}")
+    print(f"export AWS_SECRET_ACCESS_KEY={credentials.secret_access_key}")
+    print(f"export AWS_SESSION_TOKEN={credentials.session_token}")
+    print(f"export AWS_SESSION_EXPIRATION={int(credentials.expiration.timestamp() * 1000)}")
+    print(f"export S3_BASE_PATH={issued.location.s3_path}/")
     return 0
 
 
-def run_paths(arguments: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run_paths(arguments: argparse.Namespace) -> int:
     try:
         location = _location(arguments)
     except (E3Error, RetriesExhaustedError, ValueError) as error:
         return fail(str(error))
     for name in DATA_TYPES:
-        print(f"s3://{location.bucket}/{location.type_prefix(e3_type(name))}", file=out)
+        print(f"s3://{location.bucket}/{location.type_prefix(e3_type(name))}")
     return 0
 
 
-def run_ls(arguments: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run_ls(arguments: argparse.Namespace) -> int:
     e3 = e3_type(arguments.type)
     try:
         client = _client(arguments)
@@ -117,11 +116,11 @@ def run_ls(arguments: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     except (E3Error, RetriesExhaustedError, ValueError) as error:
         return fail(str(error))
     for name in names:
-        print(f"{name}/", file=out)
+        print(f"{name}/")
     return 0
 
 
-def run_load(arguments: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run_load(arguments: argparse.Namespace) -> int:
     parser: argparse.ArgumentParser = arguments.load_parser
     e3 = e3_type(arguments.type)
     if arguments.event and e3.name != "events":
@@ -160,7 +159,7 @@ def run_load(arguments: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 progress.update(part.size)
     except (E3Error, RetriesExhaustedError, ValueError) as error:
         return fail(str(error))
-    print(f"{len(plan)} files, {total} bytes of {e3.name} {start}..{end} in {output}", file=out)
+    print(f"{len(plan)} files, {total} bytes of {e3.name} {start}..{end} in {output}")
     return 0
 
 
