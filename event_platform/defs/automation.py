@@ -204,7 +204,7 @@ FRESHNESS_POLICIES: dict[str, dg.FreshnessPolicy] = {
     WAREHOUSE_GROUP: LATE_ARRIVING_FRESHNESS,
 }
 """Per group. Evaluated by the instance's freshness daemon (part of `dagster dev` and
-`dagster-daemon run`); the state shows on each asset in the UI and `freshness_alerts` reports failures."""
+`dagster-daemon run`, on by default); the state shows on each asset in the UI."""
 
 
 # ---- Retries and backfills -----------------------------------------------------------------------
