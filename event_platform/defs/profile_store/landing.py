@@ -14,7 +14,7 @@ import gzip
 import json
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,13 +64,18 @@ def day_window(day: str) -> tuple[dt.datetime, dt.datetime]:
     return start, start + dt.timedelta(days=1)
 
 
-def write_page(writer_open: Any, name: str, events: list[dict[str, Any]]) -> int:
-    """One gzip JSON-lines page through a partition writer's `open`; returns the bytes written."""
-    with writer_open(name, events=len(events)) as target:
+def write_lines(writer_open: Any, name: str, lines: Iterable[bytes], **extra: Any) -> int:
+    """One gzip JSON-lines file through a partition writer's `open`; returns the bytes written."""
+    with writer_open(name, **extra) as target:
         with gzip.GzipFile(fileobj=target, mode="wb", mtime=0) as page:
-            for event in events:
-                page.write(json.dumps(event, ensure_ascii=False).encode() + b"\n")
+            for line in lines:
+                page.write(line + b"\n")
         return int(target.size)
+
+
+def write_page(writer_open: Any, name: str, events: list[dict[str, Any]]) -> int:
+    lines = (json.dumps(event, ensure_ascii=False).encode() for event in events)
+    return write_lines(writer_open, name, lines, events=len(events))
 
 
 def land_day(client: ProfileStoreClient, pseudonymiser: Pseudonymiser, lake: Lake, day: str) -> Landing:
