@@ -12,13 +12,12 @@ from dagster import (
 
 from event_platform.defs.tracking import landed
 from event_platform.defs.tracking.assets import events
-from event_platform.defs.tracking.events import CONTEXT_FIELDS, EMAIL_PATTERN, PERSONAL_KEYS
+from event_platform.defs.tracking.events import CONTEXT_FIELDS, EMAIL_PATTERN, PERSONAL_KEY_ALTERNATIVES
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.io_manager import LakeResource
 from event_platform.lake.layout import partition_path
 
-_KEY_ALTERNATIVES = "|".join(sorted(key.replace("_", "[-_]") for key in PERSONAL_KEYS))
-PERSONAL_KEY_PATTERN = f'(?i)"({_KEY_ALTERNATIVES})":' + r'\s*("[^"]|[-0-9tf\[{])'
+PERSONAL_KEY_PATTERN = f'(?i)"({PERSONAL_KEY_ALTERNATIVES})":' + r'\s*("[^"]|[-0-9tf\[{])'
 """A personal key (`"email":`) holding a value other than null or "" in event_data's JSON text."""
 
 TEXT_COLUMNS = ("anon_username", *CONTEXT_FIELDS, "event_data")

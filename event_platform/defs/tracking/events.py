@@ -54,6 +54,11 @@ PERSONAL_KEYS: frozenset[str] = frozenset({
 """Keys whose value names a person; matched exactly (case and `-`/`_` insensitive), so
 `unit_display_name` or `cohort_name` stay allowed."""
 
+PERSONAL_KEY_ALTERNATIVES = "|".join(sorted(key.replace("_", "[-_]") for key in PERSONAL_KEYS))
+"""The personal keys as a regular-expression alternation (RE2-compatible, for DuckDB too)."""
+
+_PERSONAL_KEY_IN_JSON = re.compile(rf'"\s*(?:{PERSONAL_KEY_ALTERNATIVES})\s*"\s*:', re.IGNORECASE)
+
 ANONYMOUS_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 """An anonymous id is a token: no spaces (a name), no `@` (an email), at most 128 characters."""
 
@@ -320,18 +325,23 @@ def load_registry(path: str | None) -> EventTypeRegistry:
     return EventTypeRegistry().extended(config)
 
 
+def _holds_email(text: str) -> bool:
+    # The "@" test first: it is fast, and it spares the regex its slow scans of long text without one.
+    return "@" in text and EMAIL_PATTERN.search(text) is not None
+
+
 def personal_data_paths(value: object, path: str = "$", depth: int = 0) -> Iterator[str]:
     """JSON paths (`$.event_data.answer`) where personal data sits; the data itself is never returned."""
     if depth > MAX_NESTING:
         yield f"{path} (nested deeper than {MAX_NESTING})"
         return
     if isinstance(value, str):
-        if EMAIL_PATTERN.search(value):
+        if _holds_email(value):
             yield f"{path} (an email address)"
     elif isinstance(value, Mapping):
         for key, item in value.items():
             key_text = str(key)
-            if EMAIL_PATTERN.search(key_text):
+            if _holds_email(key_text):
                 yield f"{path}.<key> (an email address as a key)"
             elif _normalised_key(key_text) in PERSONAL_KEYS and item not in (None, ""):
                 yield f"{path}.{key_text} (a person's {key_text})"
@@ -343,6 +353,14 @@ def personal_data_paths(value: object, path: str = "$", depth: int = 0) -> Itera
 
 
 def check_no_personal_data(event: Mapping[str, Any]) -> None:
+    # Most events hold nothing personal: one scan of their JSON text clears them; the walk that
+    # names each offending field runs only when that scan finds something.
+    try:
+        text = json.dumps(event, ensure_ascii=False)
+    except (TypeError, ValueError) as error:
+        raise InvalidEventError(Problem.MALFORMED, "the event is not JSON-serialisable") from error
+    if not _holds_email(text) and not _PERSONAL_KEY_IN_JSON.search(text):
+        return
     found = list(personal_data_paths(event))
     if found:
         raise InvalidEventError(
