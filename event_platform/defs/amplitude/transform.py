@@ -44,13 +44,15 @@ import pyarrow.ipc as ipc
 from event_platform.defs.amplitude.schema import (
     COLUMNS,
     EVENT_SCHEMA,
+    PREVIEW_COLUMNS,
     SOURCE_FILE,
     TIMESTAMP_FORMATS,
     Column,
     Kind,
 )
 from event_platform.lake.filesystem import Lake
-from event_platform.lake.layout import quarantine_path, raw_path
+from event_platform.lake.io_manager import write_parquet_partition
+from event_platform.lake.layout import partition_path, quarantine_path, raw_path
 from event_platform.lake.publish import PartitionWriter
 
 SOURCE = "amplitude"
@@ -63,6 +65,7 @@ BATCH_ROWS = 8_192
 """Rows per spooled batch: about 12 MB of typed events, small enough to keep memory flat."""
 EXACT_BATCH_LINES = 8_192
 COPY_CHUNK_BYTES = 8 * 1024 * 1024
+PREVIEW_ROWS = 5
 DEFAULT_MEMORY_LIMIT = "256MB"
 SPOOL_OPTIONS = ipc.IpcWriteOptions(compression="lz4")
 _SQL_TYPES = {Kind.INTEGER: "BIGINT", Kind.FLOAT: "DOUBLE", Kind.BOOLEAN: "BOOLEAN"}
@@ -96,6 +99,8 @@ class TransformSummary:
     """Kept rows whose `event_time` is before the partition's day (the export windows on upload time)."""
     dirty_files: int
     """Members that needed the exact, line-by-line pass."""
+    preview: list[dict[str, Any]]
+    """The earliest kept events, only the columns of `schema.PREVIEW_COLUMNS` (no personal data)."""
 
     @property
     def malformed_values(self) -> int:
@@ -108,6 +113,12 @@ class TransformSummary:
     @property
     def reconciles(self) -> bool:
         return self.rows + self.duplicates + self.quarantined == self.raw_lines
+
+    def __str__(self) -> str:
+        return (
+            f"{self.rows} rows, {self.duplicates} duplicates, {self.quarantined} lines quarantined, "
+            f"{self.malformed_values} malformed values, {self.late_share:.1%} late"
+        )
 
 
 @dataclass(frozen=True)
@@ -175,6 +186,14 @@ def read_events(
         shutil.rmtree(work, ignore_errors=True)
         raise
     return TypedEvents(summary=summary, reader=reader)
+
+
+def write_events(lake: Lake, day: dt.date | str, tmp_dir: Path | None = None) -> TransformSummary:
+    """`read_events` written to `amplitude/events/date=D/` as the IO manager writes it (for the CLI)."""
+    key = day.isoformat() if isinstance(day, dt.date) else day
+    typed = read_events(lake, key, tmp_dir=tmp_dir)
+    write_parquet_partition(lake, partition_path(TABLE, key), typed.reader)
+    return typed.summary
 
 
 def reconciliation_record(summary: TransformSummary, raw_version: str) -> dict[str, Any]:
@@ -456,20 +475,23 @@ def _summarise(
     quarantined: int,
 ) -> TransformSummary:
     day_start = _literal(f"{day} 00:00:00+00")
-    malformed = ", ".join(f"sum(({MALFORMED} >> {i}) & 1)" for i in range(len(_TYPED_COLUMNS)))
-    row = con.execute(
+    per_bit = ", ".join(f"sum(({MALFORMED} >> {i}) & 1)" for i in range(len(_TYPED_COLUMNS)))
+    ((rows, first, last, late, *per_column),) = con.sql(
         f"SELECT count(*), min(event_time), max(event_time), "
-        f"count(*) FILTER (WHERE event_time < {day_start}::TIMESTAMPTZ), {malformed} "
+        f"count(*) FILTER (WHERE event_time < {day_start}::TIMESTAMPTZ), {per_bit} "
         f"FROM {typed_rows} WHERE {ROW} NOT IN (SELECT {ROW} FROM dropped)"
-    ).fetchone()
-    assert row is not None  # an aggregate always returns its one row
-    rows, first, last, late, *per_column = row
+    ).fetchall()
     malformed = {c.name: int(n) for c, n in zip(_TYPED_COLUMNS, per_column, strict=True) if n}
+    preview = con.sql(
+        f"SELECT {', '.join(_identifier(name) for name in PREVIEW_COLUMNS)} FROM {typed_rows} "
+        f"WHERE {ROW} NOT IN (SELECT {ROW} FROM dropped) ORDER BY event_time, uuid LIMIT {PREVIEW_ROWS}"
+    ).to_arrow_table()
     return TransformSummary(
         day=day, files=len(members), raw_lines=sum(m.lines for m in members), rows=rows,
         duplicates=duplicates, quarantined=quarantined,
         malformed_by_column=malformed,
         min_event_time=first, max_event_time=last, late_events=late, dirty_files=len(dirty),
+        preview=preview.to_pylist(),
     )  # fmt: skip
 
 

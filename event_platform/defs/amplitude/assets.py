@@ -1,0 +1,107 @@
+"""amplitude/raw_export and amplitude/events: one UTC day of the Export API per daily partition.
+
+`raw_export` lands the day's export members byte-identical under raw/amplitude/date=D/ (landing.py);
+`events` types them into Parquet through the IO manager (transform.py), quarantining bad lines under
+quarantine/amplitude/events/date=D/. Both only wire resources to those modules and describe the result.
+"""
+
+import datetime as dt
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, Output, asset
+
+from event_platform.defs.amplitude.checks import EVENTS, RAW_EXPORT
+from event_platform.defs.amplitude.landing import LandingResult, land_export
+from event_platform.defs.amplitude.resources import AmplitudeResource
+from event_platform.defs.amplitude.transform import SOURCE, TransformSummary, read_events
+from event_platform.lake.io_manager import LakeResource
+from event_platform.partitions import daily_partitions
+
+
+@asset(
+    key=RAW_EXPORT,
+    partitions_def=daily_partitions,
+    group_name=SOURCE,
+    kinds={"amplitude"},
+    description="The day's Export API members (window T00..T23 by server_upload_time), byte-identical, "
+    "under raw/amplitude/date=D/; the manifest counts each member's lines.",
+)
+def raw_export(
+    context: AssetExecutionContext, amplitude: AmplitudeResource, lake: LakeResource
+) -> MaterializeResult:
+    day = dt.date.fromisoformat(context.partition_key)
+    with tempfile.TemporaryDirectory(prefix="amplitude-export-") as tmp_dir:
+        landed = land_export(amplitude.client(), day, lake.lake(), tmp_dir=Path(tmp_dir))
+    context.log.info("Landed %d members (%d lines) of %s in %d requests", landed.files, landed.lines, day,
+                     landed.requests)  # fmt: skip
+    return MaterializeResult(metadata=landing_metadata(landed))
+
+
+@asset(
+    key=EVENTS,
+    deps=[raw_export],
+    partitions_def=daily_partitions,
+    group_name=SOURCE,
+    io_manager_key="io_manager",
+    kinds={"duckdb", "parquet"},
+    description="Typed Amplitude events of the landed day, one row per uuid (the first upload wins); lines "
+    "that cannot be typed are kept byte-for-byte under quarantine/amplitude/events/date=D/.",
+)
+def events(context: AssetExecutionContext, lake: LakeResource) -> Output[pa.RecordBatchReader]:
+    typed = read_events(lake.lake(), context.partition_key)
+    summary = typed.summary
+    if summary.quarantined:
+        context.log.warning(
+            "Quarantined %d lines of %s that could not be typed", summary.quarantined, summary.day
+        )
+    return Output(typed.reader, metadata=events_metadata(summary))
+
+
+def landing_metadata(landed: LandingResult) -> dict[str, Any]:
+    return {
+        "files": MetadataValue.int(landed.files),
+        "bytes": MetadataValue.int(landed.bytes),
+        "lines": MetadataValue.int(landed.lines),
+        "uncompressed_bytes": MetadataValue.int(landed.uncompressed_bytes),
+        "zip_members": MetadataValue.int(landed.zip_members),
+        "archives": MetadataValue.int(landed.archives),
+        "requests": MetadataValue.int(landed.requests),
+        "windows_split": MetadataValue.int(landed.windows_split),
+        "bytes_downloaded": MetadataValue.int(landed.bytes_downloaded),
+        "window": MetadataValue.text(f"{landed.window_start}..{landed.window_end}"),
+        "uri": MetadataValue.path(landed.uri),
+    }
+
+
+def events_metadata(summary: TransformSummary) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "raw_files": MetadataValue.int(summary.files),
+        "raw_lines": MetadataValue.int(summary.raw_lines),
+        "duplicates": MetadataValue.int(summary.duplicates),
+        "quarantined_lines": MetadataValue.int(summary.quarantined),
+        "malformed_values": MetadataValue.int(summary.malformed_values),
+        "malformed_values_by_column": MetadataValue.json(summary.malformed_by_column),
+        "late_events": MetadataValue.int(summary.late_events),
+        "late_event_share": MetadataValue.float(round(summary.late_share, 6)),
+        "files_typed_line_by_line": MetadataValue.int(summary.dirty_files),
+        "preview": MetadataValue.md(markdown_table(summary.preview)),
+    }
+    if summary.min_event_time is not None and summary.max_event_time is not None:
+        metadata["min_event_time"] = MetadataValue.timestamp(summary.min_event_time)
+        metadata["max_event_time"] = MetadataValue.timestamp(summary.max_event_time)
+    return metadata
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(no rows)"
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = (json.dumps(row[name], default=str).strip('"').replace("|", "\\|") for name in header)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,119 @@
+"""Checks of the Amplitude assets, each computed from the lake alone so it can run on its own:
+
+- raw_export `files_match_zip`: the members landed are the ZIPs' `.json.gz` members, each with a line count;
+- events `lines_reconcile` (blocking): Parquet rows + duplicates + quarantined lines == lines landed, and
+  the events were typed from the landing now in the lake;
+- events `uuid_unique` (blocking): the primary key is unique in the partition;
+- events `not_empty` (WARN): a day without a single event is more likely an outage than a quiet day.
+"""
+
+import tempfile
+
+import duckdb
+import pyarrow.dataset as ds
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetKey,
+    MetadataValue,
+    asset_check,
+)
+
+from event_platform.defs.amplitude.transform import SOURCE, TABLE
+from event_platform.lake.filesystem import Lake
+from event_platform.lake.io_manager import LakeResource
+from event_platform.lake.layout import partition_path, quarantine_path, raw_path
+
+RAW_EXPORT = AssetKey([SOURCE, "raw_export"])
+EVENTS = AssetKey([SOURCE, "events"])
+CHECK_MEMORY_LIMIT = "256MB"
+
+
+def stored_events(lake: Lake, day: str) -> ds.Dataset:
+    """The committed Parquet files of the day's events, as the IO manager wrote them."""
+    return lake.parquet_dataset(lake.current_files(partition_path(TABLE, day)))
+
+
+@asset_check(
+    asset=RAW_EXPORT, description="Every .json.gz member of the export's ZIPs is landed, with its lines."
+)
+def files_match_zip(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
+    manifest = lake.lake().read_manifest(raw_path(SOURCE, context.partition_key))
+    if manifest is None:
+        return AssetCheckResult(passed=False, description="Nothing is landed for this day.")
+    in_zip = int(manifest.metadata.get("zip_members", -1))
+    without_lines = [entry.name for entry in manifest.files if "lines" not in entry.extra]
+    return AssetCheckResult(
+        passed=len(manifest.files) == in_zip and not without_lines,
+        metadata={
+            "files_landed": MetadataValue.int(len(manifest.files)),
+            "zip_members": MetadataValue.int(in_zip),
+            "files_without_line_count": MetadataValue.json(without_lines),
+        },
+    )
+
+
+@asset_check(
+    asset=EVENTS,
+    blocking=True,
+    description="Parquet rows + duplicates removed + lines quarantined == lines landed, for the landing "
+    "now in the lake: no line is lost or counted twice.",
+)
+def lines_reconcile(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
+    day, store = context.partition_key, lake.lake()
+    raw = store.read_manifest(raw_path(SOURCE, day))
+    quarantine = store.read_manifest(quarantine_path(TABLE, day))
+    if raw is None or quarantine is None:
+        missing = "raw landing" if raw is None else "quarantine record"
+        return AssetCheckResult(passed=False, description=f"The day's {missing} is missing from the lake.")
+    landed = sum(int(entry.extra["lines"]) for entry in raw.files)
+    rows = stored_events(store, day).count_rows()
+    duplicates = int(quarantine.metadata.get("duplicates", 0))
+    quarantined = sum(int(entry.extra["lines"]) for entry in quarantine.files)
+    same_landing = quarantine.metadata.get("raw_version") == raw.version
+    passed = same_landing and rows + duplicates + quarantined == landed
+    return AssetCheckResult(
+        passed=passed,
+        severity=AssetCheckSeverity.ERROR,
+        description=None
+        if same_landing
+        else "The day was re-landed after it was typed: re-materialize events.",
+        metadata={
+            "lines_landed": MetadataValue.int(landed),
+            "rows": MetadataValue.int(rows),
+            "duplicates": MetadataValue.int(duplicates),
+            "quarantined": MetadataValue.int(quarantined),
+            "difference": MetadataValue.int(landed - rows - duplicates - quarantined),
+        },
+    )
+
+
+@asset_check(
+    asset=EVENTS, blocking=True, description="`uuid`, Amplitude's primary key, is unique in the day."
+)
+def uuid_unique(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
+    dataset = stored_events(lake.lake(), context.partition_key)
+    with (
+        tempfile.TemporaryDirectory(prefix="amplitude-uuid-check-") as spill,
+        duckdb.connect(config={"memory_limit": CHECK_MEMORY_LIMIT, "temp_directory": spill}) as con,
+    ):
+        con.register("events", dataset)
+        row = con.execute("SELECT count(*), count(DISTINCT uuid), count(uuid) FROM events").fetchone()
+    rows, distinct, present = row if row else (0, 0, 0)
+    return AssetCheckResult(
+        passed=rows == distinct == present,
+        metadata={
+            "rows": MetadataValue.int(rows),
+            "distinct_uuids": MetadataValue.int(distinct),
+            "rows_without_uuid": MetadataValue.int(rows - present),
+        },
+    )
+
+
+@asset_check(asset=EVENTS, description="The day has events (WARN: an empty export is more often an outage).")
+def not_empty(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
+    rows = stored_events(lake.lake(), context.partition_key).count_rows()
+    return AssetCheckResult(
+        passed=rows > 0, severity=AssetCheckSeverity.WARN, metadata={"rows": MetadataValue.int(rows)}
+    )
