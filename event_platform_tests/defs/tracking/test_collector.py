@@ -215,3 +215,23 @@ def test_landed_files_are_gzip_ndjson_named_in_a_manifest(server: LoopbackServer
     data = lake.read_bytes(f"{raw_path('tracking', DAY.isoformat())}/{entry.path}")
     lines = gzip.decompress(data).splitlines()
     assert [json.loads(line)["anon_username"] for line in lines] == ["learner-000007"] * 2
+
+
+def test_the_idempotency_memory_is_bounded(lake: Lake) -> None:
+    forgetful = CollectorSettings(flush_age_seconds=0.01, seen_uuids=2)
+    collector = Collector(lake, settings=forgetful, clock=fixed_clock())
+    first, second, third = full_event(), full_event(), full_event()
+    with serve(collector.app) as server:
+        for event in (first, second, third, third, first):
+            post_batch(server, [event])
+    # `third` was remembered; `first` had been forgotten (the asset's dedupe on uuid catches that copy).
+    assert sorted(str(event["uuid"]) for event in landed_events(lake)) == sorted(
+        [str(first["uuid"]), str(second["uuid"]), str(third["uuid"]), str(first["uuid"])]
+    )
+
+
+def test_a_batch_entry_that_is_not_an_object_is_rejected_alone(server: LoopbackServer, lake: Lake) -> None:
+    answer = post_batch(server, [5, full_event()]).json()  # type: ignore[list-item]
+    assert answer["accepted"] == 1
+    [rejected] = answer["rejected"]
+    assert rejected == {"uuid": "", "problem": "malformed", "reason": "an event must be a JSON object"}
