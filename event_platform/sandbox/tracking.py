@@ -33,7 +33,7 @@ from event_platform.sandbox.world import Course, Person, World, day_start
 SANDBOX_COLLECTOR = CollectorSettings(flush_age_seconds=0.05)
 """Short flushes: a sandbox day is sent in a burst and the demo should not wait."""
 
-SANDBOX_BACKOFF = Backoff(attempts=1_000_000, base_seconds=0.05, max_seconds=1.0)
+SANDBOX_BACKOFF = Backoff(base_seconds=0.05, max_seconds=1.0)
 
 ACTIVITY: tuple[tuple[str, int], ...] = (
     ("kinesinlms.course.content.page_view", 30),

@@ -201,13 +201,14 @@ class Collector:
                 waits.append(earlier)  # acknowledge a duplicate only once its first copy is durable
                 continue
             now = self.clock()
+            received_at = format_time(now)
             group = self._group(now.date().isoformat())
-            stamped = line[:-1] + b',"received_at":' + json.dumps(format_time(now)).encode() + b"}"
+            stamped = line[:-1] + b',"received_at":"' + received_at.encode() + b'"}'
             group.lines.append(stamped)
             group.uuids.append(uuid)
             group.size += len(stamped) + 1
-            group.first_received = group.first_received or format_time(now)
-            group.last_received = format_time(now)
+            group.first_received = group.first_received or received_at
+            group.last_received = received_at
             self._remember(uuid, group.done)
             waits.append(group.done)
             if group.size >= self.settings.flush_bytes:

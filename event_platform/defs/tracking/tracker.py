@@ -53,8 +53,12 @@ SEGMENT_SUFFIX = ".ndjson"
 DELIVERED_SUFFIX = ".delivered"
 REJECTED_FILE = "rejected.ndjson"
 
-DEFAULT_BACKOFF = Backoff(attempts=1_000_000, base_seconds=0.2, max_seconds=30.0)
-"""Delivery never gives up (events wait on disk); `attempts` only caps the exponent's growth."""
+DEFAULT_BACKOFF = Backoff(base_seconds=0.2, max_seconds=30.0)
+"""The delays between delivery attempts. Delivery never gives up (events wait on disk), so the
+Backoff's `attempts` is not a limit here."""
+
+MAX_BACKOFF_STEP = 30
+"""Failures beyond this count wait like this one: the delay has long reached `max_seconds`."""
 
 
 class SpoolInUseError(RuntimeError):
@@ -256,14 +260,21 @@ class Tracker:
             try:
                 self._deliver_sealed()
                 failures = 0
+                continue
             except TransientError as error:
                 failures += 1
-                delay = self._backoff.delay(min(failures, self._backoff.attempts), error.retry_after)
+                delay = self._backoff.delay(min(failures, MAX_BACKOFF_STEP), error.retry_after)
                 log.warning(
                     "tracking collector %s unavailable (%s); %d event(s) wait on disk, retrying in %.1fs",
                     self._collector_label, error, self.pending, delay,
                 )
-                self._stopping.wait(delay)
+            except Exception:
+                # Whatever broke (a full disk, a bug), the thread must live on: the events wait on disk.
+                failures += 1
+                delay = self._backoff.delay(min(failures, MAX_BACKOFF_STEP))
+                log.exception("tracking delivery failed; %d event(s) wait on disk, retrying in %.1fs",
+                              self.pending, delay)
+            self._stopping.wait(delay)
 
     def _deliver_sealed(self) -> None:
         """Send every sealed segment's unacknowledged lines, in order, in batches that span segments."""

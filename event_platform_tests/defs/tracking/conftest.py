@@ -16,7 +16,7 @@ from event_platform.sandbox.loopback import LoopbackServer, serve
 
 DAY = dt.date(2026, 11, 1)
 FAST_COLLECTOR = CollectorSettings(flush_age_seconds=0.02)
-FAST_BACKOFF = Backoff(attempts=1_000_000, base_seconds=0.02, max_seconds=0.2)
+FAST_BACKOFF = Backoff(base_seconds=0.02, max_seconds=0.2)
 
 
 def fixed_clock(day: dt.date = DAY) -> Callable[[], dt.datetime]:
