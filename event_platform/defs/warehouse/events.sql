@@ -15,10 +15,10 @@ SELECT
     u.event_type,
     u.occurred_at,
     u.received_at,
-    person_key(coalesce(l.person_reference, u.identity_references[1])) AS person_key,
+    person_key(coalesce(l.person_reference, u.identity_reference)) AS person_key,
     u.device_id,
     u.session_id,
     u.properties,
     u.revenue
 FROM unified AS u
-LEFT JOIN links AS l ON l.reference = u.identity_references[1]
+LEFT JOIN links AS l ON l.reference = u.identity_reference

@@ -12,5 +12,5 @@ SELECT
     TRY_CAST(
         coalesce(event_properties ->> '$."$revenue"', event_properties ->> '$.revenue') AS DOUBLE
     ) AS revenue,
-    {{identity_references}} AS identity_references
+    {{identity_reference}} AS identity_reference
 FROM amplitude_events

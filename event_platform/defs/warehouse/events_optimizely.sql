@@ -12,5 +12,5 @@ SELECT
         'tags': tags, 'experiments': experiments, 'attributes': attributes
     })::VARCHAR AS properties,
     revenue / 100.0 AS revenue,
-    {{identity_references}} AS identity_references
+    {{identity_reference}} AS identity_reference
 FROM optimizely_conversions

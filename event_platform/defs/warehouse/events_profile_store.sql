@@ -14,5 +14,5 @@ SELECT
         'user_info': user_info::JSON, 'payload': payload::JSON
     })::VARCHAR AS properties,
     CAST(NULL AS DOUBLE) AS revenue,
-    {{identity_references}} AS identity_references
+    {{identity_reference}} AS identity_reference
 FROM profile_store_events

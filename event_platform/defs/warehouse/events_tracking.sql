@@ -16,5 +16,5 @@ SELECT
         event_data::JSON
     )::VARCHAR AS properties,
     CAST(NULL AS DOUBLE) AS revenue,
-    {{identity_references}} AS identity_references
+    {{identity_reference}} AS identity_reference
 FROM tracking_events

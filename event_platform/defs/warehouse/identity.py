@@ -1,10 +1,10 @@
 """The identity map: which source columns name a person, and how they become one pseudonymous key.
 
 Rules are a small declarative list of (source, column, namespace). A row's identity references are
-its non-null identifiers as `namespace:id`, strongest first: a source's rules are listed in order of
-strength (e.g. Amplitude `user_id` before `device_id`). A row that carries two references links the
-weaker to the stronger (a device seen with a user_id in Amplitude belongs to that user), and every row
-then resolves its strongest reference through those links. `person_key` is a hash of the resolved
+its non-null identifiers as `namespace:id`; a source's rules are listed in order of strength (e.g.
+Amplitude `user_id` before `device_id`). A row that carries two references links the weaker to the
+stronger (a device seen with a user_id in Amplitude belongs to that user), and every row then
+resolves its strongest reference through those links. `person_key` is a hash of the resolved
 reference: stable across runs and sources, and not the identifier itself.
 
 The default rules follow how the platform's sources share ids (and the sandbox world plants them):
@@ -77,16 +77,32 @@ class IdentityMap:
     def source_rules(self, source: str) -> tuple[IdentityRule, ...]:
         return tuple(rule for rule in self.rules if rule.source == source)
 
-    def references_sql(self, source: str, table_alias: str = "") -> str:
-        """A DuckDB list expression of a row's identity references, strongest first, nulls and '' dropped."""
+    def _reference(self, rule: IdentityRule, prefix: str) -> str:
+        """`namespace:id` for a rule's column; NULL when the id is null or blank."""
+        return f"('{rule.namespace}:' || nullif(trim(CAST({prefix}\"{rule.column}\" AS VARCHAR)), ''))"
+
+    def reference_sql(self, source: str, table_alias: str = "") -> str:
+        """A row's strongest identity reference (its first non-null rule), or NULL."""
         prefix = f"{table_alias}." if table_alias else ""
-        items = [
-            f"'{rule.namespace}:' || nullif(trim(CAST({prefix}\"{rule.column}\" AS VARCHAR)), '')"
-            for rule in self.source_rules(source)
-        ]
-        if not items:
-            return "CAST([] AS VARCHAR[])"
-        return f"list_filter([{', '.join(items)}], lambda reference: reference IS NOT NULL)"
+        references = [self._reference(rule, prefix) for rule in self.source_rules(source)]
+        return f"coalesce({', '.join(references)})" if references else "CAST(NULL AS VARCHAR)"
+
+    def link_pairs_sql(self, source: str, relation: str, time_column: str) -> list[str]:
+        """SELECTs of (reference, person_reference, occurred_at): each weaker reference of a row paired
+        with the strongest reference before it, when both are present and in different namespaces."""
+        rules = self.source_rules(source)
+        selects = []
+        for position, rule in enumerate(rules[1:], start=1):
+            stronger = [r for r in rules[:position] if r.namespace != rule.namespace]
+            if not stronger:
+                continue
+            weaker = self._reference(rule, "")
+            person = f"coalesce({', '.join(self._reference(r, '') for r in stronger)})"
+            selects.append(
+                f'SELECT {weaker} AS reference, {person} AS person_reference, "{time_column}" AS occurred_at '
+                f"FROM {relation} WHERE {weaker} IS NOT NULL AND {person} IS NOT NULL"
+            )
+        return selects
 
     def links_sources(self) -> tuple[str, ...]:
         """Sources whose rows can link two references (they have rules in two namespaces or more)."""

@@ -27,20 +27,22 @@ class EventSource:
 
     name: str
     asset_path: tuple[str, str]
+    time_column: str
+    """When an event happened, in the source's own table (orders identity links)."""
 
     @property
     def relation(self) -> str:
         return "_".join(self.asset_path)
 
     def select_sql(self, identity: IdentityMap) -> str:
-        return load_sql(f"events_{self.name}", identity_references=identity.references_sql(self.name))
+        return load_sql(f"events_{self.name}", identity_reference=identity.reference_sql(self.name))
 
 
 EVENT_SOURCES: tuple[EventSource, ...] = (
-    EventSource("amplitude", ("amplitude", "events")),
-    EventSource("optimizely", ("optimizely", "conversions")),
-    EventSource("profile_store", ("profile_store", "events")),
-    EventSource("tracking", ("tracking", "events")),
+    EventSource("amplitude", ("amplitude", "events"), "event_time"),
+    EventSource("optimizely", ("optimizely", "conversions"), "timestamp"),
+    EventSource("profile_store", ("profile_store", "events"), "event_time"),
+    EventSource("tracking", ("tracking", "events"), "time"),
 )
 
 
@@ -104,12 +106,13 @@ def identity_links(
     """Links seen in one day of the sources whose rows carry identifiers of two namespaces."""
     linking = [source for source in EVENT_SOURCES if source.name in identity.links_sources()]
     present = _register_sources(engine, sources, linking)
-    if present:
-        selects = [
-            f"SELECT identity_references, occurred_at FROM ({source.select_sql(identity)})"
-            for source in present
-        ]
-        engine.create_table(OUTPUT_TABLE, load_sql("identity_links", sources=_union(selects)))
+    pairs = [
+        select
+        for source in present
+        for select in identity.link_pairs_sql(source.name, source.relation, source.time_column)
+    ]
+    if pairs:
+        engine.create_table(OUTPUT_TABLE, load_sql("identity_links", pairs=_union(pairs)))
     else:
         engine.register(OUTPUT_TABLE, schemas.IDENTITY_LINKS.empty_table())
     return _finish(
@@ -154,15 +157,17 @@ def experiment_exposures(
     """The first decision per person per experiment of one day's decisions."""
     engine.register_or_empty("decisions", decisions, DECISIONS)
     engine.register_or_empty("identity_links", links, schemas.IDENTITY_LINKS)
-    references = identity.references_sql("optimizely")
-    engine.create_table(OUTPUT_TABLE, load_sql("exposures", identity_references=references))
-    skipped = engine.rows(load_sql("exposures_skipped", identity_references=references))[0]["skipped"]
+    engine.create_table(
+        OUTPUT_TABLE, load_sql("exposures", identity_reference=identity.reference_sql("optimizely"))
+    )
     counts = engine.rows(
         f"""SELECT count(*) FILTER (WHERE len(variation_ids) > 1) AS in_several,
                    count(*) FILTER (WHERE is_holdback) AS holdbacks,
-                   count(DISTINCT experiment_id) AS experiments
+                   count(DISTINCT experiment_id) AS experiments,
+                   coalesce(sum(decisions), 0)::BIGINT AS used
             FROM {OUTPUT_TABLE}"""
     )[0]
+    skipped = engine.rows("SELECT count(*) AS n FROM decisions")[0]["n"] - counts["used"]
     return _finish(
         engine,
         schemas.EXPERIMENT_EXPOSURES,

@@ -199,7 +199,7 @@ def test_rules_are_configurable() -> None:
 
 def test_default_rules_follow_the_shared_ids() -> None:
     assert IdentityRule("optimizely", "visitor_id", "user") in DEFAULT_RULES
-    assert IdentityMap().references_sql("unknown") == "CAST([] AS VARCHAR[])"
+    assert IdentityMap().reference_sql("unknown") == "CAST(NULL AS VARCHAR)"
     assert [r.column for r in IdentityMap().source_rules("amplitude")] == ["user_id", "device_id"]
 
 
