@@ -219,3 +219,12 @@ def test_malformed_lines_on_request(world: World, tmp_path: Path) -> None:
             bad_times += not parses(event["event_time"])
     assert (invalid, bad_times) == (4, 3)
     assert summary.invalid_json_lines == 4 and summary.malformed_timestamps == 3
+
+
+def test_parallel_generation_writes_the_same_bytes(world: World, tmp_path: Path) -> None:
+    settings = GenerationSettings(events_per_day=600, events_per_part=20)
+    serial = write_day_files(world, DAY, tmp_path / "serial", settings, workers=1)
+    parallel = write_day_files(world, DAY, tmp_path / "parallel", settings, workers=2)
+    assert serial == parallel
+    for member in serial.members:
+        assert (tmp_path / "serial" / member).read_bytes() == (tmp_path / "parallel" / member).read_bytes()
