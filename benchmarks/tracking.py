@@ -1,0 +1,245 @@
+"""Collector throughput and acknowledgement latency under a bounded load on loopback.
+
+    .venv/bin/python benchmarks/tracking.py [--events N] [--seconds S]
+
+The collector runs in its own process (served by `loopback.serve`, landing in a lake under
+benchmarks/.work/), so the load generator does not share its interpreter. The generator is a small
+asyncio HTTP/1.1 client over keep-alive connections; every request carries client-chosen uuids. Each
+scenario stops after `--events` events or `--seconds` seconds, whichever comes first. Afterwards the
+lake is read back: "landed" counts the events found in the committed manifests, and the run fails if an
+acknowledged event is missing or stored twice. Results go to benchmarks/results/tracking.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import gzip
+import json
+import multiprocessing
+import os
+import platform
+import shutil
+import socket
+import statistics
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from event_platform.defs.tracking.collector import IDENTITY_HEADER, Collector, CollectorSettings
+from event_platform.lake.filesystem import Lake
+from event_platform.lake.layout import raw_path
+from event_platform.sandbox.loopback import serve
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / ".work" / "tracking"
+RESULTS = HERE / "results" / "tracking.json"
+HOST = "127.0.0.1"
+FLUSH_AGE_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: str
+    concurrency: int
+    events_per_request: int
+
+
+SCENARIOS = (
+    # Few clients: latency is the group's age limit plus one write; many: the collector's CPU is the limit.
+    Scenario("client events, 16 clients", "/api/tracking", concurrency=16, events_per_request=1),
+    Scenario("client events, 256 clients", "/api/tracking", concurrency=256, events_per_request=1),
+    Scenario("Tracker batches of 500", "/api/tracking/batch", concurrency=8, events_per_request=500),
+)
+
+
+@dataclass
+class Outcome:
+    scenario: str
+    endpoint: str
+    concurrency: int
+    events_per_request: int
+    requests: int
+    events_acknowledged: int
+    events_landed: int
+    landed_files: int
+    seconds: float
+    events_per_second: float
+    requests_per_second: float
+    latency_ms_p50: float
+    latency_ms_p90: float
+    latency_ms_p99: float
+    latency_ms_max: float
+
+
+def run_collector(lake_root: str, port: int, stop: multiprocessing.synchronize.Event) -> None:
+    settings = CollectorSettings(flush_age_seconds=FLUSH_AGE_SECONDS)
+    with serve(Collector(Lake.from_uri(lake_root), settings=settings).app, port=port, name="collector"):
+        stop.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def video_event(event_uuid: str) -> dict[str, object]:
+    return {
+        "uuid": event_uuid, "event_type": "kinesinlms.course.video.activity",
+        "course_slug": "intro-data", "course_run": "2025", "unit_node_slug": "intro-data-unit-3",
+        "course_unit_id": 3, "block_uuid": "0c5d8b2e-5d29-4f5e-8f1e-7b0c1f7d9a10",
+        "event_data": {"video_id": "unit-3-video", "video_event_type": "kinesinlms.course.video.play"},
+    }
+
+
+def request_body(scenario: Scenario, uuids: list[str]) -> bytes:
+    if scenario.events_per_request == 1:
+        return json.dumps(video_event(uuids[0])).encode()
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+    return json.dumps({"events": [
+        {**video_event(event_uuid), "time": now, "anon_username": "learner-000042"} for event_uuid in uuids
+    ]}).encode()
+
+
+class Load:
+    """Hands out the next request's uuids until the event budget or the deadline is spent."""
+
+    def __init__(self, events: int, seconds: float, per_request: int) -> None:
+        self.remaining = events
+        self.deadline = time.monotonic() + seconds
+        self.per_request = per_request
+        self.acknowledged: list[str] = []
+        self.latencies: list[float] = []
+
+    def next_uuids(self) -> list[str] | None:
+        if self.remaining <= 0 or time.monotonic() >= self.deadline:
+            return None
+        count = min(self.per_request, self.remaining)
+        self.remaining -= count
+        return [str(uuid.uuid4()) for _ in range(count)]
+
+
+async def client(port: int, scenario: Scenario, load: Load) -> None:
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        while (uuids := load.next_uuids()) is not None:
+            body = request_body(scenario, uuids)
+            head = (
+                f"POST {scenario.path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+                f"{IDENTITY_HEADER}: learner-000042\r\nContent-Length: {len(body)}\r\n\r\n"
+            )
+            started = time.perf_counter()
+            writer.write(head.encode() + body)
+            await writer.drain()
+            status = int((await reader.readline()).split()[1])
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode().partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            answer = await reader.readexactly(length)
+            load.latencies.append(time.perf_counter() - started)
+            if status not in (200, 201):
+                raise RuntimeError(f"HTTP {status}: {answer[:200]!r}")
+            load.acknowledged.extend(uuids)
+    finally:
+        writer.close()
+
+
+async def generate(port: int, scenario: Scenario, load: Load) -> None:
+    await asyncio.gather(*(client(port, scenario, load) for _ in range(scenario.concurrency)))
+
+
+def landed_uuids(lake: Lake, day: str) -> tuple[list[str], int]:
+    files = lake.current_files(raw_path("tracking", day))
+    found = [
+        json.loads(line)["uuid"]
+        for relative in files
+        for line in gzip.decompress(lake.read_bytes(relative)).splitlines()
+    ]
+    return found, len(files)
+
+
+def percentile(values: list[float], share: float) -> float:
+    return round(statistics.quantiles(values, n=1000)[int(share * 1000) - 1] * 1000, 2)
+
+
+def measure(scenario: Scenario, events: int, seconds: float) -> Outcome:
+    lake_root = WORK / scenario.path.strip("/").replace("/", "-")
+    shutil.rmtree(lake_root, ignore_errors=True)
+    port = free_port()
+    stop = multiprocessing.Event()
+    server = multiprocessing.Process(target=run_collector, args=(str(lake_root), port, stop), daemon=True)
+    server.start()
+    wait_until_listening(port)
+    load = Load(events, seconds, scenario.events_per_request)
+    started = time.perf_counter()
+    asyncio.run(generate(port, scenario, load))
+    elapsed = time.perf_counter() - started
+    stop.set()
+    server.join(30)
+
+    day = dt.datetime.now(dt.UTC).date().isoformat()  # the collector's clock is real here
+    landed, files = landed_uuids(Lake.from_uri(str(lake_root)), day)
+    missing = set(load.acknowledged) - set(landed)
+    if missing or len(landed) != len(set(landed)):
+        raise SystemExit(f"{scenario.name}: {len(missing)} acknowledged event(s) missing, "
+                         f"{len(landed) - len(set(landed))} stored twice")
+    return Outcome(
+        scenario=scenario.name, endpoint=scenario.path, concurrency=scenario.concurrency,
+        events_per_request=scenario.events_per_request, requests=len(load.latencies),
+        events_acknowledged=len(load.acknowledged), events_landed=len(landed), landed_files=files,
+        seconds=round(elapsed, 3), events_per_second=round(len(load.acknowledged) / elapsed, 1),
+        requests_per_second=round(len(load.latencies) / elapsed, 1),
+        latency_ms_p50=percentile(load.latencies, 0.5), latency_ms_p90=percentile(load.latencies, 0.9),
+        latency_ms_p99=percentile(load.latencies, 0.99), latency_ms_max=round(max(load.latencies) * 1000, 2),
+    )
+
+
+def wait_until_listening(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((HOST, port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"the collector did not start on port {port}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=50_000, help="event budget per scenario")
+    parser.add_argument("--seconds", type=float, default=20.0, help="time budget per scenario")
+    arguments = parser.parse_args()
+    load_before = round(os.getloadavg()[0], 2)  # other work on the machine skews the numbers
+    outcomes = []
+    for scenario in SCENARIOS:
+        outcome = measure(scenario, arguments.events, arguments.seconds)
+        outcomes.append(outcome)
+        print(
+            f"{outcome.scenario:32} {outcome.events_per_second:>10,.0f} events/s  "
+            f"p50 {outcome.latency_ms_p50:>7.1f} ms  p99 {outcome.latency_ms_p99:>7.1f} ms  "
+            f"{outcome.events_landed:,} landed in {outcome.landed_files} files"
+        )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "benchmark": "tracking collector: events accepted and durably landed, acknowledgement latency",
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform(),
+            "load_average_1m_before": load_before,
+        },
+        "budget": {"events": arguments.events, "seconds": arguments.seconds},
+        "collector": {"flush_age_seconds": FLUSH_AGE_SECONDS, "lake": "local disk"},
+        "results": [asdict(outcome) for outcome in outcomes],
+    }, indent=2) + "\n")
+    print(f"written {RESULTS.relative_to(HERE.parent)}")
+
+
+if __name__ == "__main__":
+    main()
