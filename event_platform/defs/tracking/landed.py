@@ -116,10 +116,16 @@ def _utc(value: object, name: str) -> dt.datetime:
 
 def landed_lines(lake: Lake, files: list[str]) -> Iterator[bytes]:
     for relative in files:
-        with lake.open_input(relative) as raw, gzip.GzipFile(fileobj=raw) as lines:
-            for line in lines:
-                if line.strip():
-                    yield line.rstrip(b"\n")
+        try:
+            with lake.open_input(relative) as raw, gzip.GzipFile(fileobj=raw) as lines:
+                for line in lines:
+                    if line.strip():
+                        yield line.rstrip(b"\n")
+        except (EOFError, gzip.BadGzipFile) as error:
+            raise ValueError(
+                f"{lake.uri(relative)} is not a complete gzip file ({error}); the collector writes files "
+                "whole, so compare it with the sha256 in its manifest and restore it"
+            ) from error
 
 
 def stage_day(lake: Lake, day: str, staging: Path) -> tuple[Path, DayStats]:

@@ -138,3 +138,4 @@ def test_the_row_check_notices_events_landed_after_the_materialization(
     assert result.metadata["expected_rows"].value == sandbox_day + 1
     assert result.metadata["rows"].value == sandbox_day
     assert "run it again" in str(result.metadata["hint"].value)
+
