@@ -139,3 +139,15 @@ def test_the_row_check_notices_events_landed_after_the_materialization(
     assert result.metadata["rows"].value == sandbox_day
     assert "run it again" in str(result.metadata["hint"].value)
 
+
+
+def test_the_same_code_lands_and_types_a_day_on_s3(
+    world: World, s3_lake_resource: LakeResource, tmp_path: Path
+) -> None:
+    with TrackingSandbox(world, s3_lake_resource.lake(), tmp_path / "spool") as sandbox:
+        sent = sandbox.send_day(DAY, events_per_person=2)
+    result = run(s3_lake_resource)
+    assert result.success
+    assert metadata(result)["rows"] == sent
+    assert all(passed for passed, _ in checks(result).values())
+    assert str(metadata(result)["uri"]).startswith("s3://")
