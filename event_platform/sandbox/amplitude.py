@@ -542,6 +542,7 @@ class AmplitudeEmulator:
         self._own_cache = None if cache_dir else tempfile.TemporaryDirectory(prefix="amplitude-emulator-")
         root = Path(cache_dir) if cache_dir else Path(self._own_cache.name)  # type: ignore[union-attr]
         self._cache = root / self.settings.cache_key(world)
+        self._cache.mkdir(parents=True, exist_ok=True)
         self._generator: DayGenerator | None = None
         self._lock = threading.Lock()
         self._day_locks: dict[dt.date, threading.Lock] = {}
@@ -600,7 +601,6 @@ class AmplitudeEmulator:
                 staging = Path(tempfile.mkdtemp(prefix=f".{day}-", dir=self._cache.parent))
                 summary = self._generator.write(day, staging)
                 (staging / "summary.json").write_text(json.dumps(asdict(summary)))
-                self._cache.mkdir(parents=True, exist_ok=True)
                 staging.rename(final)
         return final
 

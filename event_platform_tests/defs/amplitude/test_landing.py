@@ -168,3 +168,21 @@ def test_a_day_is_landed_only_once_its_last_hour_is_exportable(
     with pytest.raises(DayNotReadyError, match="complete only from 2026-11-02 03:00 UTC"):
         land_export(client, DAY, lake, tmp_dir=downloads, now=too_early)
     assert lake.read_manifest(PARTITION) is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Lake.open_output/open_input leave pyarrow's compression='detect' on: a '.gz' name is "
+    "gzipped again on write (and un-gzipped on read), so the stored object is not the vendor's bytes. "
+    "Needs compression=None on both in event_platform/lake/filesystem.py; remove this mark then.",
+)
+@responses.activate
+def test_the_stored_objects_are_the_vendors_bytes(client: ExportClient, lake: Lake, downloads: Path) -> None:
+    responses.get(US_URL, body=zip_bytes(MEMBERS))
+    land_export(client, DAY, lake, tmp_dir=downloads)
+    manifest = lake.read_manifest(PARTITION)
+    assert manifest is not None
+    for entry in manifest.files:
+        # A random-access read applies no codec: these are the bytes as stored.
+        with lake.open_input_file(f"{PARTITION}/{entry.path}") as stored:
+            assert stored.read() == MEMBERS[entry.name]
