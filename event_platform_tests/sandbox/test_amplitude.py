@@ -228,3 +228,15 @@ def test_parallel_generation_writes_the_same_bytes(world: World, tmp_path: Path)
     assert serial == parallel
     for member in serial.members:
         assert (tmp_path / "serial" / member).read_bytes() == (tmp_path / "parallel" / member).read_bytes()
+
+
+def test_a_cache_dir_is_created_and_reused_across_emulators(world: World, tmp_path: Path) -> None:
+    cache = tmp_path / "not-yet"
+    first = AmplitudeEmulator(world, events_per_day=200, cache_dir=cache)
+    summary = first.day_summary(DAY)
+    generated = {path: path.stat().st_mtime_ns for path in cache.rglob("*.json.gz")}
+    assert len(generated) == len(summary.members)
+    second = AmplitudeEmulator(world, events_per_day=200, cache_dir=cache)
+    assert second.day_summary(DAY) == summary
+    regenerated = {path: path.stat().st_mtime_ns for path in cache.rglob("*.json.gz")} != generated
+    assert not regenerated
