@@ -1,6 +1,6 @@
 """The E3 assets' checks: evaluated by the asset itself from what it landed and typed, every partition.
 
-- files_landed:      every part file S3 listed for the date is in the raw landing;
+- files_landed:      every part file S3 listed for the date is in the raw landing, at its size;
 - rows_reconcile:    rows written == rows in the part files - duplicates removed;
 - schema_matches_e3: columns equal E3's (an extra vendor column WARNs, a missing one is an ERROR);
 - success_marker:    `_SUCCESS` is there once the date is two days old (WARN: the docs don't promise it).
@@ -31,11 +31,18 @@ def check_specs(asset_key: AssetKey) -> list[AssetCheckSpec]:
 
 
 def files_landed(landing: Landing) -> AssetCheckResult:
-    listed, landed = len(landing.listing.parts), len(landing.parts)
+    """S3's listing against the committed raw manifest: same files, same sizes."""
+    listed = {part.relative_path: part.size for part in landing.listing.parts}
+    landed = {part.name: part.bytes for part in landing.parts}
     return AssetCheckResult(
         check_name=FILES_LANDED,
         passed=listed == landed,
-        metadata={"listed": listed, "landed": landed},
+        metadata={
+            "listed_files": len(listed),
+            "landed_files": len(landed),
+            "listed_bytes": sum(listed.values()),
+            "landed_bytes": sum(landed.values()),
+        },
     )
 
 

@@ -31,15 +31,25 @@ from event_platform.retry import RetriesExhaustedError
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     access = argparse.ArgumentParser(add_help=False)
-    access.add_argument("--token", default=os.environ.get("OPTIMIZELY_API_TOKEN"),
-                        help="personal access token (default: $OPTIMIZELY_API_TOKEN)")
-    access.add_argument("--account-id", default=os.environ.get("OPTIMIZELY_ACCOUNT_ID"),
-                        help="account id, for plain AWS credentials instead of a token")
-    access.add_argument("--bucket", default=os.environ.get("OPTIMIZELY_BUCKET"),
-                        help="bucket, with --account-id (default: optimizely-events-data)")
+    access.add_argument(
+        "--token",
+        default=os.environ.get("OPTIMIZELY_API_TOKEN"),
+        help="personal access token (default: $OPTIMIZELY_API_TOKEN)",
+    )
+    access.add_argument(
+        "--account-id",
+        default=os.environ.get("OPTIMIZELY_ACCOUNT_ID"),
+        help="account id, for plain AWS credentials instead of a token",
+    )
+    access.add_argument(
+        "--bucket",
+        default=os.environ.get("OPTIMIZELY_BUCKET"),
+        help="bucket, with --account-id (default: optimizely-events-data)",
+    )
     access.add_argument("--auth-url", default=os.environ.get("OPTIMIZELY_AUTH_URL"), help=argparse.SUPPRESS)
-    access.add_argument("--s3-endpoint-url", default=os.environ.get("OPTIMIZELY_S3_ENDPOINT_URL"),
-                        help=argparse.SUPPRESS)
+    access.add_argument(
+        "--s3-endpoint-url", default=os.environ.get("OPTIMIZELY_S3_ENDPOINT_URL"), help=argparse.SUPPRESS
+    )
     source = subparsers.add_parser("optimizely", help="Optimizely Enriched Events Export (E3), like oevents")
     commands = source.add_subparsers(dest="optimizely_command", required=True, metavar="COMMAND")
 
@@ -63,8 +73,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     only = load.add_mutually_exclusive_group()
     only.add_argument("--experiment", help="only this experiment id (decisions)")
     only.add_argument("--event", help="only this event name (events)")
-    load.add_argument("--output", default=os.environ.get("OPTIMIZELY_DATA_DIR"),
-                      help="local directory (default: $OPTIMIZELY_DATA_DIR)")
+    load.add_argument(
+        "--output",
+        default=os.environ.get("OPTIMIZELY_DATA_DIR"),
+        help="local directory (default: $OPTIMIZELY_DATA_DIR)",
+    )
     load.set_defaults(run=run_load, load_parser=load)
 
 
@@ -79,8 +92,9 @@ def run_auth(arguments: argparse.Namespace) -> int:
     if not arguments.token:
         return fail("auth needs an API token: pass --token or set OPTIMIZELY_API_TOKEN.")
     try:
-        api = CredentialsApi(arguments.token, auth_url=arguments.auth_url or DEFAULT_AUTH_URL,
-                             duration=arguments.duration)
+        api = CredentialsApi(
+            arguments.token, auth_url=arguments.auth_url or DEFAULT_AUTH_URL, duration=arguments.duration
+        )
         issued = api.fetch()
     except (E3Error, RetriesExhaustedError, ValueError) as error:
         return fail(str(error))
@@ -136,8 +150,10 @@ def run_load(arguments: argparse.Namespace) -> int:
         parser.error(f"--start {start} is after --end {end}")
     if not arguments.output:
         parser.error("give --output or set OPTIMIZELY_DATA_DIR")
-    wanted = f"experiment={arguments.experiment}" if arguments.experiment else (
-        f"event={arguments.event}" if arguments.event else None
+    wanted = (
+        f"experiment={arguments.experiment}"
+        if arguments.experiment
+        else (f"event={arguments.event}" if arguments.event else None)
     )
     try:
         client = _client(arguments)
@@ -147,8 +163,11 @@ def run_load(arguments: argparse.Namespace) -> int:
         for day in days:
             listing = client.list_day(e3, day)
             day_dir = output / f"type={e3.name}" / f"date={day.isoformat()}"
-            plan += [(part, day_dir / part.relative_path) for part in listing.parts
-                     if wanted is None or part.folder == wanted]
+            plan += [
+                (part, day_dir / part.relative_path)
+                for part in listing.parts
+                if wanted is None or part.folder == wanted
+            ]
             if listing.has_success and wanted is None:
                 day_dir.mkdir(parents=True, exist_ok=True)
                 (day_dir / SUCCESS_MARKER).touch()
@@ -191,4 +210,3 @@ def _location(arguments: argparse.Namespace) -> E3Location:
 def fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
-

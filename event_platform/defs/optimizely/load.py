@@ -5,9 +5,10 @@ Two steps, each atomic:
    caught before anything is published) -> `raw/optimizely/type=<t>/date=<d>/<folder>/<part>` inside one
    `lake.write_partition`. A corrupt part is copied to quarantine and fails the whole date: the
    previous raw version stays.
-2. `type_day`: the landed parts are read back as record batches, cast to the exact E3 schema (extra
-   vendor columns carried), staged in an on-disk DuckDB database and de-duplicated on the case-folded
-   `uuid`, keeping the earliest `timestamp`. The result streams out as a `RecordBatchReader`.
+2. `type_day`: the landed parts' key columns are staged in DuckDB (in memory, spilling), which finds
+   the duplicates on the case-folded `uuid` (the earliest `timestamp` stays) and the metadata; then
+   the landed parts stream out once more as record batches cast to the exact E3 schema (extra vendor
+   columns carried), minus the duplicates, as a `RecordBatchReader`.
 Memory stays bounded by a record batch and DuckDB's memory limit (it spills to disk beyond it).
 """
 
@@ -109,7 +110,7 @@ def land_day(client: E3Client, lake: Lake, e3: E3Type, day: dt.date) -> Landing:
             "run yet (its dates are processing dates, filled during the day)."
         )
     target = raw_dir(e3, day)
-    landed: list[LandedPart] = []
+    checked: dict[str, tuple[int, SchemaDifference]] = {}
     with tempfile.TemporaryDirectory(prefix="e3-land-") as scratch, lake.write_partition(target) as writer:
         local = Path(scratch) / "part.parquet"
         for part in listing.parts:
@@ -130,13 +131,16 @@ def land_day(client: E3Client, lake: Lake, e3: E3Type, day: dt.date) -> Landing:
                 writer.open(part.relative_path, rows=rows, etag=part.etag) as sink,
             ):
                 shutil.copyfileobj(source, sink, 1024 * 1024)
-            landed.append(LandedPart(part.relative_path, "", part.size, rows, difference))
+            checked[part.relative_path] = (rows, difference)
         writer.metadata.update(
             listed_files=len(listing.parts), listed_bytes=listing.total_bytes, has_success=listing.has_success
         )
+    # What was committed, read back from the manifest: the files_landed check compares it with S3's listing.
     manifest = lake.read_manifest(target)
-    paths = {entry.name: f"{target}/{entry.path}" for entry in (manifest.files if manifest else [])}
-    parts = [LandedPart(p.name, paths[p.name], p.bytes, p.rows, p.schema) for p in landed]
+    parts = [
+        LandedPart(entry.name, f"{target}/{entry.path}", entry.bytes, *checked[entry.name])
+        for entry in (manifest.files if manifest else [])
+    ]
     return Landing(e3, day, listing, parts, target)
 
 
@@ -196,7 +200,11 @@ def output_schema(e3: E3Type, extra_columns: list[tuple[str, pa.DataType]]) -> p
 
 
 def type_day(lake: Lake, landing: Landing) -> TypedDay:
-    """Type and de-duplicate a landed date. Raises SchemaMismatchError naming each untypable part."""
+    """Type and de-duplicate a landed date. Raises SchemaMismatchError naming each untypable part.
+
+    Duplicates are found on a narrow projection (uuid, timestamps, a few columns for the metadata)
+    staged in DuckDB; the wide rows then stream from the landed parts once, minus the duplicates.
+    """
     problems = landing.schema_problems
     if problems:
         listed = "; ".join(f"{name}: {problem}" for name, problem in problems.items())
@@ -204,43 +212,58 @@ def type_day(lake: Lake, landing: Landing) -> TypedDay:
             f"E3 {landing.e3.name} {landing.day} does not match the E3 schema ({listed}). The raw files are "
             f"kept at {lake.uri(landing.raw_dir)}; the previous typed version stays."
         )
-    extras = _extra_column_types(lake, landing)
-    schema = output_schema(landing.e3, extras)
-    staged_schema = schema.append(pa.field(ROW_INDEX_COLUMN, pa.int64()))
-    scratch = Path(tempfile.mkdtemp(prefix="e3-type-"))
-    try:
-        connection = _connect(scratch)
-        staged_count = RowCounter()
-        staged = pa.RecordBatchReader.from_batches(
-            staged_schema, _staged_batches(lake, landing, staged_schema, staged_count)
-        )
-        connection.register("staged", staged)
-        key = f"coalesce(lower(uuid), {SOURCE_FILE_COLUMN} || '#' || {ROW_INDEX_COLUMN})"
-        connection.execute(
-            f"""
-            CREATE TABLE deduplicated AS
-            SELECT * EXCLUDE ({ROW_INDEX_COLUMN}) FROM staged
-            QUALIFY row_number() OVER (
-                PARTITION BY {key}
-                ORDER BY timestamp NULLS LAST, {SOURCE_FILE_COLUMN}, {ROW_INDEX_COLUMN}
-            ) = 1
-            """
-        )
-        connection.unregister("staged")
-        stats = _describe(connection, landing.e3, staged_count.rows)
-        folder = landing.e3.folder_column
-        ordered = connection.sql(f"SELECT * FROM deduplicated ORDER BY {folder}, timestamp, uuid")
-        result = ordered.to_arrow_reader(BATCH_ROWS)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
+    schema = output_schema(landing.e3, _extra_column_types(lake, landing))
+    keys_schema = pa.schema(
+        [schema.field(name) for name in _key_columns(landing.e3)]
+        + [pa.field(SOURCE_FILE_COLUMN, pa.string()), pa.field(ROW_INDEX_COLUMN, pa.int64())]
+    )
+    with tempfile.TemporaryDirectory(prefix="e3-type-") as scratch:
+        connection = _connect(Path(scratch))
+        try:
+            staged = RowCounter()
+            keys = pa.RecordBatchReader.from_batches(
+                keys_schema, _typed_batches(lake, landing, keys_schema, staged)
+            )
+            connection.register("staged_keys", keys)
+            connection.execute("CREATE TABLE day_keys AS SELECT * FROM staged_keys")
+            connection.unregister("staged_keys")
+            dedupe_key = f"coalesce(lower(uuid), {SOURCE_FILE_COLUMN} || '#' || {ROW_INDEX_COLUMN})"
+            connection.execute(
+                f"""
+                CREATE TABLE later_copies AS
+                SELECT {SOURCE_FILE_COLUMN}, {ROW_INDEX_COLUMN} FROM day_keys
+                QUALIFY row_number() OVER (
+                    PARTITION BY {dedupe_key}
+                    ORDER BY timestamp NULLS LAST, {SOURCE_FILE_COLUMN}, {ROW_INDEX_COLUMN}
+                ) > 1
+                """
+            )
+            connection.execute(
+                f"CREATE VIEW kept AS SELECT * FROM day_keys ANTI JOIN later_copies "
+                f"USING ({SOURCE_FILE_COLUMN}, {ROW_INDEX_COLUMN})"
+            )
+            stats = _describe(connection, landing.e3, staged.rows)
+            dropped = _rows_to_drop(connection)
+        finally:
+            connection.close()
     streamed = RowCounter()
-    batches = _cast_and_clean_up(result, schema, connection, scratch, streamed)
+    batches = _without(
+        _typed_batches(lake, landing, schema.append(ROW_INDEX_FIELD), RowCounter()), dropped, streamed
+    )
     return TypedDay(pa.RecordBatchReader.from_batches(schema, batches), stats, streamed)
 
 
+ROW_INDEX_FIELD = pa.field(ROW_INDEX_COLUMN, pa.int64())
+
+
+def _key_columns(e3: E3Type) -> list[str]:
+    """What de-duplication and the metadata need; the rest of a row is read once, on output."""
+    preview = "variation_id" if e3.folder_column == "experiment_id" else "revenue"
+    return ["uuid", "timestamp", "process_timestamp", "visitor_id", e3.folder_column, preview]
+
+
 def _connect(scratch: Path) -> duckdb.DuckDBPyConnection:
-    connection = duckdb.connect(str(scratch / "stage.duckdb"))
+    connection = duckdb.connect(":memory:")
     connection.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
     connection.execute(f"SET temp_directory = '{scratch / 'spill'}'")
     connection.execute("SET TimeZone = 'UTC'")
@@ -263,22 +286,26 @@ def _extra_column_types(lake: Lake, landing: Landing) -> list[tuple[str, pa.Data
     return [(name, found[name]) for name in landing.extra_columns]
 
 
-def _staged_batches(
+def _typed_batches(
     lake: Lake, landing: Landing, schema: pa.Schema, counter: RowCounter
 ) -> Iterator[pa.RecordBatch]:
+    """Every landed row in `schema`: E3 types, the path's folder value where the row has none, lineage."""
     folder_column = landing.e3.folder_column
+    wanted = [name for name in schema.names if name not in (SOURCE_FILE_COLUMN, ROW_INDEX_COLUMN)]
     for part in landing.parts:
         folder_value = part.name.split("/", 1)[0].partition("=")[2]
         offset = 0
         with lake.open_input_file(part.lake_path) as file:
-            for batch in pq.ParquetFile(file).iter_batches(batch_size=BATCH_ROWS):
+            parquet = pq.ParquetFile(file)
+            present = [name for name in wanted if name in parquet.schema_arrow.names]
+            for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=present):
                 columns = []
                 for target in schema:
                     if target.name == SOURCE_FILE_COLUMN:
-                        column = pa.array([part.name] * batch.num_rows, pa.string())
+                        column = pa.repeat(pa.scalar(part.name, pa.string()), batch.num_rows)
                     elif target.name == ROW_INDEX_COLUMN:
                         column = pa.array(range(offset, offset + batch.num_rows), pa.int64())
-                    elif target.name in batch.schema.names:
+                    elif target.name in present:
                         column = batch.column(target.name).cast(target.type)
                     else:
                         column = pa.nulls(batch.num_rows, target.type)
@@ -291,6 +318,27 @@ def _staged_batches(
                 yield pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
+def _rows_to_drop(connection: duckdb.DuckDBPyConnection) -> dict[str, pa.Array]:
+    """Part name -> row indexes of its later copies (few: E3 duplicates are rare)."""
+    table = connection.sql(
+        f"SELECT {SOURCE_FILE_COLUMN}, list({ROW_INDEX_COLUMN}) FROM later_copies GROUP BY 1"
+    ).to_arrow_table()
+    return {name: pa.array(rows, pa.int64()) for name, rows in zip(*table.to_pydict().values(), strict=True)}
+
+
+def _without(
+    batches: Iterator[pa.RecordBatch], dropped: dict[str, pa.Array], streamed: RowCounter
+) -> Iterator[pa.RecordBatch]:
+    """The batches minus the later copies, without the row index; counts what leaves."""
+    for batch in batches:
+        source = batch.column(SOURCE_FILE_COLUMN)[0].as_py() if batch.num_rows else None
+        if source in dropped:
+            keep = pc.invert(pc.is_in(batch.column(ROW_INDEX_COLUMN), value_set=dropped[source]))
+            batch = batch.filter(keep)
+        streamed.rows += batch.num_rows
+        yield batch.drop_columns([ROW_INDEX_COLUMN])
+
+
 def _describe(connection: duckdb.DuckDBPyConnection, e3: E3Type, staged_rows: int) -> DayStats:
     folder = e3.folder_column
     summary = connection.execute(
@@ -298,18 +346,19 @@ def _describe(connection: duckdb.DuckDBPyConnection, e3: E3Type, staged_rows: in
         SELECT count(*), min(timestamp), max(timestamp), min(process_timestamp), max(process_timestamp),
                quantile_cont(epoch_ms(process_timestamp) - epoch_ms(timestamp), 0.5) / 1000.0,
                max(epoch_ms(process_timestamp) - epoch_ms(timestamp)) / 1000.0
-        FROM deduplicated
+        FROM kept
         """
     ).fetchone()
     assert summary is not None
     by_folder = connection.execute(
-        f"SELECT coalesce({folder}, '(none)'), count(*) FROM deduplicated GROUP BY 1 ORDER BY 1"
+        f"SELECT coalesce({folder}, '(none)'), count(*) FROM kept GROUP BY 1 ORDER BY 1"
     ).fetchall()
-    preview_columns = ["uuid", "timestamp", "visitor_id", folder]
-    preview_columns += ["variation_id"] if folder == "experiment_id" else ["revenue"]
-    preview = connection.sql(
-        f"SELECT {', '.join(preview_columns)} FROM deduplicated ORDER BY timestamp, uuid LIMIT 5"
-    ).to_arrow_table().to_pylist()
+    preview_columns = [name for name in _key_columns(e3) if name != "process_timestamp"]
+    preview = (
+        connection.sql(f"SELECT {', '.join(preview_columns)} FROM kept ORDER BY timestamp, uuid LIMIT 5")
+        .to_arrow_table()
+        .to_pylist()
+    )
     return DayStats(
         staged_rows=staged_rows,
         rows=int(summary[0]),
@@ -320,21 +369,3 @@ def _describe(connection: duckdb.DuckDBPyConnection, e3: E3Type, staged_rows: in
         lag_seconds_max=None if summary[6] is None else float(summary[6]),
         preview=preview,
     )
-
-
-def _cast_and_clean_up(
-    result: pa.RecordBatchReader,
-    schema: pa.Schema,
-    connection: duckdb.DuckDBPyConnection,
-    scratch: Path,
-    streamed: RowCounter,
-) -> Iterator[pa.RecordBatch]:
-    """DuckDB hands back microsecond timestamps; E3's are milliseconds. Cleans up once read (or dropped)."""
-    try:
-        for batch in result:
-            streamed.rows += batch.num_rows
-            yield batch.cast(schema)
-    finally:
-        connection.close()
-        shutil.rmtree(scratch, ignore_errors=True)
-

@@ -101,8 +101,12 @@ def build_e3_sensor(
         cursor = {key: DateState(**value) for key, value in json.loads(context.cursor or "{}").items()}
         now = dt.datetime.now(dt.UTC)
         requests, state = plan(
-            optimizely.client(), cursor, now=now.timestamp(), today=now.date(),
-            stable_seconds=stable_seconds, lookback_days=lookback_days,
+            optimizely.client(),
+            cursor,
+            now=now.timestamp(),
+            today=now.date(),
+            stable_seconds=stable_seconds,
+            lookback_days=lookback_days,
         )
         new_cursor = json.dumps({key: asdict(value) for key, value in state.items()}, sort_keys=True)
         run_requests = [
