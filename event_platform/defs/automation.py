@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+from dagster._record import copy as copy_record
 
 from event_platform import settings
 from event_platform.partitions import daily_partitions
@@ -246,4 +247,7 @@ def with_automation(spec: dg.AssetSpec) -> dg.AssetSpec:
 
 def apply_automation(defs: dg.Definitions) -> dg.Definitions:
     """`defs` with `with_automation` applied to every asset spec; called from definitions.py."""
-    return defs.map_asset_specs(func=with_automation)
+    # load_from_defs_folder lists an asset once per module that imports it (checks.py does); mapping
+    # would turn those references to one asset into distinct definitions with the same key.
+    unique = list({id(asset): asset for asset in defs.assets or []}.values())
+    return copy_record(defs, assets=unique).map_asset_specs(func=with_automation)

@@ -274,9 +274,16 @@ def test_real_definitions_jobs_cover_the_platform() -> None:
 def test_real_definitions_carry_the_automation() -> None:
     from event_platform.definitions import defs
 
-    graph = defs().resolve_asset_graph()
+    graph = automation.apply_automation(defs()).resolve_asset_graph()
     for key in automation.DAILY_ASSETS.resolve(graph) | automation.WAREHOUSE_MARTS.resolve(graph):
         node = graph.get(key)
         assert node.freshness_policy is not None, key
         if node.group_name == "warehouse":
             assert node.automation_condition is not None, key
+
+
+def test_an_asset_listed_twice_stays_one_asset() -> None:
+    # load_from_defs_folder lists an asset again for each module that imports it (e.g. its checks).
+    asset = daily_asset(AMPLITUDE)
+    graph = automation.apply_automation(dg.Definitions(assets=[asset, asset])).resolve_asset_graph()
+    assert graph.get(AMPLITUDE).freshness_policy == automation.FRESHNESS_POLICIES["amplitude"]
