@@ -8,7 +8,7 @@ EVENT_PLATFORM_PSEUDONYM_KEY (secret; the keyed hash's key, keep it stable or jo
 
 from __future__ import annotations
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
 from event_platform import settings
@@ -31,18 +31,25 @@ class ProfileStoreResource(ConfigurableResource):
     )
 
     def client(self) -> ProfileStoreClient:
-        settings.require(
-            SOURCE_LABEL, {"PROFILE_STORE_BASE_URL": self.base_url, "PROFILE_STORE_API_KEY": self.api_key}
-        )
-        assert self.base_url and self.api_key  # for the type checker: require() raised otherwise
+        base_url, api_key = resolved(self.base_url), resolved(self.api_key)
+        settings.require(SOURCE_LABEL, {"PROFILE_STORE_BASE_URL": base_url, "PROFILE_STORE_API_KEY": api_key})
+        assert base_url and api_key  # for the type checker: require() raised otherwise
         return ProfileStoreClient(
-            self.base_url, self.api_key, page_size=self.page_size, time_suffix_z=self.time_suffix_z
+            base_url, api_key, page_size=self.page_size, time_suffix_z=self.time_suffix_z
         )
 
     def pseudonymiser(self) -> Pseudonymiser:
-        settings.require(SOURCE_LABEL, {"EVENT_PLATFORM_PSEUDONYM_KEY": self.pseudonym_key})
-        assert self.pseudonym_key
-        return Pseudonymiser(self.pseudonym_key)
+        key = resolved(self.pseudonym_key)
+        settings.require(SOURCE_LABEL, {"EVENT_PLATFORM_PSEUDONYM_KEY": key})
+        assert key
+        return Pseudonymiser(key)
+
+
+def resolved(value: str | None) -> str | None:
+    """A field's value. Dagster resolves EnvVar fields when a run starts its resources; outside a run
+    (the CLI) the field still holds the EnvVar, a str of the variable's *name*, which must never be
+    used as the key itself."""
+    return value.get_value() if isinstance(value, EnvVar) else value
 
 
 def profile_store_resource() -> ProfileStoreResource:

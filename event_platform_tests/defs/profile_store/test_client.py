@@ -112,6 +112,15 @@ def test_429_waits_at_least_retry_after_then_500_and_timeout_are_retried() -> No
 
 
 @responses.activate
+def test_without_a_total_a_full_page_means_more() -> None:
+    full = [event(f"t{n}", f"2026-11-01T10:00:0{n}.0000000Z") for n in range(2)]
+    responses.get(LIST_URL, json={"items": full})
+    responses.get(LIST_URL, json={"items": [event("t2", "2026-11-01T11:00:00.0000000Z")]})
+    assert [item["TrackId"] for item in read_all(client(page_size=2))] == ["t0", "t1", "t2"]
+    assert query(responses.calls[1])["$skip"] == "2"
+
+
+@responses.activate
 def test_retries_give_up_with_the_cause() -> None:
     responses.get(LIST_URL, status=503, body="maintenance")
     with pytest.raises(RetriesExhaustedError, match="503"):
@@ -251,12 +260,13 @@ def test_z_suffix_setting_matches_what_the_server_accepts(world: World) -> None:
         assert len(read_all(with_z)) == 10
 
 
-def test_search_by_nested_field_finds_one_persons_events(burst_sandbox: ProfileStoreSandbox) -> None:
-    someone = burst_sandbox.events_on(DAY)[0]["User"]["Email"]
-    reader = ProfileStoreClient(burst_sandbox.url, burst_sandbox.api_key, backoff=NO_WAIT)
-    found = list(reader.search({"User.Email": someone}, START, END))
-    expected = [e for e in burst_sandbox.events_on(DAY) if e["User"]["Email"] == someone]
-    assert found == expected and found
+def test_search_by_nested_field_finds_one_persons_events(world: World) -> None:
+    with ProfileStoreSandbox(world, events_per_day=3_000) as sandbox:
+        someone = sandbox.events_on(DAY)[0]["User"]["Email"]
+        reader = ProfileStoreClient(sandbox.url, sandbox.api_key, backoff=NO_WAIT)
+        found = list(reader.search({"User.Email": someone}, START, END))
+        expected = [e for e in sandbox.events_on(DAY) if e["User"]["Email"] == someone]
+        assert found == expected and found
 
 
 def test_max_readable_is_below_the_vendor_limit() -> None:

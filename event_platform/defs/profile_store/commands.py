@@ -1,0 +1,52 @@
+"""`event-platform profile-store read-day` (what reading a day costs) and `… email-key` (a pseudonym)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+
+from event_platform.defs.profile_store.landing import day_window
+from event_platform.defs.profile_store.resources import profile_store_resource
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    profile_store = subparsers.add_parser("profile-store", help="the Profile Store TrackEvents API")
+    commands = profile_store.add_subparsers(dest="profile_store_command", required=True, metavar="COMMAND")
+
+    read_day = commands.add_parser(
+        "read-day",
+        help="read one UTC day through the API (PROFILE_STORE_*) and print the count, the API's total and "
+        "the requests and window splits it took; prints no event",
+    )
+    read_day.add_argument("--date", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD")
+    read_day.set_defaults(run=_read_day)
+
+    email_key = commands.add_parser(
+        "email-key",
+        help="read e-mail addresses from standard input, one a line, and print their pseudonyms "
+        "(EVENT_PLATFORM_PSEUDONYM_KEY): for the forget job's email_key, keeping the address out of "
+        "shell history and Dagster's run storage",
+    )
+    email_key.set_defaults(run=_email_key)
+
+
+def _read_day(arguments: argparse.Namespace) -> int:
+    client = profile_store_resource().client()
+    start, end = day_window(arguments.date.isoformat())
+    events = sum(len(batch) for batch in client.track_events(start, end))
+    stats = client.stats
+    print(
+        f"{arguments.date}: {events} events read, the API reported {stats.total_reported}; "
+        f"{stats.requests} request(s) ({stats.retries} retries), {stats.windows_split} window split(s), "
+        f"{stats.instants_read} instant(s) read whole"
+    )
+    return 0 if events == stats.total_reported else 1
+
+
+def _email_key(arguments: argparse.Namespace) -> int:
+    pseudonymiser = profile_store_resource().pseudonymiser()
+    for line in sys.stdin:
+        if line.strip():
+            print(pseudonymiser.email(line))
+    return 0

@@ -1,0 +1,45 @@
+"""The `event-platform profile-store` commands, against the sandbox."""
+
+from __future__ import annotations
+
+import argparse
+import io
+from collections.abc import Iterator
+
+import pytest
+
+from event_platform.defs.profile_store.commands import add_commands
+from event_platform.defs.profile_store.pseudonymise import Pseudonymiser
+from event_platform.sandbox.profile_store import ProfileStoreSandbox
+from event_platform.sandbox.world import World
+
+
+def run(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    arguments = parser.parse_args(argv)
+    return int(arguments.run(arguments))
+
+
+@pytest.fixture
+def sandbox(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[ProfileStoreSandbox]:
+    with ProfileStoreSandbox(world, events_per_day=250) as running:
+        for name, value in running.environment().items():
+            monkeypatch.setenv(name, value)
+        yield running
+
+
+def test_read_day_prints_counts_and_no_event(
+    sandbox: ProfileStoreSandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run("profile-store", "read-day", "--date", "2026-11-01") == 0
+    printed = capsys.readouterr().out
+    assert "250 events read, the API reported 250; 1 request(s)" in printed
+    assert "@" not in printed
+
+
+def test_email_key_reads_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("EVENT_PLATFORM_PSEUDONYM_KEY", "cli-key")
+    monkeypatch.setattr("sys.stdin", io.StringIO(" Ada@Example.org\n\n"))
+    assert run("profile-store", "email-key") == 0
+    assert capsys.readouterr().out.split() == [Pseudonymiser("cli-key").email("ada@example.org")]
