@@ -59,8 +59,8 @@ class Lake:
         return self.fs.get_file_info(self.path(relative)).type != pafs.FileType.NotFound
 
     def open_input(self, relative: str) -> pa.NativeFile:
-        """A sequential stream: reads in chunks, never the whole object at once."""
-        return self.fs.open_input_stream(self.path(relative))
+        """A sequential stream of the stored bytes: read in chunks, never decompressed on the way."""
+        return self.fs.open_input_stream(self.path(relative), compression=None)
 
     def open_input_file(self, relative: str) -> pa.NativeFile:
         """A random-access file, for formats that seek (Parquet, ZIP)."""
@@ -71,7 +71,19 @@ class Lake:
         if self.is_local:
             # S3 has no directories; locally the parent must exist.
             self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        return self.fs.open_output_stream(path)
+        # pyarrow would gzip a "*.gz" name on the way in; the lake keeps bytes exactly as given.
+        return self.fs.open_output_stream(path, compression=None)
+
+    def make_durable(self, relatives: list[str]) -> None:
+        """fsync files (or a directory, after a rename in it) on local disk; an S3 PUT is durable once done."""
+        if not self.is_local:
+            return
+        for relative in relatives:
+            descriptor = os.open(self.path(relative), os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
 
     def read_bytes(self, relative: str) -> bytes:
         with self.open_input(relative) as stream:

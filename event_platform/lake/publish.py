@@ -137,7 +137,9 @@ class PartitionWriter:
         manifest = Manifest(self.version, dt.datetime.now(dt.UTC).isoformat(), files, metadata)
         staged = f"{self.relative_dir}/_manifest-{self.version}.json"
         self.lake.write_bytes(staged, manifest.to_json())
+        self.lake.make_durable([f"{self.relative_dir}/{stored}" for stored in self._written] + [staged])
         self.lake.fs.move(self.lake.path(staged), self.lake.path(f"{self.relative_dir}/{MANIFEST_NAME}"))
+        self.lake.make_durable([self.relative_dir])
         self._remove_unreferenced(manifest, previous)
         return manifest
 

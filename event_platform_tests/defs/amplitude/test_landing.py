@@ -170,12 +170,6 @@ def test_a_day_is_landed_only_once_its_last_hour_is_exportable(
     assert lake.read_manifest(PARTITION) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Lake.open_output/open_input leave pyarrow's compression='detect' on: a '.gz' name is "
-    "gzipped again on write (and un-gzipped on read), so the stored object is not the vendor's bytes. "
-    "Needs compression=None on both in event_platform/lake/filesystem.py; remove this mark then.",
-)
 @responses.activate
 def test_the_stored_objects_are_the_vendors_bytes(client: ExportClient, lake: Lake, downloads: Path) -> None:
     responses.get(US_URL, body=zip_bytes(MEMBERS))
