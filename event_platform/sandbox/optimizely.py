@@ -279,10 +279,14 @@ def generate_day(
         memberships = []
         for experiment in running:
             variation = world.assign(experiment, person)
-            memberships.append({
-                "campaign_id": experiment.campaign_id, "experiment_id": experiment.id,
-                "variation_id": variation.id, "is_holdback": False,
-            })
+            memberships.append(
+                {
+                    "campaign_id": experiment.campaign_id,
+                    "experiment_id": experiment.id,
+                    "variation_id": variation.id,
+                    "is_holdback": False,
+                }
+            )
             decision_ms = seen_ms + rng.randrange(60_000)
             decisions.setdefault(f"experiment={experiment.id}", []).append(
                 _decision(world, rng, person, experiment, variation.id, decision_ms, session, day_ms)
@@ -292,16 +296,36 @@ def generate_day(
                 revenue = variation.revenue_cents if experiment.metric_event == "purchase" else 0
                 tags = {"revenue": str(revenue), "experiment_name": experiment.name} if revenue else {}
                 conversions.setdefault(f"event={experiment.metric_event}", []).append(
-                    _conversion(world, rng, person, experiment.metric_event, converted_ms, session, day_ms,
-                                revenue=revenue, quantity=1 if revenue else 0, tags=tags,
-                                experiments=memberships if with_sessions else None)
+                    _conversion(
+                        world,
+                        rng,
+                        person,
+                        experiment.metric_event,
+                        converted_ms,
+                        session,
+                        day_ms,
+                        revenue=revenue,
+                        quantity=1 if revenue else 0,
+                        tags=tags,
+                        experiments=memberships if with_sessions else None,
+                    )
                 )
         for name, mean in PAGE_EVENTS:
             for _ in range(_poisson(rng, mean)):
                 conversions.setdefault(f"event={name}", []).append(
-                    _conversion(world, rng, person, name, seen_ms + rng.randrange(DAY_MS // 2), session,
-                                day_ms, revenue=0, quantity=0, tags={},
-                                experiments=memberships if with_sessions else None)
+                    _conversion(
+                        world,
+                        rng,
+                        person,
+                        name,
+                        seen_ms + rng.randrange(DAY_MS // 2),
+                        session,
+                        day_ms,
+                        revenue=0,
+                        quantity=0,
+                        tags={},
+                        experiments=memberships if with_sessions else None,
+                    )
                 )
     for rows in itertools.chain(decisions.values(), conversions.values()):
         rows.sort(key=lambda row: row["process_timestamp"])
@@ -342,23 +366,50 @@ def _common(
 
 
 def _decision(
-    world: World, rng: random.Random, person: Person, experiment: Experiment, variation_id: str,
-    event_ms: int, session: str | None, day_ms: int,
+    world: World,
+    rng: random.Random,
+    person: Person,
+    experiment: Experiment,
+    variation_id: str,
+    event_ms: int,
+    session: str | None,
+    day_ms: int,
 ) -> dict[str, Any]:
     row = _common(world, rng, person, event_ms, session, day_ms)
-    row.update(campaign_id=experiment.campaign_id, experiment_id=experiment.id, variation_id=variation_id,
-               is_holdback=False)
+    row.update(
+        campaign_id=experiment.campaign_id,
+        experiment_id=experiment.id,
+        variation_id=variation_id,
+        is_holdback=False,
+    )
     return row
 
 
 def _conversion(
-    world: World, rng: random.Random, person: Person, name: str, event_ms: int, session: str | None,
-    day_ms: int, *, revenue: int, quantity: int, tags: dict[str, str],
+    world: World,
+    rng: random.Random,
+    person: Person,
+    name: str,
+    event_ms: int,
+    session: str | None,
+    day_ms: int,
+    *,
+    revenue: int,
+    quantity: int,
+    tags: dict[str, str],
     experiments: list[dict[str, Any]] | None,
 ) -> dict[str, Any]:
     row = _common(world, rng, person, event_ms, session, day_ms)
-    row.update(experiments=experiments, entity_id=_entity_id(name), event_type=None, event_name=name,
-               revenue=revenue, value=None, quantity=quantity, tags=list(tags.items()))
+    row.update(
+        experiments=experiments,
+        entity_id=_entity_id(name),
+        event_type=None,
+        event_name=name,
+        revenue=revenue,
+        value=None,
+        quantity=quantity,
+        tags=list(tags.items()),
+    )
     return row
 
 
@@ -372,4 +423,3 @@ def _poisson(rng: random.Random, mean: float) -> int:
         count += 1
         product *= rng.random()
     return count
-

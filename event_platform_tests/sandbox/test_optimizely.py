@@ -155,7 +155,7 @@ def test_before_2023_10_09_sessions_and_experiments_are_filled() -> None:
 
 
 def test_the_planted_conversion_rates_and_sample_ratio_mismatch_come_through() -> None:
-    world = World(people_count=20_000)
+    world = World(people_count=8_000)
     exposed: dict[str, int] = {}
     converted: dict[str, int] = {}
     decisions, conversions = generate_day(world, DAY)
@@ -174,4 +174,4 @@ def test_the_planted_conversion_rates_and_sample_ratio_mismatch_come_through() -
         )
     pricing = next(e for e in world.experiments if e.sample_ratio_mismatch)
     control_share = exposed[pricing.control.id] / sum(exposed[v.id] for v in pricing.variations)
-    assert control_share == pytest.approx(0.56, abs=0.02)
+    assert control_share == pytest.approx(0.56, abs=0.03)

@@ -43,10 +43,14 @@ def resources(sandbox: OptimizelySandbox, lake: LakeResource, token: str | None 
 
 
 def materialize(
-    sandbox: OptimizelySandbox, lake: LakeResource, day: dt.date, **kwargs: Any
+    sandbox: OptimizelySandbox,
+    lake: LakeResource,
+    day: dt.date,
+    assets: tuple[dg.AssetsDefinition, ...] = (decisions, conversions),
+    **kwargs: Any,
 ) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [decisions, conversions],
+        assets,
         partition_key=day.isoformat(),
         resources=resources(sandbox, lake, **kwargs),
         instance=dg.DagsterInstance.ephemeral(),
@@ -107,14 +111,14 @@ def test_a_corrupt_part_fails_the_run_by_name_and_the_previous_version_stays(
 ) -> None:
     day = DAYS[0]
     e3_sandbox.publish_day(day)
-    assert materialize(e3_sandbox, lake_resource, day).success
+    assert materialize(e3_sandbox, lake_resource, day, (decisions,)).success
     lake = lake_resource.lake()
     typed_dir = partition_path("optimizely/decisions", day.isoformat())
     before = (lake.read_manifest(typed_dir), lake.read_manifest(raw_dir(E3_TYPES["decisions"], day)))
     name = "experiment=9300000001/part-00007-deadbeef.c000.snappy.parquet"
     e3_sandbox.put_object(f"type=decisions/date={day}/{name}", b"PAR1 this is not parquet PAR1")
 
-    result = materialize(e3_sandbox, lake_resource, day)
+    result = materialize(e3_sandbox, lake_resource, day, (decisions,))
 
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
@@ -137,13 +141,7 @@ def test_a_missing_column_fails_with_an_error_check(
     )
     e3_sandbox.put_object(f"type=decisions/date={day}/_SUCCESS", b"")
 
-    result = dg.materialize(
-        [decisions],
-        partition_key=day.isoformat(),
-        resources=resources(e3_sandbox, lake_resource),
-        instance=dg.DagsterInstance.ephemeral(),
-        raise_on_error=False,
-    )
+    result = materialize(e3_sandbox, lake_resource, day, (decisions,))
 
     assert not result.success
     [check] = result.get_asset_check_evaluations()
@@ -167,8 +165,8 @@ def test_the_token_never_reaches_logs_metadata_or_errors(
     e3_sandbox.token = "pat-the-real-secret-4711"
     e3_sandbox.publish_day(DAYS[0])
 
-    succeeded = materialize(e3_sandbox, lake_resource, DAYS[0])
-    refused = materialize(e3_sandbox, lake_resource, DAYS[0], token="pat-a-wrong-secret-0815")
+    succeeded = materialize(e3_sandbox, lake_resource, DAYS[0], (decisions,))
+    refused = materialize(e3_sandbox, lake_resource, DAYS[0], (decisions,), token="pat-a-wrong-secret-0815")
 
     assert succeeded.success and not refused.success
     for result in (succeeded, refused):
