@@ -21,6 +21,7 @@ import argparse
 import datetime as dt
 import json
 import multiprocessing
+import os
 import platform
 import resource
 import sys
@@ -211,13 +212,17 @@ def _child(function: Callable[..., dict[str, Any]], args: tuple[Any, ...], queue
     started = time.perf_counter()
     outcome = function(*args)
     outcome["seconds"] = round(time.perf_counter() - started, 3)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    # CPU seconds too: wall time on a shared 2-core machine depends on its neighbours.
+    outcome["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 3)
     # Linux reports ru_maxrss in KiB.
-    outcome["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    outcome["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
     queue.put(outcome)
 
 
 def measured(function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    """Run `function` in a fresh process: its wall time and its own peak RSS."""
+    """Run `function` in a fresh process: its wall and CPU time (CPU includes the interpreter's start)
+    and its own peak RSS."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     process = context.Process(target=_child, args=(function, args, queue))
@@ -270,6 +275,7 @@ def main() -> None:
         },
         "daily_refresh": refreshes,
         "experiment_results": results_runs,
+        "load_average_at_end": list(os.getloadavg()),
         "reading": (
             "daily_refresh seconds per day stay flat as history grows (one day of decisions and events plus "
             "the attribution window's compact exposures); experiment_results grows linearly with history."

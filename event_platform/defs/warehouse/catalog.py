@@ -99,8 +99,8 @@ def publish(lake: Lake, warehouse: Path, tables: tuple[CatalogTable, ...] = CATA
                 connection.register("mart_source", dataset)
                 connection.execute(f'CREATE OR REPLACE TABLE "{table.name}" AS SELECT * FROM mart_source')
                 connection.unregister("mart_source")
-                count = connection.execute(f'SELECT count(*) FROM "{table.name}"').fetchone()
-                report.tables[table.name] = int(count[0]) if count else 0
+                [(count,)] = connection.execute(f'SELECT count(*) FROM "{table.name}"').fetchall()
+                report.tables[table.name] = int(count)
             else:
                 report.not_published.append(table.name)
         connection.execute("COMMIT")

@@ -71,6 +71,7 @@ class Engine:
                 "threads": settings.threads,
                 "temp_directory": self._spill.name,
                 "preserve_insertion_order": False,
+                "enable_progress_bar": False,
             },
         )
         self._streaming = False
