@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from event_platform import settings
 from event_platform.defs.optimizely.assets import conversions, decisions
 from event_platform.defs.optimizely.checks import (
     FILES_LANDED,
@@ -176,3 +177,25 @@ def test_the_token_never_reaches_logs_metadata_or_errors(
             assert "pat-a-wrong-secret-0815" not in shown
     failures = [e for e in refused.all_events if e.event_type_value == "STEP_FAILURE"]
     assert failures and all("403" in str(e.step_failure_data.error) for e in failures)
+
+
+def test_the_resource_comes_from_the_environment_with_the_token_as_an_env_var(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPTIMIZELY_API_TOKEN", "pat-from-the-environment")
+    monkeypatch.setenv("OPTIMIZELY_AUTH_URL", "http://127.0.0.1:9/v2/export/credentials")
+    monkeypatch.setenv("OPTIMIZELY_S3_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("OPTIMIZELY_ACCOUNT_ID", "123")
+    monkeypatch.setenv("OPTIMIZELY_BUCKET", "my-export")
+
+    resource = settings.resources()["optimizely"]
+
+    assert isinstance(resource, OptimizelyResource)
+    assert resource.api_token == dg.EnvVar("OPTIMIZELY_API_TOKEN")
+    assert (resource.auth_url, resource.s3_endpoint_url, resource.account_id, resource.bucket) == (
+        "http://127.0.0.1:9/v2/export/credentials",
+        "http://127.0.0.1:9",
+        "123",
+        "my-export",
+    )
+    assert "pat-from-the-environment" not in repr(resource)
