@@ -262,13 +262,15 @@ class E3Client:
             token=issued.credentials.session_token,
             expiry_time=issued.credentials.expiration,
             refresh_using=refresh,
-            method="optimizely-authentication-api",
+            method=_IssuedCredentialsProvider.METHOD,
             time_fetcher=clock,
             advisory_timeout=refresh_margin_seconds,
             mandatory_timeout=refresh_margin_seconds / 2,
         )
         session = _botocore_session()
-        session._credentials = credentials  # botocore's documented hook for custom refreshable credentials
+        # First in the session's provider chain, so AWS_* variables or profiles never shadow the token's keys.
+        chain = session.get_component("credential_provider")
+        chain.insert_before(chain.providers[0].METHOD, _IssuedCredentialsProvider(credentials))
         s3 = _s3_client(session, s3_endpoint_url)
         return cls(issued.location, s3, backoff=backoff)
 
@@ -317,7 +319,6 @@ class E3Client:
         def attempt() -> int:
             with self._s3_errors(part.key):
                 response = self.s3.get_object(Bucket=self.location.bucket, Key=part.key)
-                written = 0
                 with destination.open("wb") as file:
                     written = _copy_stream(response["Body"], file)
             if written != part.size:
@@ -388,6 +389,19 @@ class DayListing:
     @property
     def total_bytes(self) -> int:
         return sum(part.size for part in self.parts)
+
+
+class _IssuedCredentialsProvider(botocore.credentials.CredentialProvider):
+    """Hands botocore the refreshable credentials of the Authentication API."""
+
+    METHOD = "optimizely-authentication-api"
+
+    def __init__(self, credentials: botocore.credentials.RefreshableCredentials) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self) -> botocore.credentials.RefreshableCredentials:
+        return self._credentials
 
 
 class _S3Errors:
