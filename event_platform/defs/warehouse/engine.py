@@ -71,10 +71,11 @@ class Engine:
                 "threads": settings.threads,
                 "temp_directory": self._spill.name,
                 "preserve_insertion_order": False,
-                "enable_progress_bar": False,
             },
         )
         self._streaming = False
+        # A progress bar is for people at a terminal; in runs and logs it is noise.
+        self.connection.execute("SET enable_progress_bar = false")
         # The same pseudonymous key wherever a model derives one.
         self.connection.execute(f"CREATE MACRO person_key(reference) AS {person_key_sql('reference')}")
 
