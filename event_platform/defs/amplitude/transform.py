@@ -4,19 +4,20 @@ A day can be 10 GB of JSON, so every byte is decompressed and parsed in C++ (Duc
 (DuckDB's `memory_limit`, spilling to a local temporary directory) and the result leaves as a
 `pyarrow.RecordBatchReader` the IO manager writes to Parquet batch by batch. The steps:
 
-1. Fast pass. DuckDB's `read_json` reads all of the day's members in parallel and types every line with
+1. Typing. DuckDB's `read_json` reads all of the day's members in parallel and types every line with
    the projection built from `schema.COLUMNS`; the batches are spooled to an LZ4 Arrow IPC file on local
-   disk, each row numbered (`_row`). A line that is not JSON reads as an all-null row, a blank line as no
-   row at all.
-2. Per member, the spooled rows are counted against the raw manifest's `lines`. A member whose count
-   differs, or that holds a row without `uuid` or a parseable `event_time`, is *dirty*: those are what
-   this pass cannot quarantine byte-for-byte, because DuckDB has parsed the line away.
-3. Exact pass, dirty members only. Python splits the member into lines keeping their bytes, DuckDB
-   types them with the same projection (over `from_json`), good rows go to a second spool and bad lines,
-   byte-for-byte, to `quarantine/amplitude/events/date=D/<member without .gz>`.
-4. DuckDB ranks rows by `uuid` over a few spooled columns (not the whole rows), keeping the first by
-   `server_upload_time` (never deduping on `event_id`, which is not unique), and summarises the kept rows.
-5. The output reader streams the spools minus the dirty members' fast-pass rows and the duplicates.
+   disk, each row numbered (`_row`). A line that is not a JSON object reads as an all-null row, a blank
+   line as no row at all; a row without `uuid` or a parseable `event_time` is *bad*.
+2. Per member, good rows are counted against the raw manifest's `lines`. A member with fewer is
+   *dirty*: some of its lines must be quarantined, but `read_json` has parsed their bytes away.
+3. Quarantine, dirty members only. Python splits the member into lines keeping their bytes, DuckDB
+   classifies each line with the same rules (JSON object, `uuid`, `event_time`) without typing it, and the
+   bad lines go byte-for-byte to `quarantine/amplitude/events/date=D/<member without .gz>`. The good
+   lines must number exactly the member's good rows from step 1, else the day fails loudly.
+4. DuckDB ranks the good rows by `uuid` over a few spooled columns (not the whole rows), keeping the
+   first by `server_upload_time` (never deduping on `event_id`, which is not unique), and summarises the
+   kept rows.
+5. The output reader streams the spool minus the bad rows and the duplicates.
 
 Lines in the raw manifest == rows + duplicates + quarantined lines, always. The quarantine partition's
 manifest records that reconciliation, so checks can verify it from the lake alone.
@@ -60,13 +61,12 @@ TABLE = "amplitude/events"
 PRIMARY_KEY = "uuid"
 ROW = "_row"
 MALFORMED = "_malformed"
-QUARANTINED = "_quarantined"
 BATCH_ROWS = 8_192
 """Rows per spooled batch: about 12 MB of typed events, small enough to keep memory flat."""
-EXACT_BATCH_LINES = 8_192
+QUARANTINE_BATCH_LINES = 4_096
 COPY_CHUNK_BYTES = 8 * 1024 * 1024
 PREVIEW_ROWS = 5
-DEFAULT_MEMORY_LIMIT = "256MB"
+DEFAULT_MEMORY_LIMIT = "192MB"
 SPOOL_OPTIONS = ipc.IpcWriteOptions(compression="lz4")
 _SQL_TYPES = {Kind.INTEGER: "BIGINT", Kind.FLOAT: "DOUBLE", Kind.BOOLEAN: "BOOLEAN"}
 _TYPED_COLUMNS: tuple[Column, ...] = tuple(column for column in COLUMNS if column.typed)
@@ -98,7 +98,7 @@ class TransformSummary:
     late_events: int
     """Kept rows whose `event_time` is before the partition's day (the export windows on upload time)."""
     dirty_files: int
-    """Members that needed the exact, line-by-line pass."""
+    """Members with lines to quarantine (read a second time, line by line)."""
     preview: list[dict[str, Any]]
     """The earliest kept events, only the columns of `schema.PREVIEW_COLUMNS` (no personal data)."""
 
@@ -164,24 +164,29 @@ def read_events(
     work = Path(tempfile.mkdtemp(prefix=f"amplitude-events-{day}-", dir=tmp_dir))
     try:
         local = _local_copies(lake, members, work / "raw")
-        fast, exact = work / "fast.arrow", work / "exact.arrow"
+        spool = work / "typed.arrow"
         with _duckdb(work, memory_limit, threads) as con:
-            schema, fast_rows = _fast_pass(con, members, local, fast)
-            dirty = _dirty_members(con, members, fast)
+            _type_members(con, members, local, spool)
+            good_rows = _good_rows_per_member(con)
+            dirty = [m for m in members if good_rows.get(m.name, 0) != m.lines]
             with lake.write_partition(quarantine_path(TABLE, day)) as quarantine:
-                # Line order matters in the quarantine; the fast pass did not need it.
+                # Quarantined lines keep their order; typing did not need it.
                 con.execute("SET preserve_insertion_order = true")
-                dirty_members = [m for m in members if m.name in dirty]
-                quarantined = _exact_pass(
-                    con, dirty_members, local, exact, schema, first_row=fast_rows, quarantine=quarantine
+                quarantined = sum(
+                    _quarantine_member(
+                        con,
+                        member,
+                        local[member.name],
+                        good_rows.get(member.name, 0),
+                        quarantine=quarantine,
+                        work=work,
+                    )
+                    for member in dirty
                 )
-                typed_rows = _spools(con, fast, exact, dirty)
-                dropped = _duplicates(con, typed_rows)
-                summary = _summarise(con, day, members, typed_rows, dirty, len(dropped), quarantined)
+                dropped = _dropped_rows(con)
+                summary = _summarise(con, day, members, len(dirty), dropped.duplicates, quarantined)
                 quarantine.metadata.update(reconciliation_record(summary, raw_version))
-        reader = pa.RecordBatchReader.from_batches(
-            EVENT_SCHEMA, _kept_batches(work, fast, exact, dirty, dropped)
-        )
+        reader = pa.RecordBatchReader.from_batches(EVENT_SCHEMA, _kept_batches(work, spool, dropped.rows))
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -225,8 +230,9 @@ def _raw_type(column: Column) -> str:
     return "JSON" if column.kind is Kind.JSON else "VARCHAR"
 
 
-def _typed_expression(column: Column) -> str:
-    raw = _identifier(column.key)
+def _typed_expression(column: Column, raw: str | None = None) -> str:
+    """SQL typing the column's value, read as text by `read_json` (or given as the SQL `raw`)."""
+    raw = raw or _identifier(column.key)
     if column.kind is Kind.TIMESTAMP:
         formats = ", ".join(_literal(f) for f in TIMESTAMP_FORMATS)
         return f"try_strptime({raw}, [{formats}])::TIMESTAMPTZ"
@@ -264,11 +270,23 @@ def _read_json_columns() -> str:
     return "{" + ", ".join(f"{_literal(c.key)}: {_literal(_raw_type(c))}" for c in COLUMNS) + "}"
 
 
-def _from_json_structure() -> str:
-    return "{" + ", ".join(f'"{c.key}": "{_raw_type(c)}"' for c in COLUMNS) + "}"
+_REQUIRED = tuple(c for c in COLUMNS if c.key in (PRIMARY_KEY, "event_time"))
+BAD_ROW = "(" + " OR ".join(f"{_identifier(c.name)} IS NULL" for c in _REQUIRED) + ")"
+"""A typed row that cannot be kept: no `uuid` or no parseable `event_time`."""
 
 
-BAD_ROW = f"({_identifier(PRIMARY_KEY)} IS NULL OR event_time IS NULL)"
+def _bad_lines_query(lines: str) -> str:
+    """SQL selecting `_raw` of the lines of `lines` (`_raw`, `_text`) that typing could not keep: not
+    JSON, or without the required values as the typing reads them (an array or a string has none).
+    Each line is parsed twice (validate, then extract), never typed whole."""
+    paths = ", ".join(_literal(f"$.{c.key}") for c in _REQUIRED)
+    checks = " AND ".join(
+        f"{_typed_expression(c, f'_values[{i}]')} IS NOT NULL" for i, c in enumerate(_REQUIRED, start=1)
+    )
+    return (
+        f"SELECT _raw FROM (SELECT _raw, CASE WHEN json_valid(_text) THEN json_extract_string(_text, "
+        f"[{paths}]) END AS _values FROM {lines}) WHERE NOT coalesce({checks}, false)"
+    )
 
 
 # --- passes -----------------------------------------------------------------------------------------
@@ -293,11 +311,9 @@ def _duckdb(work: Path, memory_limit: str, threads: int | None) -> Iterator[duck
 
 
 def _local_copies(lake: Lake, members: list[RawMember], directory: Path) -> dict[str, Path]:
-    """Member name -> a local copy DuckDB can read, streamed from the lake (disk or S3) chunk by chunk.
-
-    Always through `Lake.open_input`, never the lake's own path: that is the one reading of the bytes
-    the lake promises to give back exactly as they were written.
-    """
+    """Member name -> a local path DuckDB can read: the lake's own file on disk, a streamed copy from S3."""
+    if lake.is_local:
+        return {m.name: Path(lake.path(m.path)) for m in members}
     directory.mkdir(parents=True, exist_ok=True)
     local = {}
     for index, member in enumerate(members):
@@ -308,47 +324,40 @@ def _local_copies(lake: Lake, members: list[RawMember], directory: Path) -> dict
     return local
 
 
-def _spool(batches: Iterator[pa.RecordBatch], path: Path, schema: pa.Schema, first_row: int) -> int:
-    """Write `batches` to an Arrow IPC file with a `_row` number each; returns the rows written."""
-    row = first_row
+def _spool(batches: Iterator[pa.RecordBatch], path: Path, schema: pa.Schema) -> None:
+    """Write `batches` to an Arrow IPC file, numbering the rows (`_row`)."""
+    row = 0
     with ipc.new_file(str(path), schema.append(pa.field(ROW, pa.int64())), options=SPOOL_OPTIONS) as spool:
         for batch in batches:
             numbers = pa.array(np.arange(row, row + batch.num_rows, dtype=np.int64))
             spool.write_batch(batch.append_column(ROW, numbers))
             row += batch.num_rows
-    return row - first_row
 
 
-def _fast_pass(
+def _type_members(
     con: duckdb.DuckDBPyConnection, members: list[RawMember], local: dict[str, Path], spool: Path
-) -> tuple[pa.Schema, int]:
-    """Every member through `read_json` into `spool`; returns the typed schema and the rows spooled."""
+) -> None:
+    """Every member through `read_json` and the typing projection into `spool`."""
     con.register("members", pa.table({"path": [str(local[m.name]) for m in members],
                                       "member": [m.name for m in members]}))  # fmt: skip
-    files = "[" + ", ".join(_literal(str(local[m.name])) for m in members) + "]"
-    # Every member is read even when empty; an empty day still spools an (empty) file of the right shape.
-    source = (
-        f"(SELECT j.*, m.member AS {SOURCE_FILE} FROM read_json({files}, format='newline_delimited', "
-        f"columns={_read_json_columns()}, compression='gzip', ignore_errors=true, filename=true) AS j "
-        f"JOIN members AS m ON m.path = j.filename)"
-    )
-    if not members:
-        source = f"(SELECT {', '.join(f'NULL::{_raw_type(c)} AS {_identifier(c.key)}' for c in COLUMNS)}, "
-        source += f"NULL::VARCHAR AS {SOURCE_FILE} WHERE false)"
+    if members:
+        files = "[" + ", ".join(_literal(str(local[m.name])) for m in members) + "]"
+        source = (
+            f"(SELECT j.*, m.member AS {SOURCE_FILE} FROM read_json({files}, format='newline_delimited', "
+            f"columns={_read_json_columns()}, compression='gzip', ignore_errors=true, filename=true) AS j "
+            f"JOIN members AS m ON m.path = j.filename)"
+        )
+    else:  # a day without data still spools an empty file of the right shape
+        nulls = ", ".join(f"NULL::{_raw_type(c)} AS {_identifier(c.key)}" for c in COLUMNS)
+        source = f"(SELECT {nulls}, NULL::VARCHAR AS {SOURCE_FILE} WHERE false)"
     result = con.sql(typed_select(source, (SOURCE_FILE,))).to_arrow_reader(BATCH_ROWS)
-    return result.schema, _spool(iter(result), spool, result.schema, 0)
+    _spool(iter(result), spool, result.schema)
+    con.register("typed", ds.dataset(str(spool), format="ipc"))
 
 
-def _dirty_members(con: duckdb.DuckDBPyConnection, members: list[RawMember], spool: Path) -> set[str]:
-    """Members whose fast rows do not account for every line with a good row."""
-    con.register("fast_pass", ds.dataset(str(spool), format="ipc"))
-    counts = {
-        name: (rows, bad)
-        for name, rows, bad in con.sql(
-            f"SELECT {SOURCE_FILE}, count(*), count(*) FILTER (WHERE {BAD_ROW}) FROM fast_pass GROUP BY ALL"
-        ).fetchall()
-    }
-    return {m.name for m in members if counts.get(m.name, (0, 0)) != (m.lines, 0)}
+def _good_rows_per_member(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    counts = con.sql(f"SELECT {SOURCE_FILE}, count(*) FILTER (WHERE NOT {BAD_ROW}) FROM typed GROUP BY ALL")
+    return {name: good for name, good in counts.fetchall()}
 
 
 def _member_lines(path: Path) -> Iterator[pa.RecordBatch]:
@@ -357,7 +366,7 @@ def _member_lines(path: Path) -> Iterator[pa.RecordBatch]:
         raw: list[bytes] = []
         for line in stream:
             raw.append(line)
-            if len(raw) == EXACT_BATCH_LINES:
+            if len(raw) == QUARANTINE_BATCH_LINES:
                 yield _lines_batch(raw)
                 raw = []
         if raw:
@@ -374,150 +383,114 @@ def _lines_batch(raw: list[bytes]) -> pa.RecordBatch:
     return pa.record_batch({"_raw": pa.array(raw, pa.binary()), "_text": pa.array(text, pa.string())})
 
 
-def _exact_pass(
+class ReadersDisagreeError(RuntimeError):
+    """DuckDB's reader and its line validator counted a member's good lines differently."""
+
+
+def _quarantine_member(
     con: duckdb.DuckDBPyConnection,
-    dirty: list[RawMember],
-    local: dict[str, Path],
-    spool: Path,
-    schema: pa.Schema,
+    member: RawMember,
+    path: Path,
+    good_rows: int,
     *,
-    first_row: int,
     quarantine: PartitionWriter,
+    work: Path,
 ) -> int:
-    """Type the dirty members line by line into `spool`; bad lines go to `quarantine` as received.
-
-    Returns the number of quarantined lines.
-    """
-    keys = ", ".join(f"j[{_literal(c.key)}] AS {_identifier(c.key)}" for c in COLUMNS)
-    structure = _literal(_from_json_structure())
-    parsed = (
-        f"(SELECT {keys}, _raw FROM (SELECT _raw, CASE WHEN json_valid(_text) AND "
-        f"json_type(_text) = 'OBJECT' THEN from_json(_text, {structure}) END AS j FROM member_lines))"
-    )
-    query = (
-        f"SELECT * EXCLUDE (_raw), CASE WHEN {BAD_ROW} THEN _raw END AS {QUARANTINED} "
-        f"FROM ({typed_select(parsed, ('_raw',))})"
-    )
-    quarantined = 0
-
-    def good_rows() -> Iterator[pa.RecordBatch]:
-        nonlocal quarantined
-        for index, member in enumerate(dirty):
-            bad_lines = 0
-            held = spool.parent / f"quarantine-{index:05d}.jsonl"
-            with held.open("wb") as bad_out:
-                for lines in _member_lines(local[member.name]):
-                    typed = _query_batch(con, query, lines)
-                    bad = typed.filter(pc.is_valid(typed[QUARANTINED]))[QUARANTINED]
-                    for value in bad.to_pylist():
-                        bad_out.write(value)
-                    bad_lines += len(bad)
-                    good = typed.filter(pc.is_null(typed[QUARANTINED]))
-                    source = pa.array([member.name] * good.num_rows, pa.string())
-                    columns = [good[c.name] for c in COLUMNS] + [source, good[MALFORMED]]
-                    yield from pa.Table.from_arrays(columns, schema=schema).to_batches()
-            if bad_lines:
-                # Named like the member, without .gz: the lines are kept exactly as they were received.
-                with (
-                    held.open("rb") as source_file,
-                    quarantine.open(
-                        member.name.removesuffix(".gz"), lines=bad_lines, source_file=member.name
-                    ) as target,
-                ):
-                    shutil.copyfileobj(source_file, target, 1024 * 1024)
-            held.unlink()
-            quarantined += bad_lines
-
-    _spool(good_rows(), spool, schema, first_row)
-    return quarantined
+    """Copy the member's bad lines, as received, into the quarantine; returns how many there were."""
+    query = _bad_lines_query("member_lines")
+    held = work / "quarantine.jsonl"
+    bad_lines = 0
+    with held.open("wb") as bad_out:
+        for lines in _member_lines(path):
+            con.register("member_lines", lines)
+            try:
+                bad = con.sql(query).to_arrow_table()["_raw"]
+            finally:
+                con.unregister("member_lines")
+            for value in bad.to_pylist():
+                bad_out.write(value)
+            bad_lines += len(bad)
+    if member.lines - bad_lines != good_rows:
+        raise ReadersDisagreeError(
+            f"{member.name}: {member.lines - bad_lines} good lines but {good_rows} typed rows; the day is "
+            "not written. Inspect the member in the raw landing."
+        )
+    if bad_lines:
+        # Named like the member without .gz: the lines are kept exactly as received, uncompressed.
+        name = member.name.removesuffix(".gz")
+        with (
+            held.open("rb") as source,
+            quarantine.open(name, lines=bad_lines, source_file=member.name) as target,
+        ):
+            shutil.copyfileobj(source, target, COPY_CHUNK_BYTES)
+    held.unlink()
+    return bad_lines
 
 
-def _query_batch(con: duckdb.DuckDBPyConnection, query: str, lines: pa.RecordBatch) -> pa.Table:
-    """One batch of lines through `query`, rows in line order."""
-    con.register("member_lines", lines)
-    try:
-        return con.sql(query).to_arrow_table()
-    finally:
-        con.unregister("member_lines")
+@dataclass(frozen=True)
+class _Dropped:
+    rows: pa.Array
+    """`_row`s of the spool that are not output: bad rows and duplicates."""
+    duplicates: int
 
 
-def _spools(con: duckdb.DuckDBPyConnection, fast: Path, exact: Path, dirty: set[str]) -> str:
-    """A relation over every typed row that survives the quarantine: clean fast rows and exact rows."""
-    con.register("fast", ds.dataset(str(fast), format="ipc"))
-    con.register("exact", ds.dataset(str(exact), format="ipc"))
-    con.register("dirty", pa.table({"member": pa.array(sorted(dirty), pa.string())}))
-    return (
-        f"(SELECT * FROM fast WHERE {SOURCE_FILE} NOT IN (SELECT member FROM dirty) "
-        f"UNION ALL SELECT * FROM exact)"
-    )
-
-
-def _duplicates(con: duckdb.DuckDBPyConnection, typed_rows: str) -> pa.Array:
-    """`_row`s of every row whose `uuid` an earlier-uploaded row already has (the first upload wins;
+def _dropped_rows(con: duckdb.DuckDBPyConnection) -> _Dropped:
+    """Bad rows, and every row whose `uuid` an earlier-uploaded row already has (the first upload wins;
     rows tying on upload time and member are retries of one line)."""
-    ranked = (
-        f"SELECT {ROW} FROM (SELECT {ROW}, uuid, server_upload_time, {SOURCE_FILE} FROM {typed_rows}) "
-        f"QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY server_upload_time NULLS LAST, "
-        f"{SOURCE_FILE}, {ROW}) > 1"
-    )
-    dropped = con.sql(ranked).to_arrow_table()[ROW].combine_chunks()
-    con.register("dropped", pa.table({ROW: dropped}))
-    return dropped
+    duplicates = con.sql(
+        f"SELECT {ROW} FROM (SELECT {ROW}, uuid, server_upload_time, {SOURCE_FILE} FROM typed "
+        f"WHERE NOT {BAD_ROW}) QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY server_upload_time "
+        f"NULLS LAST, {SOURCE_FILE}, {ROW}) > 1"
+    ).to_arrow_table()[ROW]
+    bad = con.sql(f"SELECT {ROW} FROM typed WHERE {BAD_ROW}").to_arrow_table()[ROW]
+    rows = pa.chunked_array([*duplicates.chunks, *bad.chunks], pa.int64()).combine_chunks()
+    con.register("dropped", pa.table({ROW: rows}))
+    return _Dropped(rows=rows, duplicates=len(duplicates))
 
 
 def _summarise(
     con: duckdb.DuckDBPyConnection,
     day: str,
     members: list[RawMember],
-    typed_rows: str,
-    dirty: set[str],
+    dirty_files: int,
     duplicates: int,
     quarantined: int,
 ) -> TransformSummary:
+    kept = f"typed WHERE {ROW} NOT IN (SELECT {ROW} FROM dropped)"
     day_start = _literal(f"{day} 00:00:00+00")
     per_bit = ", ".join(f"sum(({MALFORMED} >> {i}) & 1)" for i in range(len(_TYPED_COLUMNS)))
     ((rows, first, last, late, *per_column),) = con.sql(
         f"SELECT count(*), min(event_time), max(event_time), "
-        f"count(*) FILTER (WHERE event_time < {day_start}::TIMESTAMPTZ), {per_bit} "
-        f"FROM {typed_rows} WHERE {ROW} NOT IN (SELECT {ROW} FROM dropped)"
+        f"count(*) FILTER (WHERE event_time < {day_start}::TIMESTAMPTZ), {per_bit} FROM {kept}"
     ).fetchall()
-    malformed = {c.name: int(n) for c, n in zip(_TYPED_COLUMNS, per_column, strict=True) if n}
     preview = con.sql(
-        f"SELECT {', '.join(_identifier(name) for name in PREVIEW_COLUMNS)} FROM {typed_rows} "
-        f"WHERE {ROW} NOT IN (SELECT {ROW} FROM dropped) ORDER BY event_time, uuid LIMIT {PREVIEW_ROWS}"
+        f"SELECT {', '.join(_identifier(name) for name in PREVIEW_COLUMNS)} FROM {kept} "
+        f"ORDER BY event_time, uuid LIMIT {PREVIEW_ROWS}"
     ).to_arrow_table()
+    malformed = {c.name: int(n) for c, n in zip(_TYPED_COLUMNS, per_column, strict=True) if n}
     return TransformSummary(
         day=day, files=len(members), raw_lines=sum(m.lines for m in members), rows=rows,
-        duplicates=duplicates, quarantined=quarantined,
-        malformed_by_column=malformed,
-        min_event_time=first, max_event_time=last, late_events=late, dirty_files=len(dirty),
+        duplicates=duplicates, quarantined=quarantined, malformed_by_column=malformed,
+        min_event_time=first, max_event_time=last, late_events=late, dirty_files=dirty_files,
         preview=preview.to_pylist(),
     )  # fmt: skip
 
 
-def _kept_batches(
-    work: Path, fast: Path, exact: Path, dirty: set[str], dropped: pa.Array
-) -> Iterator[pa.RecordBatch]:
-    """The spooled rows minus the dirty members' fast rows and the duplicates, in the events schema.
+def _kept_batches(work: Path, spool: Path, dropped: pa.Array) -> Iterator[pa.RecordBatch]:
+    """The spooled rows minus the dropped ones, in the events schema.
 
     Removes the work directory when done, whether read to the end, closed or collected.
     """
-    dirty_members = pa.array(sorted(dirty), pa.string())
     try:
-        for path, skip_dirty in ((fast, bool(dirty)), (exact, False)):
-            with pa.OSFile(str(path)) as file:
-                spool = ipc.open_file(file)
-                for index in range(spool.num_record_batches):
-                    batch = spool.get_batch(index)
-                    keep = pc.invert(pc.is_in(batch[ROW], value_set=dropped)) if len(dropped) else None
-                    if skip_dirty:
-                        clean = pc.invert(pc.is_in(batch[SOURCE_FILE], value_set=dirty_members))
-                        keep = clean if keep is None else pc.and_(keep, clean)
-                    if keep is not None:
-                        batch = batch.filter(keep)
-                    if batch.num_rows:
-                        yield pa.RecordBatch.from_arrays(
-                            [batch[name] for name in EVENT_SCHEMA.names], schema=EVENT_SCHEMA
-                        )
+        with pa.OSFile(str(spool)) as file:
+            typed = ipc.open_file(file)
+            for index in range(typed.num_record_batches):
+                batch = typed.get_batch(index)
+                if len(dropped):
+                    batch = batch.filter(pc.invert(pc.is_in(batch[ROW], value_set=dropped)))
+                if batch.num_rows:
+                    yield pa.RecordBatch.from_arrays(
+                        [batch[name] for name in EVENT_SCHEMA.names], schema=EVENT_SCHEMA
+                    )
     finally:
         shutil.rmtree(work, ignore_errors=True)
