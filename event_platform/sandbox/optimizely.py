@@ -224,6 +224,16 @@ class OptimizelySandbox:
         self._s3.put_object(Bucket=self.bucket, Key=key, Body=data)
         return key
 
+    def keys(self) -> list[str]:
+        """Every stored key, below the account prefix."""
+        paginator = self._s3.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=self.bucket, Prefix=f"{self.location.prefix}/")
+        return [
+            item["Key"][len(self.location.prefix) + 1 :]
+            for page in pages
+            for item in page.get("Contents", [])
+        ]
+
     def read_object(self, relative_key: str) -> bytes:
         response = self._s3.get_object(Bucket=self.bucket, Key=f"{self.location.prefix}/{relative_key}")
         return response["Body"].read()

@@ -104,8 +104,7 @@ def test_a_published_day_has_e3s_layout_schema_markers_and_case_duplicates(
     sandbox: OptimizelySandbox,
 ) -> None:
     counts = sandbox.publish_day(DAY)
-    objects = sandbox._s3.list_objects_v2(Bucket=sandbox.bucket)["Contents"]
-    keys = [item["Key"].removeprefix(f"{sandbox.location.prefix}/") for item in objects]
+    keys = sandbox.keys()
 
     assert f"type=decisions/date={DAY}/_SUCCESS" in keys and f"type=events/date={DAY}/_SUCCESS" in keys
     parts = [key for key in keys if key.endswith(".parquet")]
