@@ -1,0 +1,221 @@
+"""Amplitude ingest throughput: a landed day to typed Parquet, against `gzip -dc` and plain Python.
+
+    .venv/bin/python benchmarks/amplitude.py [--events 1000000 4000000] [--python-sample-events N]
+
+For each size the sandbox emulator generates one day (deterministic; cached under benchmarks/.work, so
+a second run skips it). Then, each in a fresh process so its peak memory is its own:
+- landing: the real client downloads the day's ZIP from the emulator on 127.0.0.1 and `land_export`
+  commits its members to a local lake (download, a counting gunzip, the byte-identical copy);
+- ingest: `write_events`, the events asset's code path (`read_events`: DuckDB typing, quarantine,
+  dedupe) into the IO manager's Parquet writer, from the landed gzip members to the committed partition;
+- gzip: `gzip -dc` of the same member files to /dev/null, one process on one core (the floor);
+- python: gzip + `json.loads` per line, on the first members up to `--python-sample-events` lines (a
+  per-line loop's rate does not depend on the day's size).
+Events/s count the day's lines. Results go to benchmarks/results/amplitude.json, a table to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime as dt
+import gzip
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / ".work" / "amplitude"
+RESULTS = HERE / "results" / "amplitude.json"
+DAY = dt.date(2026, 11, 1)
+EVENTS_PER_PART = 50_000
+PEOPLE = 20_000
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
+    """User + system CPU time: unlike wall time, barely moved by other work on a shared machine."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def land(base_url: str, api_key: str, secret_key: str, lake_root: str) -> dict[str, Any]:
+    from event_platform.defs.amplitude.landing import land_export
+    from event_platform.defs.amplitude.resources import build_client
+    from event_platform.lake.filesystem import Lake
+
+    client = build_client(api_key=api_key, secret_key=secret_key, region="us", base_url=base_url)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="amplitude-bench-download-") as downloads:
+        landed = land_export(client, DAY, Lake.from_uri(lake_root), tmp_dir=Path(downloads))
+    return {
+        "seconds": time.perf_counter() - started, "cpu_seconds": cpu_seconds(), "lines": landed.lines,
+        "peak_rss_mb": peak_rss_mb(),
+    }  # fmt: skip
+
+
+def ingest(lake_root: str) -> dict[str, Any]:
+    from event_platform.defs.amplitude.transform import write_events
+    from event_platform.lake.filesystem import Lake
+
+    started = time.perf_counter()
+    summary = write_events(Lake.from_uri(lake_root), DAY)
+    return {
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": cpu_seconds(),
+        "rows": summary.rows,
+        "duplicates": summary.duplicates,
+        "quarantined": summary.quarantined,
+        "reconciles": summary.reconciles,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def python_baseline(files: list[str], sample_events: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    lines = 0
+    for name in files:
+        with gzip.open(name, "rb") as stream:
+            for line in stream:
+                json.loads(line)
+                lines += 1
+        if lines >= sample_events:
+            break
+    return {
+        "seconds": time.perf_counter() - started, "cpu_seconds": cpu_seconds(), "lines": lines,
+        "peak_rss_mb": peak_rss_mb(),
+    }  # fmt: skip
+
+
+def in_fresh_process(function: Any, *arguments: Any) -> dict[str, Any]:
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(function, *arguments).result()
+
+
+def gzip_floor(files: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds of `gzip -dc` over `files`."""
+    started, cpu_before = time.perf_counter(), cpu_seconds(resource.RUSAGE_CHILDREN)
+    subprocess.run(["gzip", "-dc", *files], stdout=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - started, cpu_seconds(resource.RUSAGE_CHILDREN) - cpu_before
+
+
+def run_size(events: int, python_sample_events: int) -> dict[str, Any]:
+    from event_platform.lake.filesystem import Lake
+    from event_platform.lake.layout import raw_path
+    from event_platform.sandbox.amplitude import AmplitudeEmulator
+    from event_platform.sandbox.world import World
+
+    emulator = AmplitudeEmulator(
+        World(people_count=PEOPLE), events_per_day=events, events_per_part=EVENTS_PER_PART,
+        cache_dir=WORK / "emulator",
+    )  # fmt: skip
+    lake_root = WORK / f"lake-{events}"
+    shutil.rmtree(lake_root, ignore_errors=True)
+    with emulator:
+        started = time.perf_counter()
+        served = emulator.day_summary(DAY)  # generates the day unless cached
+        generation_seconds = time.perf_counter() - started
+        credentials = emulator.environment()
+        print(f"{events:,} events: {served.lines:,} lines in {len(served.members)} files "
+              f"({generation_seconds:.0f} s to generate or load)", flush=True)  # fmt: skip
+        landing = in_fresh_process(
+            land, emulator.url, credentials["AMPLITUDE_API_KEY"], credentials["AMPLITUDE_SECRET_KEY"],
+            str(lake_root),
+        )  # fmt: skip
+    # The landed members are the served bytes (a byte-identical landing): the baselines read them too.
+    lake = Lake.from_uri(str(lake_root))
+    files = [lake.path(path) for path in lake.current_files(raw_path("amplitude", DAY.isoformat()))]
+    typed = in_fresh_process(ingest, str(lake_root))
+    gzip_seconds, gzip_cpu_seconds = gzip_floor(files)
+    python = in_fresh_process(python_baseline, files, python_sample_events)
+    shutil.rmtree(lake_root, ignore_errors=True)
+    if landing["lines"] != served.lines or not typed["reconciles"]:
+        raise RuntimeError(f"counts do not reconcile: served {served}, landed {landing}, typed {typed}")
+    lines = served.lines
+    return {
+        "events": lines,
+        "uncompressed_bytes": served.uncompressed_bytes,
+        "gzip_bytes": served.gzip_bytes,
+        "files": len(files),
+        "ingest_events_per_s": round(lines / typed["seconds"]),
+        "gzip_events_per_s": round(lines / gzip_seconds),
+        "python_events_per_s": round(python["lines"] / python["seconds"]),
+        "landing_events_per_s": round(lines / landing["seconds"]),
+        "peak_rss_mb": typed["peak_rss_mb"],
+        "landing_peak_rss_mb": landing["peak_rss_mb"],
+        "seconds": {
+            "ingest": round(typed["seconds"], 2),
+            "gzip": round(gzip_seconds, 2),
+            "python_sample": round(python["seconds"], 2),
+            "landing": round(landing["seconds"], 2),
+            "generation_or_cache": round(generation_seconds, 2),
+        },
+        "cpu_seconds": {
+            "ingest": round(typed["cpu_seconds"], 2),
+            "gzip": round(gzip_cpu_seconds, 2),
+            "python_sample": round(python["cpu_seconds"], 2),
+            "landing": round(landing["cpu_seconds"], 2),
+        },
+        "python_sample_lines": python["lines"],
+        "rows": typed["rows"],
+        "duplicates": typed["duplicates"],
+        "quarantined": typed["quarantined"],
+    }
+
+
+def markdown(runs: list[dict[str, Any]]) -> str:
+    header = ("events", "uncompressed MB", "ingest ev/s", "gzip -dc ev/s", "ingest / gzip", "python ev/s",
+              "landing ev/s", "ingest peak RSS MB")  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
+    for run in runs:
+        cells = (
+            f"{run['events']:,}", f"{run['uncompressed_bytes'] / 1e6:,.0f}",
+            f"{run['ingest_events_per_s']:,}", f"{run['gzip_events_per_s']:,}",
+            f"{run['ingest_events_per_s'] / run['gzip_events_per_s']:.2f}", f"{run['python_events_per_s']:,}",
+            f"{run['landing_events_per_s']:,}", f"{run['peak_rss_mb']:,.0f}",
+        )  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, nargs="+", default=[1_000_000, 4_000_000])
+    parser.add_argument("--python-sample-events", type=int, default=300_000)
+    arguments = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+    runs = [run_size(events, arguments.python_sample_events) for events in arguments.events]
+    result = {
+        "benchmark": "amplitude: a landed day (gzip NDJSON members) to typed, deduplicated Parquet",
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "system": platform.platform(),
+            "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+        },
+        "runs": runs,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(markdown(runs))
+    print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
