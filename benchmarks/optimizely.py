@@ -21,15 +21,11 @@ import json
 import multiprocessing
 import os
 import platform
-import resource
 import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-from event_platform.sandbox.optimizely import OptimizelySandbox
-from event_platform.sandbox.world import World
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "optimizely"
@@ -101,7 +97,12 @@ def e3_load(environment: dict[str, str], lake_root: str) -> dict[str, Any]:
 
 
 def peak_memory() -> dict[str, float]:
-    return {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    """This process's peak resident memory. VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec,
+    so a spawned child would report its parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return {"peak_rss_mb": round(int(line.split()[1]) / 1024, 1)}
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def in_fresh_process(function: Any, *arguments: Any) -> dict[str, Any]:
@@ -121,6 +122,11 @@ def rates(measured: dict[str, Any], rows: int) -> dict[str, Any]:
 
 
 def main() -> None:
+    # Imported here, not at the top: the measuring processes re-import this module and should carry
+    # only what they use (the sandbox's moto and web stack would inflate their peak memory).
+    from event_platform.sandbox.optimizely import OptimizelySandbox
+    from event_platform.sandbox.world import World
+
     options = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
