@@ -252,3 +252,15 @@ def test_a_date_with_nothing_yet_is_not_landed(e3_client: E3Client, lake: Lake) 
         land_day(e3_client, lake, E3_TYPES["decisions"], DAY)
 
     assert lake.read_manifest(raw_dir(E3_TYPES["decisions"], DAY)) is None
+
+
+def test_a_lake_on_s3_takes_the_same_path(
+    e3_client: E3Client, s3_lake_resource: LakeResource, samples_on_s3: dict[str, Path]
+) -> None:
+    lake = s3_lake_resource.lake()
+
+    landing = land_day(e3_client, lake, E3_TYPES["decisions"], SAMPLE_DAY)
+    table = type_day(lake, landing).reader.read_all()
+
+    assert lake.uri(landing.raw_dir).startswith("s3://")
+    assert table.num_rows == landing.part_rows == 10_000
