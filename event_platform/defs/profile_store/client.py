@@ -169,7 +169,7 @@ class ProfileStoreClient:
             held_back: list[Event] = []
             read = 0
             segment_total = 0
-            for page in self._pages(bounds, MAX_READABLE):
+            for page in self._pages(bounds):
                 if first_segment:
                     self.stats.total_reported = page.total
                 segment_total = page.total
@@ -206,7 +206,7 @@ class ProfileStoreClient:
         bounds = _Bounds(instant, instant + 1, extra=dict(where))
         event_types: set[str] = set()
         total = 0
-        for page in self._pages(bounds, MAX_READABLE):
+        for page in self._pages(bounds):
             total = page.total
             if total > MAX_READABLE:
                 event_types.update(str(event.get("EventType")) for event in page.items)
@@ -226,7 +226,7 @@ class ProfileStoreClient:
         for event_type in sorted(event_types):
             typed = dict(where, EventType=event_type)
             first_total: int | None = None
-            for page in self._pages(_Bounds(instant, instant + 1, extra=typed), MAX_READABLE):
+            for page in self._pages(_Bounds(instant, instant + 1, extra=typed)):
                 if first_total is None:
                     first_total = page.total
                     if first_total > MAX_READABLE:
@@ -245,16 +245,16 @@ class ProfileStoreClient:
                 "under the API's $skip + $top < 10000 rule: ask the vendor for an export of that instant."
             )
 
-    def _pages(self, bounds: _Bounds, readable: int) -> Iterator[Page]:
-        """Pages of one filter by $skip, never asking for `$skip + $top` above `readable` (< 10000)."""
+    def _pages(self, bounds: _Bounds) -> Iterator[Page]:
+        """Pages of one filter by $skip, never asking for `$skip + $top` above MAX_READABLE (< 10000)."""
         skip = 0
         while True:
-            top = min(self.page_size, readable - skip)
+            top = min(self.page_size, MAX_READABLE - skip)
             page = self._get_page(bounds, top=top, skip=skip)
             self.stats.pages += 1
             yield page
             skip += len(page.items)
-            if not page.items or skip >= page.total or skip >= readable:
+            if not page.items or skip >= page.total or skip >= MAX_READABLE:
                 return
 
     def _count(self, events: list[Event]) -> list[Event]:
@@ -302,12 +302,7 @@ class ProfileStoreClient:
 
         return self._with_retries(attempt, f"Profile Store GET TrackEvents (skip {skip}, top {top})")
 
-    # ---- searching, deleting, previewing ---------------------------------------------------------
-
-    def search(self, where: Mapping[str, str], start: dt.datetime, end: dt.datetime) -> Iterator[Event]:
-        """Events matching `field eq value` for each of `where` (e.g. {"User.Email": …}) in a window."""
-        for batch in self.track_events(start, end, where=where):
-            yield from batch
+    # ---- deleting, previewing ---------------------------------------------------------
 
     def delete(self, scope: str, track_id: str) -> bool:
         """Delete one event: True when deleted, False when the Profile Store does not know it (404)."""

@@ -1,9 +1,11 @@
-"""`event-platform profile-store read-day` (what reading a day costs) and `… email-key` (a pseudonym)."""
+"""`event-platform profile-store read-day` (what reading a day costs), `… preview` (a KQL query, its
+results pseudonymised) and `… email-key` (a pseudonym)."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 
 from event_platform.defs.profile_store.landing import day_window
@@ -21,6 +23,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     read_day.add_argument("--date", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD")
     read_day.set_defaults(run=_read_day)
+
+    preview = commands.add_parser(
+        "preview",
+        help="run a KQL query on the API's preview endpoint (at most 1000 results) and print the events "
+        "as JSON lines, pseudonymised like everything the platform keeps",
+    )
+    preview.add_argument("query", help="e.g. \"Events | where EventType == 'pageview' | take 2\"")
+    preview.set_defaults(run=_preview)
 
     email_key = commands.add_parser(
         "email-key",
@@ -42,6 +52,14 @@ def _read_day(arguments: argparse.Namespace) -> int:
         f"{stats.instants_read} instant(s) read whole"
     )
     return 0 if events == stats.total_reported else 1
+
+
+def _preview(arguments: argparse.Namespace) -> int:
+    resource = profile_store_resource()
+    pseudonymiser = resource.pseudonymiser()
+    for event in resource.client().preview(arguments.query):
+        print(json.dumps(pseudonymiser.event(event), ensure_ascii=False))
+    return 0
 
 
 def _email_key(arguments: argparse.Namespace) -> int:

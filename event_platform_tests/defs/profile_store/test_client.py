@@ -264,7 +264,7 @@ def test_search_by_nested_field_finds_one_persons_events(world: World) -> None:
     with ProfileStoreSandbox(world, events_per_day=3_000) as sandbox:
         someone = sandbox.events_on(DAY)[0]["User"]["Email"]
         reader = ProfileStoreClient(sandbox.url, sandbox.api_key, backoff=NO_WAIT)
-        found = list(reader.search({"User.Email": someone}, START, END))
+        found = read_all(reader, **{"User.Email": someone})
         expected = [e for e in sandbox.events_on(DAY) if e["User"]["Email"] == someone]
         assert found == expected and found
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 from collections.abc import Iterator
 
 import pytest
 
 from event_platform.defs.profile_store.commands import add_commands
-from event_platform.defs.profile_store.pseudonymise import Pseudonymiser
+from event_platform.defs.profile_store.pseudonymise import Pseudonymiser, find_personal_data
 from event_platform.sandbox.profile_store import ProfileStoreSandbox
 from event_platform.sandbox.world import World
 
@@ -43,3 +44,18 @@ def test_email_key_reads_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.C
     monkeypatch.setattr("sys.stdin", io.StringIO(" Ada@Example.org\n\n"))
     assert run("profile-store", "email-key") == 0
     assert capsys.readouterr().out.split() == [Pseudonymiser("cli-key").email("ada@example.org")]
+
+
+def test_preview_prints_pseudonymised_events(
+    sandbox: ProfileStoreSandbox, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("EVENT_PLATFORM_PSEUDONYM_KEY", "cli-key")
+    query = (
+        "Events | where EventTime between (datetime(2026-11-01T00:00:00Z) .. datetime(2026-11-01T23:59:59Z))"
+        " and EventType == 'newsletter_signup' | take 2"
+    )
+    assert run("profile-store", "preview", query) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(printed) == 2 and all(event["EventType"] == "newsletter_signup" for event in printed)
+    assert all(event["User"]["Email"].startswith("pii1:") for event in printed)
+    assert not list(find_personal_data(json.dumps(printed)))
