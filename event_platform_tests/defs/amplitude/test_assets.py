@@ -43,18 +43,18 @@ def faulty_emulator(world: World) -> Iterator[AmplitudeEmulator]:
 
 
 def run_day(emulator: AmplitudeEmulator, lake: LakeResource, day: dt.date) -> list[AssetCheckEvaluation]:
-    amplitude = AmplitudeResource(
-        api_key=emulator.api_key,
-        secret_key=emulator.environment()["AMPLITUDE_SECRET_KEY"],
-        base_url=emulator.url,
-    )
+    secret_key = emulator.environment()["AMPLITUDE_SECRET_KEY"]
+    amplitude = AmplitudeResource(api_key=emulator.api_key, secret_key=secret_key, base_url=emulator.url)
+    instance = DagsterInstance.ephemeral()
     result = materialize(
         DEFINITIONS,
         partition_key=day.isoformat(),
         resources={"amplitude": amplitude, "lake": lake, "io_manager": ParquetLakeIOManager(lake=lake)},
-        instance=DagsterInstance.ephemeral(),
+        instance=instance,
     )
     assert result.success
+    # Logs, events and metadata of the run: the secret appears nowhere.
+    assert secret_key not in "\n".join(str(entry) for entry in instance.all_logs(result.run_id))
     evaluations = result.get_asset_check_evaluations()
     assert {e.check_name for e in evaluations} == CHECK_NAMES
     assert [e.check_name for e in evaluations if not e.passed] == []
