@@ -79,6 +79,7 @@ def landing_metadata(landed: LandingResult) -> dict[str, Any]:
 
 def events_metadata(summary: TransformSummary) -> dict[str, Any]:
     metadata: dict[str, Any] = {
+        "rows": MetadataValue.int(summary.rows),
         "raw_files": MetadataValue.int(summary.files),
         "raw_lines": MetadataValue.int(summary.raw_lines),
         "duplicates": MetadataValue.int(summary.duplicates),

@@ -383,8 +383,9 @@ def _lines_batch(raw: list[bytes]) -> pa.RecordBatch:
     return pa.record_batch({"_raw": pa.array(raw, pa.binary()), "_text": pa.array(text, pa.string())})
 
 
-class ReadersDisagreeError(RuntimeError):
-    """DuckDB's reader and its line validator counted a member's good lines differently."""
+class UnreconciledMemberError(RuntimeError):
+    """A member's lines are not all accounted for: its manifest miscounts them, or DuckDB's reader and
+    its line validator disagree on a line. Nothing of the day is written."""
 
 
 def _quarantine_member(
@@ -411,9 +412,10 @@ def _quarantine_member(
                 bad_out.write(value)
             bad_lines += len(bad)
     if member.lines - bad_lines != good_rows:
-        raise ReadersDisagreeError(
-            f"{member.name}: {member.lines - bad_lines} good lines but {good_rows} typed rows; the day is "
-            "not written. Inspect the member in the raw landing."
+        raise UnreconciledMemberError(
+            f"{member.name}: the raw manifest counts {member.lines} lines, {bad_lines} are bad and typing "
+            f"kept {good_rows} rows, so {member.lines - bad_lines - good_rows} are unaccounted for; nothing "
+            "of the day was written. Re-land the day (amplitude/raw_export) or inspect the member."
         )
     if bad_lines:
         # Named like the member without .gz: the lines are kept exactly as received, uncompressed.

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from event_platform.defs.amplitude.schema import EVENT_SCHEMA
-from event_platform.defs.amplitude.transform import TypedEvents, read_events
+from event_platform.defs.amplitude.transform import TypedEvents, UnreconciledMemberError, read_events
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.io_manager import LakeResource
 from event_platform.lake.layout import quarantine_path, raw_path
@@ -189,6 +189,21 @@ def test_an_empty_day_is_an_empty_table_of_the_schema(lake: Lake, tmp_path: Path
     assert table.num_rows == 0 and table.schema == EVENT_SCHEMA
     assert events.summary.reconciles and events.summary.files == 0
     assert quarantined_bytes(lake) == {}
+
+
+def test_a_member_whose_lines_do_not_add_up_fails_the_day_naming_it(
+    lake: Lake, sample: dict[str, Any], tmp_path: Path
+) -> None:
+    with (
+        lake.write_partition(raw_path("amplitude", DAY)) as writer,
+        writer.open(MEMBER_A, member=MEMBER_A, lines=3) as target,
+    ):
+        target.write(gzip.compress(event_line(sample, 1) + event_line(sample, 2)))
+
+    with pytest.raises(UnreconciledMemberError, match=f"{MEMBER_A}: .* 1 are unaccounted for"):
+        read_events(lake, DAY, tmp_dir=tmp_path)
+    assert lake.read_manifest(quarantine_path("amplitude/events", DAY)) is None
+    assert list(tmp_path.glob("amplitude-events-*")) == []
 
 
 def test_a_day_never_landed_names_the_asset_to_run(lake: Lake, tmp_path: Path) -> None:
