@@ -2,6 +2,7 @@
 
 
 from collections import Counter
+from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
@@ -67,33 +68,45 @@ def rows_match_reported_total(context: AssetCheckExecutionContext, lake: LakeRes
     "typed rows (Payload and User.Info JSON included) and every line of the raw pages.",
 )
 def no_clear_personal_data(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
-    day = context.partition_key
-    store = lake.lake()
-    offending_columns: Counter[str] = Counter()
-    offending_keys: list[str] = []
-    for batch in stored(store, day).to_batches():
-        text_columns = [field.name for field in batch.schema if pa.types.is_string(field.type)]
-        keys = batch.column("event_key").to_pylist()
-        for name in text_columns:
-            for index, value in enumerate(batch.column(name).to_pylist()):
-                if value and next(find_personal_data(value), None) is not None:
-                    offending_columns[name] += 1
-                    offending_keys.append(keys[index])
-    raw_lines = 0
-    for page in landing.raw_pages(store, day):
-        for line in landing.page_lines(store, page):
-            if next(find_personal_data(line.decode("utf-8", "replace")), None) is not None:
-                raw_lines += 1
+    scan = scan_for_personal_data(lake.lake(), context.partition_key)
     # Only keys and column names go into the metadata: the values are what must not spread.
     return AssetCheckResult(
-        passed=not offending_keys and raw_lines == 0,
+        passed=not scan.event_keys and scan.raw_lines == 0,
         metadata={
-            "values_with_personal_data": MetadataValue.int(len(offending_keys)),
-            "columns": MetadataValue.text(", ".join(sorted(offending_columns)) or "none"),
-            "raw_lines_with_personal_data": MetadataValue.int(raw_lines),
-            "sample_event_keys": MetadataValue.text(", ".join(offending_keys[:SAMPLE_KEYS]) or "none"),
+            "values_with_personal_data": MetadataValue.int(len(scan.event_keys)),
+            "columns": MetadataValue.text(", ".join(sorted(scan.columns)) or "none"),
+            "raw_lines_with_personal_data": MetadataValue.int(scan.raw_lines),
+            "sample_event_keys": MetadataValue.text(", ".join(scan.event_keys[:SAMPLE_KEYS]) or "none"),
         },
     )
+
+
+@dataclass
+class PersonalDataScan:
+    columns: Counter[str] = field(default_factory=Counter)
+    """Typed column -> values holding an address."""
+    event_keys: list[str] = field(default_factory=list)
+    """The event_key of each such value."""
+    raw_lines: int = 0
+
+
+def scan_for_personal_data(lake: Lake, day: str) -> PersonalDataScan:
+    """Every string column of the day's typed rows and every line of its raw pages, by regex."""
+    scan = PersonalDataScan()
+    for batch in stored(lake, day).to_batches():
+        keys = batch.column("event_key").to_pylist()
+        for field_ in batch.schema:
+            if not pa.types.is_string(field_.type):
+                continue
+            for index, value in enumerate(batch.column(field_.name).to_pylist()):
+                if value and next(find_personal_data(value), None) is not None:
+                    scan.columns[field_.name] += 1
+                    scan.event_keys.append(keys[index])
+    for page in landing.raw_pages(lake, day):
+        for line in landing.page_lines(lake, page):
+            if next(find_personal_data(line.decode("utf-8", "replace")), None) is not None:
+                scan.raw_lines += 1
+    return scan
 
 
 @asset_check(asset=events, description="Each event_key (TrackId, or a content hash) occurs once.")
