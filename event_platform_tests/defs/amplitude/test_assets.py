@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -42,7 +44,14 @@ def faulty_emulator(world: World) -> Iterator[AmplitudeEmulator]:
         yield running
 
 
-def run_day(emulator: AmplitudeEmulator, lake: LakeResource, day: dt.date) -> list[AssetCheckEvaluation]:
+@dataclass(frozen=True)
+class DayRun:
+    checks: list[AssetCheckEvaluation]
+    metadata: dict[str, dict[str, Any]]
+    """Materialization metadata (plain values) by asset name."""
+
+
+def run_day(emulator: AmplitudeEmulator, lake: LakeResource, day: dt.date) -> DayRun:
     secret_key = emulator.environment()["AMPLITUDE_SECRET_KEY"]
     amplitude = AmplitudeResource(api_key=emulator.api_key, secret_key=secret_key, base_url=emulator.url)
     instance = DagsterInstance.ephemeral()
@@ -58,7 +67,12 @@ def run_day(emulator: AmplitudeEmulator, lake: LakeResource, day: dt.date) -> li
     evaluations = result.get_asset_check_evaluations()
     assert {e.check_name for e in evaluations} == CHECK_NAMES
     assert [e.check_name for e in evaluations if not e.passed] == []
-    return evaluations
+    metadata = {
+        materialization.asset_key.path[-1]: {k: v.value for k, v in materialization.metadata.items()}
+        for materialization in (e.step_materialization_data.materialization
+                                for e in result.get_asset_materialization_events())
+    }  # fmt: skip
+    return DayRun(list(evaluations), metadata)
 
 
 def stored(lake: Lake, day: dt.date) -> pa.Table:
@@ -71,9 +85,19 @@ def test_two_days_land_type_and_reconcile_with_what_the_emulator_served(
 ) -> None:
     lake = lake_resource.lake()
     for day in DAYS:
-        run_day(emulator, lake_resource, day)
+        run = run_day(emulator, lake_resource, day)
 
         served = emulator.day_summary(day)
+        landed, typed = run.metadata["raw_export"], run.metadata["events"]
+        assert (landed["lines"], landed["files"], landed["zip_members"]) == (
+            served.lines, len(served.members), len(served.members),
+        )  # fmt: skip
+        assert (typed["rows"], typed["duplicates"], typed["quarantined_lines"]) == (
+            served.unique_uuids, served.duplicates, 0,
+        )  # fmt: skip
+        # The emulator counts events it sent days late; a client clock a minute behind at 00:00 is late too.
+        assert served.late_events <= typed["late_events"] <= served.late_events + served.lines // 200
+        assert "ip_address" not in typed["preview"] and "uuid" in typed["preview"]
         table = stored(lake, day)
         assert table.schema == EVENT_SCHEMA
         assert table.num_rows == served.unique_uuids
@@ -104,7 +128,7 @@ def test_a_day_with_malformed_lines_quarantines_them_and_still_reconciles(
     lake = lake_resource.lake()
     day = DAYS[1]
 
-    evaluations = run_day(faulty_emulator, lake_resource, day)
+    evaluations = run_day(faulty_emulator, lake_resource, day).checks
 
     served = faulty_emulator.day_summary(day)
     record = lake.read_manifest(quarantine_path("amplitude/events", day.isoformat()))
