@@ -205,7 +205,8 @@ FRESHNESS_POLICIES: dict[str, dg.FreshnessPolicy] = {
     WAREHOUSE_GROUP: LATE_ARRIVING_FRESHNESS,
 }
 """Per group. Evaluated by the instance's freshness daemon (part of `dagster dev` and
-`dagster-daemon run`, on by default); the state shows on each asset in the UI."""
+`dagster-daemon run`, on by default); the state shows on each asset in the UI, and the
+`freshness_alerts` sensor reports each asset that starts failing."""
 
 
 # ---- Retries and backfills -----------------------------------------------------------------------

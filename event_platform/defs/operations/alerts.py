@@ -1,6 +1,6 @@
-"""Run-failure alerts as plain data: what a failure says, where it is recorded, how it is POSTed.
+"""Alerts as plain data: what a failed run or a stale asset says, where it is recorded, how it is POSTed.
 
-No Dagster here (the sensor beside it adapts a run to `failure_alert`), so the delivery can be
+No Dagster here (the sensors beside it adapt runs and freshness states), so the delivery can be
 read and tested alone. Secrets never leave: the webhook URL (Slack-style URLs embed a token) is
 never logged or put in an error, and the values of secret-looking variables are masked in every
 message the alert carries.
@@ -22,8 +22,9 @@ import requests
 from event_platform.retry import Backoff, TransientError, call_with_retries, retry_after_seconds
 
 WEBHOOK_SETTING = "EVENT_PLATFORM_ALERT_WEBHOOK_URL"
-FAILURES_LOG = Path("alerts") / "run_failures.jsonl"
-"""Relative to the Dagster instance's root directory (DAGSTER_HOME)."""
+ALERTS_DIR = Path("alerts")
+"""Relative to the Dagster instance's root directory (DAGSTER_HOME): one `<event>s.jsonl` per kind."""
+FAILURES_LOG = ALERTS_DIR / "run_failures.jsonl"
 
 WEBHOOK_BACKOFF = Backoff(attempts=4, base_seconds=1.0, max_seconds=15.0)
 WEBHOOK_TIMEOUT_SECONDS = 10
@@ -86,9 +87,20 @@ def failure_alert(
     }
 
 
+def freshness_alert(*, asset: str, state: str, since: datetime) -> dict[str, Any]:
+    """The JSON object recorded and POSTed when an asset's freshness policy starts failing."""
+    return {
+        "event": "freshness_failure",
+        "failed_at": since.isoformat(),
+        "asset": asset,
+        "state": state,
+        "text": f"{asset} is stale: its freshness policy is {state} since {since:%Y-%m-%d %H:%M} UTC.",
+    }
+
+
 def record(instance_root: Path, alert: Mapping[str, Any]) -> Path:
-    """Append the alert as one JSON line under the instance; returns the file."""
-    path = instance_root / FAILURES_LOG
+    """Append the alert as one JSON line to `alerts/<event>s.jsonl` under the instance; the file."""
+    path = instance_root / ALERTS_DIR / f"{alert['event']}s.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as log:
         log.write(json.dumps(alert, sort_keys=True) + "\n")

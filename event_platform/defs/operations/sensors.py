@@ -1,9 +1,13 @@
-"""The run-failure sensor: every failed run is logged, recorded under the instance and, when
-EVENT_PLATFORM_ALERT_WEBHOOK_URL is set, POSTed to that webhook."""
+"""Alerts: every failed run, and every asset whose freshness policy starts failing, is logged,
+recorded under the instance and, when EVENT_PLATFORM_ALERT_WEBHOOK_URL is set, POSTed to that webhook."""
 
+import json
+import logging
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.freshness import FreshnessState
 from dagster_shared.error import SerializableErrorInfo
 
 from event_platform import settings
@@ -34,18 +38,52 @@ def run_failure_alerts(context: dg.RunFailureSensorContext) -> None:
         failed_steps=[event.step_key for event in step_failures if event.step_key],
         secrets=alerts.secret_values(),
     )
-    context.log.error(alert["text"])
-    alert["recorded_in"] = str(alerts.record(Path(context.instance.root_directory), alert))
+    deliver(alert, context.instance, context.log)
 
+
+@dg.sensor(
+    name="freshness_alerts",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+    description="Alerts once when an asset's freshness policy (evaluated by the instance's freshness "
+    "daemon) turns FAIL: recorded in <DAGSTER_HOME>/alerts/freshness_failures.jsonl and POSTed to "
+    f"{alerts.WEBHOOK_SETTING} when that is set.",
+)
+def freshness_alerts(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    graph = context.repository_def.asset_graph
+    keys = [node.key for node in graph.asset_nodes if node.freshness_policy]
+    records = context.instance.get_freshness_state_records(keys)
+    failing = {
+        key.to_user_string(): record
+        for key, record in records.items()
+        if record.freshness_state == FreshnessState.FAIL
+    }
+    # The cursor holds the assets already reported as failing; one recovering and failing again alerts again.
+    reported = set(json.loads(context.cursor)) if context.cursor else set()
+    for asset in sorted(failing.keys() - reported):
+        record = failing[asset]
+        deliver(
+            alerts.freshness_alert(asset=asset, state=record.freshness_state.value, since=record.updated_at),
+            context.instance,
+            context.log,
+        )
+    context.update_cursor(json.dumps(sorted(failing)))
+    return dg.SkipReason(f"{len(failing)} of {len(keys)} assets with a freshness policy are failing it.")
+
+
+def deliver(alert: dict[str, Any], instance: dg.DagsterInstance, log: logging.Logger) -> None:
+    """Log, record under the instance, and POST when a webhook is configured."""
+    log.error(alert["text"])
+    alert["recorded_in"] = str(alerts.record(Path(instance.root_directory), alert))
     url = settings.setting(alerts.WEBHOOK_SETTING)
     if not url:
         return
     try:
         alerts.post_alert(url, alert, backoff=alerts.WEBHOOK_BACKOFF)
     except (RetriesExhaustedError, alerts.AlertDeliveryError) as error:
-        # The run failure is recorded either way; a webhook outage must not stall the sensor's cursor
-        # and replay every failure after it. The error names no URL.
-        context.log.warning(f"Could not deliver the alert for run {run.run_id}: {error}")
+        # The alert is recorded either way; a webhook outage must not stall the sensor's cursor and
+        # replay every alert after it. The error names no URL.
+        log.warning(f"Could not deliver the alert ({alert['event']}): {error}")
 
 
 def root_cause(error: SerializableErrorInfo) -> str:

@@ -1,14 +1,17 @@
 """The run-failure sensor on a real failed run: recorded, logged, POSTed to a webhook on 127.0.0.1."""
 
 import json
+import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
 
 from event_platform.defs.operations import alerts
-from event_platform.defs.operations.sensors import run_failure_alerts
+from event_platform.defs.operations.sensors import freshness_alerts, run_failure_alerts
 from event_platform.sandbox.loopback import serve
 from event_platform_tests.defs.operations.webhook_receiver import HOOK_PATH, WebhookReceiver
 
@@ -89,3 +92,42 @@ def test_a_webhook_outage_does_not_fail_the_sensor(
     assert receiver.attempts == 2
     assert [line["run_id"] for line in recorded(instance)] == [run.run_id]
     assert "s3cr3t-webhook-token" not in caplog.text
+
+
+@dg.asset(freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=1)))
+def watched() -> None:
+    """An asset with a freshness policy, for the freshness sensor."""
+
+
+def set_freshness(instance: dg.DagsterInstance, state: FreshnessState) -> None:
+    # What the instance's freshness daemon records (through this private method) when a state changes.
+    instance._report_runless_asset_event(
+        FreshnessStateChange(
+            key=watched.key,
+            new_state=state,
+            previous_state=FreshnessState.PASS,
+            state_change_timestamp=time.time(),
+        )
+    )
+
+
+def test_a_failing_freshness_policy_alerts_once(
+    instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repository = dg.Definitions(assets=[watched], sensors=[freshness_alerts]).get_repository_def()
+    receiver = WebhookReceiver()
+    with serve(receiver.app, name="webhook") as server:
+        monkeypatch.setenv(alerts.WEBHOOK_SETTING, server.url + HOOK_PATH)
+        cursor = None
+        for state in (FreshnessState.FAIL, FreshnessState.FAIL, FreshnessState.PASS, FreshnessState.FAIL):
+            set_freshness(instance, state)
+            context = dg.build_sensor_context(instance=instance, repository_def=repository, cursor=cursor)
+            freshness_alerts(context)
+            cursor = context.cursor
+
+    # Failing, still failing (no repeat), recovered, failing again.
+    assert [alert["asset"] for alert in receiver.received] == ["watched", "watched"]
+    recorded_lines = (
+        Path(instance.root_directory) / alerts.ALERTS_DIR / "freshness_failures.jsonl"
+    ).read_text()
+    assert len(recorded_lines.splitlines()) == 2
