@@ -7,8 +7,10 @@ Who: an e-mail address (matched through its pseudonym, `user_email_key`) or a De
 3. Rewrite, through `lake.write_partition` (atomic), every partition that holds them:
    - every Parquet table in the lake (profile_store/events and anything derived from it, such as
      warehouse/events): rows whose string columns hold one of the events' keys or the e-mail pseudonym;
-   - raw/profile_store pages: events whose key is one of those, or that carry the person's identifier;
-   - quarantine/profile_store/events: lines that carry the identifier or a key.
+   - raw/profile_store pages: events whose key is one of those, or whose own User.Email / DeviceId is
+     the person's;
+   - quarantine/profile_store/events (untypable, maybe not even JSON): lines holding the identifier or
+     a key anywhere.
    The raw manifest's `total_reported` drops by what was removed, so the row-count check stays true.
 4. In the warehouse DuckDB file (if it exists): delete rows of every base table whose VARCHAR columns
    hold the pseudonym or a key; then re-publish the catalog so its views name the rewritten files.
@@ -130,7 +132,7 @@ def forget(
     # The e-mail pseudonym names the person anywhere; a DeviceId only inside Profile Store data.
     everywhere = keys | ({person.value} if person.column == "user_email_key" else set())
     report.parquet_rows = remove_from_parquet_tables(lake, everywhere)
-    report.raw_events = remove_from_raw_pages(lake, keys, person.value)
+    report.raw_events = remove_from_raw_pages(lake, keys, person)
     report.quarantine_lines = remove_from_quarantine(lake, keys | {person.value})
     report.warehouse_rows, report.warehouse = remove_from_warehouse(warehouse, everywhere)
     if report.warehouse != "absent" and (report.parquet_rows or report.raw_events):
@@ -212,12 +214,13 @@ def _quoted(values: Iterable[str]) -> list[bytes]:
     return [json.dumps(value, ensure_ascii=False).encode() for value in values]
 
 
-def remove_from_raw_pages(lake: Lake, keys: set[str], identifier: str) -> dict[str, int]:
-    """Drop the person's events from every raw page; returns partition -> events removed."""
-    marker = _quoted([identifier])[0]
+def remove_from_raw_pages(lake: Lake, keys: set[str], person: Person) -> dict[str, int]:
+    """Drop the person's events from every raw page (by key, or by their own identifier, as the typed
+    rows were matched: another person's event that merely mentions them stays); partition -> removed."""
 
     def belongs(line: bytes) -> bool:
-        return marker in line or event_key(json.loads(line)) in keys
+        event = json.loads(line)
+        return event_key(event) in keys or _identifier(event, person.column) == person.value
 
     removed: dict[str, int] = {}
     for day in partition_keys(lake.list_dirs(f"raw/{landing.SOURCE}")):
@@ -227,6 +230,13 @@ def remove_from_raw_pages(lake: Lake, keys: set[str], identifier: str) -> dict[s
         if count:
             removed[directory] = count
     return removed
+
+
+def _identifier(event: dict[str, Any], column: str) -> object:
+    if column == "user_email_key":
+        user = event.get("User")
+        return user.get("Email") if isinstance(user, dict) else None
+    return event.get("DeviceId")
 
 
 def remove_from_quarantine(lake: Lake, identifiers: set[str]) -> dict[str, int]:

@@ -64,8 +64,9 @@ def day_window(day: str) -> tuple[dt.datetime, dt.datetime]:
     return start, start + dt.timedelta(days=1)
 
 
-def write_lines(writer_open: Any, name: str, lines: Iterable[bytes], **extra: Any) -> int:
-    """One gzip JSON-lines file through a partition writer's `open`; returns the bytes written."""
+def write_lines(writer_open: Any, name: str, lines: Iterable[bytes], /, **extra: Any) -> int:
+    """One gzip JSON-lines file through a partition writer's `open`; returns the bytes written.
+    `extra` (per-file counts such as lines=) goes into the manifest entry, hence positional-only."""
     with writer_open(name, **extra) as target:
         with gzip.GzipFile(fileobj=target, mode="wb", mtime=0) as page:
             for line in lines:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from event_platform.defs.profile_store.pseudonymise import Pseudonymiser
 from event_platform.defs.profile_store.resources import ProfileStoreResource
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.io_manager import LakeResource, ParquetLakeIOManager, write_parquet_partition
-from event_platform.lake.layout import partition_path, raw_path
+from event_platform.lake.layout import partition_path, quarantine_path, raw_path
 from event_platform.sandbox.profile_store import ProfileStoreSandbox
 from event_platform.sandbox.world import World
 
@@ -95,6 +96,14 @@ def test_forgetting_removes_the_person_everywhere_and_nothing_else(
     others = [row for row in before if row["user_email_key"] != email_key]
     assert theirs and others
 
+    untypable = [
+        json.dumps({"EventTime": "broken", "User": {"Email": email_key}}).encode(),
+        json.dumps({"EventTime": "broken", "User": {"Email": others[0]["user_email_key"]}}).encode(),
+    ]
+    rejected = tmp_path / "rejected.ndjson.gz"
+    rejected.write_bytes(gzip.compress(b"\n".join(untypable) + b"\n"))
+    landing.publish_quarantine(lake, DAYS[1], rejected, len(untypable))
+
     result = forget_profile_store_person.execute_in_process(
         run_config={"ops": {"forget_person": {"config": {
             "email": f"  {email.upper()} ", "warehouse_path": str(warehouse),
@@ -118,6 +127,10 @@ def test_forgetting_removes_the_person_everywhere_and_nothing_else(
         assert rows is not None and manifest.metadata[landing.TOTAL_REPORTED] == rows.metadata["rows"]
     derived = lake.parquet_dataset(lake.current_files(partition_path("warehouse/events", DAYS[0]))).to_table()
     assert sorted(derived.column("event_id").to_pylist()) == sorted(row["event_key"] for row in others)
+    quarantine = quarantine_path(landing.TABLE, DAYS[1])
+    quarantined = [line for f in lake.current_files(quarantine) for line in landing.page_lines(lake, f)]
+    assert quarantined == untypable[1:]
+    assert (lake.read_manifest(quarantine) or pytest.fail("no quarantine")).metadata["lines"] == 1
     # The warehouse: their row gone from the base table, the catalog's views re-pointed.
     with duckdb.connect(str(warehouse), read_only=True) as connection:
         keys = {key for (key,) in connection.execute("SELECT person_key FROM people_marts").fetchall()}
