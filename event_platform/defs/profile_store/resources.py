@@ -8,6 +8,9 @@ EVENT_PLATFORM_PSEUDONYM_KEY (secret; the keyed hash's key, keep it stable or jo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
@@ -17,6 +20,7 @@ from event_platform.defs.profile_store.pseudonymise import Pseudonymiser
 
 SOURCE_LABEL = "Profile Store"
 TRUE_WORDS = ("1", "true", "yes", "on")
+SECRET_FIELDS = ("api_key", "pseudonym_key")
 
 
 class ProfileStoreResource(ConfigurableResource):
@@ -29,6 +33,11 @@ class ProfileStoreResource(ConfigurableResource):
     time_suffix_z: bool = Field(
         default=False, description="PROFILE_STORE_TIME_SUFFIX_Z: end EventTime literals with Z"
     )
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # A run resolves the EnvVars into the fields: the repr must not show what they resolved to.
+        for name, value in super().__repr_args__():
+            yield name, ("<hidden>" if name in SECRET_FIELDS and value else value)
 
     def client(self) -> ProfileStoreClient:
         base_url, api_key = resolved(self.base_url), resolved(self.api_key)

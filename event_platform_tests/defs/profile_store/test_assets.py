@@ -118,6 +118,8 @@ def test_resource_reads_the_environment_and_hides_secrets(monkeypatch: pytest.Mo
     monkeypatch.setenv("PROFILE_STORE_TIME_SUFFIX_Z", "true")
     resource = profile_store_resource()
     assert "api-secret-1" not in repr(resource) and "pseudonym-secret-1" not in repr(resource)
+    resolved = ProfileStoreResource(api_key="api-secret-1", pseudonym_key="pseudonym-secret-1")
+    assert "secret-1" not in repr(resolved) and "<hidden>" in repr(resolved)
     client = resource.client()
     assert client.base_url == "https://profiles.example"
     assert (client.page_size, client.time_suffix_z) == (500, True)
