@@ -82,6 +82,7 @@ class OptimizelySandbox:
         self.world = world
         self.bucket = bucket
         self.token = token
+        self._initial_token = token
         self.credential_seconds = credential_seconds
         self.clock = clock
         self.rows_per_part = rows_per_part
@@ -223,6 +224,18 @@ class OptimizelySandbox:
         key = f"{self.location.prefix}/{relative_key}"
         self._s3.put_object(Bucket=self.bucket, Key=key, Body=data)
         return key
+
+    def reset(self, *, clock: Callable[[], float] = time.time) -> None:
+        """An empty export and no credentials issued yet, on the same running servers (for tests)."""
+        stored = [f"{self.location.prefix}/{key}" for key in self.keys()]
+        for start in range(0, len(stored), 1000):
+            batch = [{"Key": key} for key in stored[start : start + 1000]]
+            self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch})
+        with self._issue_lock:
+            self.issued_access_keys.clear()
+            self._expiry_by_access_key.clear()
+        self.token = self._initial_token
+        self.clock = clock
 
     def keys(self) -> list[str]:
         """Every stored key, below the account prefix."""

@@ -39,11 +39,18 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-def e3_sandbox(world: World, clock: FakeClock) -> Iterator[OptimizelySandbox]:
-    # moto keeps buckets process-wide: each test gets its own.
-    with OptimizelySandbox(world, bucket=f"e3-{uuid.uuid4().hex[:12]}", clock=clock.timestamp) as sandbox:
+@pytest.fixture(scope="session")
+def running_e3_sandbox(world: World) -> Iterator[OptimizelySandbox]:
+    # moto keeps buckets process-wide: this session's bucket is its own.
+    with OptimizelySandbox(world, bucket=f"e3-{uuid.uuid4().hex[:12]}") as sandbox:
         yield sandbox
+
+
+@pytest.fixture
+def e3_sandbox(running_e3_sandbox: OptimizelySandbox, clock: FakeClock) -> OptimizelySandbox:
+    """The session's sandbox, emptied for each test and running on the test's clock."""
+    running_e3_sandbox.reset(clock=clock.timestamp)
+    return running_e3_sandbox
 
 
 @pytest.fixture
