@@ -1,10 +1,15 @@
 -- warehouse/experiment_conversions for one day of unified events: the events of people exposed to an
 -- experiment, at or after their first exposure seen in the lookback and within the attribution window.
 -- Inputs: events (warehouse/events of the day), exposures (the lookback's daily first exposures).
-WITH first_exposure AS (
-    SELECT experiment_id, person_key, min(first_exposed_at) AS first_exposed_at
-    FROM exposures
-    GROUP BY experiment_id, person_key
+WITH people_of_the_day AS (
+    SELECT DISTINCT person_key FROM events WHERE person_key IS NOT NULL
+),
+-- Only the day's people: the lookback's exposures are many more than those who act on one day.
+first_exposure AS (
+    SELECT x.experiment_id, x.person_key, min(x.first_exposed_at) AS first_exposed_at
+    FROM exposures AS x
+    SEMI JOIN people_of_the_day AS p ON p.person_key = x.person_key
+    GROUP BY x.experiment_id, x.person_key
 )
 SELECT
     x.experiment_id,

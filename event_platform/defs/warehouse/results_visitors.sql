@@ -7,6 +7,7 @@ SELECT
     min(first_exposed_at) AS first_exposed_at,
     arg_min(variation_id, first_exposed_at) AS variation_id,
     arg_min(is_holdback, first_exposed_at) AS is_holdback,
-    len(list_distinct(flatten(list(variation_ids)))) > 1 AS in_several_variations
+    -- Each day's list is sorted, so all days' variations are one iff the smallest equals the largest.
+    min(variation_ids[1]) <> max(variation_ids[-1]) AS in_several_variations
 FROM exposures
 GROUP BY experiment_id, person_key
