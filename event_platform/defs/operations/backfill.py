@@ -1,0 +1,188 @@
+"""Backfills from Python, planned exactly as the UI plans them, and what they cost.
+
+`submit_asset_backfill` files the same asset backfill as the UI's *Materialize → partition range*:
+the instance's backfill daemon splits it into runs by each asset's BackfillPolicy (one run for a
+range where an asset supports it, one run per day elsewhere) and the run queue and pools pace them.
+`follow_backfill` waits for it and reports every run's wall time against the time its steps spent in
+our code, so the rest is Dagster's own overhead. The benchmark and the backfill test use both.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
+from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES, RunsFilter
+from dagster._core.utils import make_new_backfill_id
+
+TERMINAL = {
+    # A job backfill (`dagster job backfill`) is COMPLETED once its runs are queued; its runs are followed.
+    BulkActionStatus.COMPLETED,
+    BulkActionStatus.COMPLETED_SUCCESS,
+    BulkActionStatus.COMPLETED_FAILED,
+    BulkActionStatus.FAILED,
+    BulkActionStatus.CANCELED,
+}
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+"""Run config for a run that executes its steps in its own process: one interpreter start per run
+instead of one per step, which is most of the cost of a run on a small machine."""
+FAILURE_EVENTS = [dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.STEP_UP_FOR_RETRY]
+
+
+class BackfillTimeoutError(TimeoutError):
+    """The backfill did not finish in time; the message says how far it got."""
+
+
+@dataclass(frozen=True)
+class RunTiming:
+    run_id: str
+    status: str
+    partitions: str
+    wall_seconds: float
+    step_seconds: float
+    """Time inside the steps (our code plus IO manager), summed over the run's steps."""
+
+
+@dataclass
+class BackfillOutcome:
+    backfill_id: str
+    status: str
+    wall_seconds: float
+    runs: list[RunTiming] = field(default_factory=list)
+    step_errors: list[str] = field(default_factory=list)
+    """The message of every step failure or retry, in every run: empty for a clean backfill."""
+
+    @property
+    def succeeded(self) -> bool:
+        done = {BulkActionStatus.COMPLETED.value, BulkActionStatus.COMPLETED_SUCCESS.value}
+        return self.status in done and all(
+            run.status == dg.DagsterRunStatus.SUCCESS.value for run in self.runs
+        )
+
+    @property
+    def dagster_overhead_share(self) -> float:
+        """Share of the runs' summed wall time not spent inside steps: launch, planning, events."""
+        wall = sum(run.wall_seconds for run in self.runs)
+        return 1 - sum(run.step_seconds for run in self.runs) / wall if wall else 0.0
+
+
+def submit_asset_backfill(
+    instance: dg.DagsterInstance,
+    asset_graph: BaseAssetGraph,
+    asset_keys: Sequence[dg.AssetKey],
+    partition_keys: Sequence[str],
+    title: str,
+    run_config: Mapping[str, Any] | None = None,
+) -> str:
+    """File an asset backfill of `asset_keys` over `partition_keys`; the daemon runs it. Its id."""
+    backfill = PartitionBackfill.from_asset_partitions(
+        backfill_id=make_new_backfill_id(),
+        asset_graph=asset_graph,
+        partition_names=list(partition_keys),
+        asset_selection=list(asset_keys),
+        backfill_timestamp=time.time(),
+        tags={},
+        dynamic_partitions_store=instance,
+        all_partitions=False,
+        title=title,
+        description=None,
+        run_config=run_config,
+    )
+    instance.add_backfill(backfill)
+    return backfill.backfill_id
+
+
+def follow_backfill(
+    instance: dg.DagsterInstance, backfill_id: str, *, timeout_seconds: float, poll_seconds: float = 2.0
+) -> BackfillOutcome:
+    """Wait for the backfill to end, then time each of its runs."""
+    started = time.monotonic()
+    runs_filter = RunsFilter(tags={"dagster/backfill": backfill_id})
+    while True:
+        backfill = instance.get_backfill(backfill_id)
+        if backfill is None:
+            raise LookupError(f"No backfill {backfill_id} in this instance.")
+        if backfill.status in TERMINAL and not instance.get_runs(
+            filters=RunsFilter(tags=runs_filter.tags, statuses=list(NOT_FINISHED_STATUSES)), limit=1
+        ):
+            break
+        if time.monotonic() - started > timeout_seconds:
+            raise BackfillTimeoutError(
+                f"Backfill {backfill_id} still {backfill.status.value} after {timeout_seconds:.0f}s "
+                f"with {instance.get_runs_count(runs_filter)} runs launched."
+            )
+        time.sleep(poll_seconds)
+    wall = time.monotonic() - started
+    runs = instance.get_runs(filters=runs_filter)
+    outcome = BackfillOutcome(backfill_id=backfill_id, status=backfill.status.value, wall_seconds=wall)
+    for run in runs:
+        outcome.runs.append(run_timing(instance, run))
+        outcome.step_errors.extend(step_errors(instance, run.run_id))
+    return outcome
+
+
+def run_timing(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunTiming:
+    stats = instance.get_run_stats(run.run_id)
+    steps = instance.get_run_step_stats(run.run_id)
+    tags = run.tags
+    partitions = tags.get("dagster/partition") or "...".join(
+        filter(
+            None,
+            [tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")],
+        )
+    )
+    return RunTiming(
+        run_id=run.run_id,
+        status=run.status.value,
+        partitions=partitions,
+        wall_seconds=(stats.end_time or 0) - (stats.launch_time or stats.start_time or 0),
+        step_seconds=sum((step.end_time or 0) - (step.start_time or 0) for step in steps if step.start_time),
+    )
+
+
+def step_errors(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    errors = []
+    for record in instance.all_logs(run_id, of_type=set(FAILURE_EVENTS)):
+        event = record.dagster_event
+        data = event.event_specific_data if event else None
+        error = getattr(data, "error", None)
+        errors.append(
+            f"{run_id} {event.step_key if event else ''}: {error.to_string() if error else record.message}"
+        )
+    return errors
+
+
+@contextmanager
+def running_daemon(workspace: Path, environment: Mapping[str, str], log: Path) -> Iterator[None]:
+    """`dagster-daemon run` on `workspace` (backfills, run queue, sensors) until the block ends."""
+    command = [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(workspace)]
+    with log.open("wb") as output:
+        daemon = subprocess.Popen(
+            command,
+            cwd=workspace.parent,
+            env={**os.environ, **environment},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield
+        finally:
+            # Its own session: the code server and the runs it launched stop with it.
+            os.killpg(daemon.pid, signal.SIGTERM)
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(daemon.pid, signal.SIGKILL)
+                daemon.wait(timeout=10)

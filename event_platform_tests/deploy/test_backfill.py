@@ -1,0 +1,88 @@
+"""A 30-day backfill of every asset on the sandbox, planned and run as the UI's would be.
+
+One command files it (`submit_asset_backfill`, the UI's asset backfill); the instance's own daemon
+splits it into runs by backfill policy and paces them with the repository's dagster.yaml (run queue,
+`warehouse` pool limit 1). It must complete with every run successful and no step, retried or not,
+ever failing on a DuckDB lock.
+
+It takes about a quarter of an hour on a 2-core machine (about 60 runs), so it runs only when
+EVENT_PLATFORM_BACKFILL_TEST=1; `benchmarks/backfill.py` runs the same path and times it.
+"""
+
+import datetime as dt
+import os
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from event_platform.defs.operations.backfill import (
+    IN_PROCESS,
+    follow_backfill,
+    running_daemon,
+    submit_asset_backfill,
+)
+from event_platform.sandbox.runner import Sandbox
+from event_platform.sandbox.world import World
+from event_platform_tests.conftest import REPO
+
+DAYS = 30
+TIMEOUT_SECONDS = 900
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(
+    os.environ.get("EVENT_PLATFORM_BACKFILL_TEST") != "1",
+    reason="a 30-day backfill of every asset takes ~15 min on 2 cores: set EVENT_PLATFORM_BACKFILL_TEST=1",
+)
+def test_a_30_day_backfill_of_every_asset_completes_without_lock_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from event_platform.definitions import defs
+
+    today = dt.datetime.now(dt.UTC).date()
+    days = [today - dt.timedelta(days=back) for back in range(DAYS, 0, -1)]
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    lake = str(tmp_path / "lake")
+    with Sandbox(
+        World(people_count=300),
+        lake_root=lake,
+        days=days,
+        amplitude_events_per_day=300,
+        profile_store_events_per_day=200,
+        work_dir=tmp_path / "sandbox",
+    ) as sandbox:
+        environment = {
+            **sandbox.environment(),
+            "DAGSTER_HOME": str(home),
+            "EVENT_PLATFORM_WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
+        }
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        graph = defs().resolve_asset_graph()
+        everything = sorted(graph.materializable_asset_keys)
+        with (
+            dg.DagsterInstance.from_config(str(home)) as instance,
+            running_daemon(REPO / "workspace.yaml", environment, tmp_path / "daemon.log"),
+        ):
+            # Each run in one process: on a 2-core machine a process per step would dominate the test.
+            backfill_id = submit_asset_backfill(
+                instance, graph, everything, [day.isoformat() for day in days], f"{DAYS} days", IN_PROCESS
+            )
+            outcome = follow_backfill(instance, backfill_id, timeout_seconds=TIMEOUT_SECONDS)
+            wanted = {day.isoformat() for day in days}
+            missing = {
+                key.to_user_string(): sorted(wanted - set(instance.get_materialized_partitions(key)))
+                if graph.get(key).partitions_def
+                else instance.get_latest_materialization_event(key) is None
+                for key in everything
+            }
+
+    failed = [run for run in outcome.runs if run.status != "SUCCESS"]
+    assert outcome.succeeded, f"{outcome.status}; failed runs: {failed}; errors: {outcome.step_errors[:5]}"
+    assert not [error for error in outcome.step_errors if "lock" in error.lower()]
+    # Every day of every daily asset, and every mart, was materialized.
+    assert not {key: gap for key, gap in missing.items() if gap}
