@@ -13,8 +13,8 @@ How a day flows:
   within the look-back;
 - the unpartitioned marts follow any daily warehouse update once nothing upstream is in progress.
 
-`apply_automation` attaches the warehouse conditions and every asset's freshness policy; the lead
-calls it in `definitions.py` (`Definitions.map_asset_specs` underneath), so asset authors need not.
+`apply_automation` attaches the warehouse conditions and every asset's freshness policy;
+`definitions.py` calls it (`Definitions.map_asset_specs` underneath), so asset authors need not.
 """
 
 from __future__ import annotations
