@@ -25,8 +25,8 @@ from event_platform import settings
 from event_platform.defs.warehouse.engine import Engine, EngineSettings
 from event_platform.defs.warehouse.results import ResultsSettings, parse_traffic_weights
 
-DEFAULT_MEMORY_LIMIT = "2GB"
-DEFAULT_THREADS = 2
+DEFAULT_MEMORY_LIMIT = EngineSettings.memory_limit
+DEFAULT_THREADS = EngineSettings.threads
 DEFAULT_ATTRIBUTION_WINDOW_DAYS = 7
 DEFAULT_IDENTITY_LOOKBACK_DAYS = 30
 
