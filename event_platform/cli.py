@@ -1,0 +1,50 @@
+"""`event-platform`: the demo, the sandbox, and each source's commands (which work without Dagster)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from dotenv import load_dotenv
+
+from event_platform.defs.amplitude import commands as amplitude_commands
+from event_platform.defs.optimizely import commands as optimizely_commands
+from event_platform.defs.profile_store import commands as profile_store_commands
+from event_platform.defs.tracking import commands as tracking_commands
+from event_platform.sandbox import commands as sandbox_commands
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="event-platform",
+        description="Land product-analytics events and run the platform's sandbox. "
+        "Settings come from the environment and from .env (see .env.example).",
+    )
+    root.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    subcommands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sources = (
+        sandbox_commands,
+        amplitude_commands,
+        optimizely_commands,
+        profile_store_commands,
+        tracking_commands,
+    )
+    for source in sources:
+        source.add_commands(subcommands)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    load_dotenv(".env", override=False)
+    arguments = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if arguments.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return int(arguments.run(arguments) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

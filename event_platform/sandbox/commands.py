@@ -1,0 +1,67 @@
+"""`event-platform demo` and `event-platform sandbox [-- COMMAND…]`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import threading
+
+from event_platform import settings
+from event_platform.sandbox.world import World
+
+SECRET_WORDS = re.compile(r"KEY|SECRET|TOKEN|PASSWORD")
+DEMO_DAYS = 3
+SANDBOX_DAYS = 7
+
+
+def add_commands(subcommands: argparse._SubParsersAction) -> None:
+    demo = subcommands.add_parser(
+        "demo", help="start the sandbox and materialize the last complete days through Dagster"
+    )
+    demo.add_argument("--days", type=int, default=DEMO_DAYS, help="how many complete UTC days (default 3)")
+    demo.set_defaults(run=run_demo)
+
+    sandbox = subcommands.add_parser(
+        "sandbox",
+        help="run the vendor emulators on 127.0.0.1; with `-- COMMAND…`, run COMMAND pointed at them",
+        description="Starts every vendor emulator, prepares the last --days days, and either runs COMMAND "
+        "with the sandbox's environment (e.g. `event-platform sandbox -- dagster dev`) or prints that "
+        "environment and waits for Ctrl-C.",
+    )
+    sandbox.add_argument("--days", type=int, default=SANDBOX_DAYS, help="days of data to prepare (default 7)")
+    sandbox.add_argument("command", nargs=argparse.REMAINDER, help="a command to run, after --")
+    sandbox.set_defaults(run=run_sandbox)
+
+
+def run_demo(arguments: argparse.Namespace) -> int:
+    from event_platform import demo
+
+    succeeded = demo.run_demo(demo.last_complete_days(arguments.days), World())
+    return 0 if succeeded else 1
+
+
+def run_sandbox(arguments: argparse.Namespace) -> int:
+    from event_platform.demo import last_complete_days
+    from event_platform.sandbox.runner import Sandbox
+
+    command = [part for part in arguments.command if part != "--"]
+    lake_root = settings.setting("EVENT_PLATFORM_LAKE", settings.DEFAULT_LAKE) or settings.DEFAULT_LAKE
+    days = last_complete_days(arguments.days)
+    print(f"Starting the sandbox: {days[0]} to {days[-1]}, lake {lake_root} …", flush=True)
+    with Sandbox(World(), lake_root=lake_root, days=days) as sandbox:
+        environment = sandbox.environment()
+        if command:
+            return subprocess.run(command, env={**os.environ, **environment}, check=False).returncode
+        for name, value in sorted(environment.items()):
+            print(f"  {name}={'(set)' if SECRET_WORDS.search(name) else value}")
+        print("The sandbox is up; run commands against it with `event-platform sandbox -- COMMAND`.")
+        print("Ctrl-C stops it.", flush=True)
+        stopped = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+        with contextlib.suppress(KeyboardInterrupt):
+            stopped.wait()
+    return 0
