@@ -14,9 +14,10 @@ Cross-day correctness and cost:
   exposed on two days is one unit, and anyone shown two variations on any days is excluded.
 - `experiment_conversions` for day D joins D's events with the exposures of D-window-1 .. D: its cost
   grows with one day of events plus a window of compact exposures, never with all history.
-  `experiment_results` re-checks each conversion against the first exposure of all time. A decision
-  that E3 processes on a later day than the conversion it precedes is attributed only when that
-  conversion's day is re-materialized.
+  `experiment_results` re-checks each conversion against the first exposure of all time. Two limits
+  follow from partitioning by arrival day: a decision that E3 processes on a later day than the
+  conversion it precedes is attributed only when that conversion's day is re-materialized, and an
+  event arriving more than a day late can miss an exposure older than the lookback.
 - `events` for day D resolves people through the identity links of D-lookback .. D.
 """
 
