@@ -56,6 +56,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from event_platform.dates import day_start
 from event_platform.sandbox.loopback import LoopbackServer, serve
 from event_platform.sandbox.world import Experiment, Person, World
 
@@ -670,7 +671,7 @@ class AmplitudeEmulator:
                 directory = self._day_dir(day)
                 for name in self.day_summary(day).members:
                     hour = int(name.rsplit("_", 1)[1].split("#")[0])
-                    if start <= dt.datetime.combine(day, dt.time(hour), tzinfo=dt.UTC) <= end:
+                    if start <= day_start(day) + dt.timedelta(hours=hour) <= end:
                         yield directory / name, name
             day += dt.timedelta(days=1)
 

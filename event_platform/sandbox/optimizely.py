@@ -40,10 +40,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from event_platform.dates import day_start
 from event_platform.defs.optimizely.client import DEFAULT_BUCKET, SUCCESS_MARKER, E3Location, parse_duration
 from event_platform.defs.optimizely.schema import E3_TYPES, DataType
 from event_platform.sandbox.loopback import LoopbackServer, serve
-from event_platform.sandbox.world import Experiment, Person, World, day_start
+from event_platform.sandbox.world import Experiment, Person, World
 
 CREDENTIALS_PATH = "/v2/export/credentials"
 SANDBOX_TOKEN = "sandbox-optimizely-token"

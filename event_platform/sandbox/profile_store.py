@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from event_platform.dates import day_start
 from event_platform.defs.profile_store.client import (
     API_PREFIX,
     TICKS_PER_SECOND,
@@ -36,7 +37,7 @@ from event_platform.defs.profile_store.client import (
     ticks_from_datetime,
 )
 from event_platform.sandbox.loopback import LoopbackServer, serve
-from event_platform.sandbox.world import Person, World, day_start
+from event_platform.sandbox.world import Person, World
 
 TICKS_PER_DAY = 86_400 * TICKS_PER_SECOND
 TICKS_PER_HOUR = 3_600 * TICKS_PER_SECOND
@@ -313,8 +314,13 @@ class ProfileStoreSandbox:
             name, operator, literal = match.group(1), match.group(2).lower(), match.group(3)
             if name == "EventTime":
                 ticks = self._time_literal(literal)
-                bound = {"eq": (ticks, ticks + 1), "ge": (ticks, None), "gt": (ticks + 1, None),
-                         "lt": (None, ticks), "le": (None, ticks + 1)}[operator]
+                bound = {
+                    "eq": (ticks, ticks + 1),
+                    "ge": (ticks, None),
+                    "gt": (ticks + 1, None),
+                    "lt": (None, ticks),
+                    "le": (None, ticks + 1),
+                }[operator]
                 lower = max(lower, bound[0]) if bound[0] is not None else lower
                 upper = min(upper, bound[1]) if bound[1] is not None else upper
             elif operator == "eq":

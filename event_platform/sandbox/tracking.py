@@ -22,13 +22,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from event_platform.dates import day_start
 from event_platform.defs.tracking.collector import Collector, CollectorSettings
 from event_platform.defs.tracking.events import VIDEO_EVENT_TYPES
 from event_platform.defs.tracking.tracker import Tracker
 from event_platform.lake.filesystem import Lake
 from event_platform.retry import Backoff
 from event_platform.sandbox.loopback import LoopbackServer, serve
-from event_platform.sandbox.world import Course, Person, World, day_start
+from event_platform.sandbox.world import Course, Person, World
 
 SANDBOX_COLLECTOR = CollectorSettings(flush_age_seconds=0.05)
 """Short flushes: a sandbox day is sent in a burst and the demo should not wait."""
@@ -93,8 +94,12 @@ def day_of_events(world: World, day: dt.date, events_per_person: int = 8) -> lis
 
 def _login(person: Person, course: Course, moment: dt.datetime) -> dict[str, Any]:
     return {
-        "event_type": "kinesinlms.core.user.login", "anon_username": person.user_id, "time": moment,
-        "event_data": {}, "course_slug": course.slug, "course_run": course.run,
+        "event_type": "kinesinlms.core.user.login",
+        "anon_username": person.user_id,
+        "time": moment,
+        "event_data": {},
+        "course_slug": course.slug,
+        "course_run": course.run,
     }
 
 
@@ -110,8 +115,10 @@ def _activity(rng: random.Random, person: Person, course: Course, moment: dt.dat
         data = {"video_id": f"{unit}-video", "video_event_type": rng.choice(VIDEO_EVENT_TYPES)}
     elif event_type.endswith("assessment.submitted"):
         data = {
-            "assessment_id": f"{unit}-quiz", "assessment_type": rng.choice(("multiple_choice", "long_form")),
-            "answer_id": rng.randrange(1, 10**6), "status": rng.choice(("complete", "incorrect", "correct")),
+            "assessment_id": f"{unit}-quiz",
+            "assessment_type": rng.choice(("multiple_choice", "long_form")),
+            "answer_id": rng.randrange(1, 10**6),
+            "status": rng.choice(("complete", "incorrect", "correct")),
             "attempts": rng.randint(1, 3),
         }
     elif event_type.endswith("home.page_view"):
@@ -125,9 +132,16 @@ def _activity(rng: random.Random, person: Person, course: Course, moment: dt.dat
     elif event_type.endswith("enrollment.activated"):
         data = {"cohort_id": rng.randrange(1, 5), "cohort_name": f"{course.slug} cohort"}
     return {
-        "event_type": event_type, "anon_username": person.user_id, "time": moment, "event_data": data,
-        "course_slug": course.slug, "course_run": course.run, "unit_node_slug": unit,
-        "course_unit_slug": unit, "course_unit_id": unit_index + 1, "block_uuid": None,
+        "event_type": event_type,
+        "anon_username": person.user_id,
+        "time": moment,
+        "event_data": data,
+        "course_slug": course.slug,
+        "course_run": course.run,
+        "unit_node_slug": unit,
+        "course_unit_slug": unit,
+        "course_unit_id": unit_index + 1,
+        "block_uuid": None,
         "page_url": f"/courses/{course.slug}/{course.run}/{unit}/",
     }
 

@@ -195,7 +195,3 @@ class World:
 
     def person_by_email(self, email: str) -> Person | None:
         return next((p for p in self.people if p.email == email.lower()), None)
-
-
-def day_start(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)

@@ -1,11 +1,12 @@
 import datetime as dt
 from pathlib import Path
 
+from event_platform.dates import day_start
 from event_platform.defs.tracking.events import EventTypeRegistry, format_time, new_uuid
 from event_platform.lake.io_manager import LakeResource
 from event_platform.lake.layout import raw_path
 from event_platform.sandbox.tracking import SimulatedClock, TrackingSandbox, day_of_events
-from event_platform.sandbox.world import World, day_start
+from event_platform.sandbox.world import World
 
 DAY = dt.date(2026, 11, 1)
 
@@ -41,5 +42,7 @@ def test_send_day_lands_the_day_on_its_own_partition(
     manifest = lake.read_manifest(raw_path("tracking", DAY.isoformat()))
     assert manifest is not None
     assert sum(entry.extra["lines"] for entry in manifest.files) == sent > 0
-    assert all(entry.extra["last_received"] < day_start(DAY + dt.timedelta(days=1)).isoformat()
-               for entry in manifest.files)
+    assert all(
+        entry.extra["last_received"] < day_start(DAY + dt.timedelta(days=1)).isoformat()
+        for entry in manifest.files
+    )

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from event_platform.dates import day_start
 from event_platform.retry import Backoff, TransientError, call_with_retries, retry_after_seconds
 
 REGION_HOSTS = {"us": "https://amplitude.com", "eu": "https://analytics.eu.amplitude.com"}
@@ -93,7 +94,7 @@ class ExportWindow:
     @classmethod
     def for_day(cls, day: dt.date) -> ExportWindow:
         """A UTC day: T00..T23."""
-        start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+        start = day_start(day)
         return cls(start, start + 23 * _HOUR)
 
     @property

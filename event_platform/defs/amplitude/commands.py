@@ -18,11 +18,11 @@ from typing import TextIO
 from tqdm import tqdm
 
 from event_platform import settings
+from event_platform.dates import iso_date
 from event_platform.defs.amplitude.client import AmplitudeError
 from event_platform.defs.amplitude.landing import land_export
 from event_platform.defs.amplitude.resources import build_client
 from event_platform.defs.amplitude.transform import write_events
-from event_platform.defs.optimizely.commands import iso_date
 from event_platform.lake.filesystem import Lake
 from event_platform.retry import RetriesExhaustedError
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from event_platform.dates import iso_date
 from event_platform.defs.optimizely.client import (
     DEFAULT_AUTH_URL,
     SUCCESS_MARKER,
@@ -79,13 +80,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="local directory (default: $OPTIMIZELY_DATA_DIR)",
     )
     load.set_defaults(run=run_load, load_parser=load)
-
-
-def iso_date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD") from None
 
 
 def run_auth(arguments: argparse.Namespace) -> int:

@@ -4,11 +4,10 @@ results pseudonymised) and `… email-key` (a pseudonym)."""
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 
-from event_platform.defs.profile_store.landing import day_window
+from event_platform.dates import day_window, iso_date
 from event_platform.defs.profile_store.resources import profile_store_resource
 
 
@@ -21,7 +20,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="read one UTC day through the API (PROFILE_STORE_*) and print the count, the API's total and "
         "the requests and window splits it took; prints no event",
     )
-    read_day.add_argument("--date", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD")
+    read_day.add_argument("--date", required=True, type=iso_date, help="YYYY-MM-DD")
     read_day.set_defaults(run=_read_day)
 
     preview = commands.add_parser(
@@ -43,7 +42,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def _read_day(arguments: argparse.Namespace) -> int:
     client = profile_store_resource().client()
-    start, end = day_window(arguments.date.isoformat())
+    start, end = day_window(arguments.date)
     events = sum(len(batch) for batch in client.track_events(start, end))
     stats = client.stats
     print(

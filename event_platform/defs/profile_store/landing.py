@@ -23,6 +23,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from event_platform.dates import day_window
 from event_platform.defs.profile_store.client import ProfileStoreClient, ReadStats
 from event_platform.defs.profile_store.pseudonymise import Pseudonymiser
 from event_platform.defs.profile_store.transform import EVENTS_SCHEMA, UntypableEventError, typed_row
@@ -59,11 +60,6 @@ class DayStats:
     preview: list[dict[str, Any]] = field(default_factory=list)
 
 
-def day_window(day: str) -> tuple[dt.datetime, dt.datetime]:
-    start = dt.datetime.combine(dt.date.fromisoformat(day), dt.time(), tzinfo=dt.UTC)
-    return start, start + dt.timedelta(days=1)
-
-
 def write_lines(writer_open: Any, name: str, lines: Iterable[bytes], /, **extra: Any) -> int:
     """One gzip JSON-lines file through a partition writer's `open`; returns the bytes written.
     `extra` (per-file counts such as lines=) goes into the manifest entry, hence positional-only."""
@@ -83,7 +79,7 @@ def land_day(client: ProfileStoreClient, pseudonymiser: Pseudonymiser, lake: Lak
     """Read `day` (UTC) and publish it, pseudonymised, as a new version of its raw partition."""
     landing = Landing(stats=client.stats)
     started = time.monotonic()
-    start, end = day_window(day)
+    start, end = day_window(dt.date.fromisoformat(day))
     with lake.write_partition(raw_path(SOURCE, day)) as partition:
         for batch in client.track_events(start, end):
             safe = [pseudonymiser.event(event) for event in batch]
