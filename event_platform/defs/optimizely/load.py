@@ -32,6 +32,7 @@ from event_platform.defs.optimizely.client import DayListing, E3Client
 from event_platform.defs.optimizely.schema import SOURCE_FILE_COLUMN, E3Type, SchemaDifference, compare_schema
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import quarantine_path, raw_path
+from event_platform.staging import scratch_duckdb
 
 log = logging.getLogger(__name__)
 
@@ -217,35 +218,32 @@ def type_day(lake: Lake, landing: Landing) -> TypedDay:
         [schema.field(name) for name in _key_columns(landing.e3)]
         + [pa.field(SOURCE_FILE_COLUMN, pa.string()), pa.field(ROW_INDEX_COLUMN, pa.int64())]
     )
-    with tempfile.TemporaryDirectory(prefix="e3-type-") as scratch:
-        connection = _connect(Path(scratch))
-        try:
-            staged = RowCounter()
-            keys = pa.RecordBatchReader.from_batches(
-                keys_schema, _typed_batches(lake, landing, keys_schema, staged)
-            )
-            connection.register("staged_keys", keys)
-            connection.execute("CREATE TABLE day_keys AS SELECT * FROM staged_keys")
-            connection.unregister("staged_keys")
-            dedupe_key = f"coalesce(lower(uuid), {SOURCE_FILE_COLUMN} || '#' || {ROW_INDEX_COLUMN})"
-            connection.execute(
-                f"""
-                CREATE TABLE later_copies AS
-                SELECT {SOURCE_FILE_COLUMN}, {ROW_INDEX_COLUMN} FROM day_keys
-                QUALIFY row_number() OVER (
-                    PARTITION BY {dedupe_key}
-                    ORDER BY timestamp NULLS LAST, {SOURCE_FILE_COLUMN}, {ROW_INDEX_COLUMN}
-                ) > 1
-                """
-            )
-            connection.execute(
-                f"CREATE VIEW kept AS SELECT * FROM day_keys ANTI JOIN later_copies "
-                f"USING ({SOURCE_FILE_COLUMN}, {ROW_INDEX_COLUMN})"
-            )
-            stats = _describe(connection, landing.e3, staged.rows)
-            dropped = _rows_to_drop(connection)
-        finally:
-            connection.close()
+    with scratch_duckdb(memory_limit=DUCKDB_MEMORY_LIMIT) as connection:
+        connection.execute("SET preserve_insertion_order = false")
+        staged = RowCounter()
+        keys = pa.RecordBatchReader.from_batches(
+            keys_schema, _typed_batches(lake, landing, keys_schema, staged)
+        )
+        connection.register("staged_keys", keys)
+        connection.execute("CREATE TABLE day_keys AS SELECT * FROM staged_keys")
+        connection.unregister("staged_keys")
+        dedupe_key = f"coalesce(lower(uuid), {SOURCE_FILE_COLUMN} || '#' || {ROW_INDEX_COLUMN})"
+        connection.execute(
+            f"""
+            CREATE TABLE later_copies AS
+            SELECT {SOURCE_FILE_COLUMN}, {ROW_INDEX_COLUMN} FROM day_keys
+            QUALIFY row_number() OVER (
+                PARTITION BY {dedupe_key}
+                ORDER BY timestamp NULLS LAST, {SOURCE_FILE_COLUMN}, {ROW_INDEX_COLUMN}
+            ) > 1
+            """
+        )
+        connection.execute(
+            f"CREATE VIEW kept AS SELECT * FROM day_keys ANTI JOIN later_copies "
+            f"USING ({SOURCE_FILE_COLUMN}, {ROW_INDEX_COLUMN})"
+        )
+        stats = _describe(connection, landing.e3, staged.rows)
+        dropped = _rows_to_drop(connection)
     streamed = RowCounter()
     batches = _without(
         _typed_batches(lake, landing, schema.append(ROW_INDEX_FIELD), RowCounter()), dropped, streamed
@@ -260,15 +258,6 @@ def _key_columns(e3: E3Type) -> list[str]:
     """What de-duplication and the metadata need; the rest of a row is read once, on output."""
     preview = "variation_id" if e3.folder_column == "experiment_id" else "revenue"
     return ["uuid", "timestamp", "process_timestamp", "visitor_id", e3.folder_column, preview]
-
-
-def _connect(scratch: Path) -> duckdb.DuckDBPyConnection:
-    connection = duckdb.connect(":memory:")
-    connection.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
-    connection.execute(f"SET temp_directory = '{scratch / 'spill'}'")
-    connection.execute("SET TimeZone = 'UTC'")
-    connection.execute("SET preserve_insertion_order = false")
-    return connection
 
 
 def _extra_column_types(lake: Lake, landing: Landing) -> list[tuple[str, pa.DataType]]:

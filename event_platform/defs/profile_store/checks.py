@@ -1,6 +1,5 @@
 """Checks of `profile_store/events`, read back from the lake after each materialization."""
 
-
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -16,6 +15,7 @@ from event_platform.defs.profile_store.transform import EVENTS_SCHEMA
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.io_manager import LakeResource
 from event_platform.lake.layout import partition_path, quarantine_path, raw_path
+from event_platform.staging import gzip_lines, scratch_duckdb
 
 SAMPLE_KEYS = 10
 
@@ -42,12 +42,14 @@ def rows_match_reported_total(context: AssetCheckExecutionContext, lake: LakeRes
     total = int(raw_manifest.metadata.get(landing.TOTAL_REPORTED, 0)) if raw_manifest else 0
     quarantine = store.read_manifest(quarantine_path(landing.TABLE, day))
     quarantined = int(quarantine.metadata.get("lines", 0)) if quarantine else 0
-    with duckdb.connect() as connection:
+    with scratch_duckdb() as connection:
         connection.register("stored", stored(store, day))
         (rows,) = _count(connection, "SELECT count(*) FROM stored")
     hint = (
-        "Counts agree." if rows == total
-        else f"{quarantined} event(s) are in quarantine." if rows + quarantined == total
+        "Counts agree."
+        if rows == total
+        else f"{quarantined} event(s) are in quarantine."
+        if rows + quarantined == total
         else "Rows and the API's total disagree: re-materialize the day; if it persists, the API's order "
         "among events sharing an EventTime is not stable between requests (see client.py)."
     )
@@ -102,16 +104,15 @@ def scan_for_personal_data(lake: Lake, day: str) -> PersonalDataScan:
                 if value and next(find_personal_data(value), None) is not None:
                     scan.columns[field_.name] += 1
                     scan.event_keys.append(keys[index])
-    for page in landing.raw_pages(lake, day):
-        for line in landing.page_lines(lake, page):
-            if next(find_personal_data(line.decode("utf-8", "replace")), None) is not None:
-                scan.raw_lines += 1
+    for line in gzip_lines(lake, landing.raw_pages(lake, day)):
+        if next(find_personal_data(line.decode("utf-8", "replace")), None) is not None:
+            scan.raw_lines += 1
     return scan
 
 
 @asset_check(asset=events, description="Each event_key (TrackId, or a content hash) occurs once.")
 def event_keys_unique(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
-    with duckdb.connect() as connection:
+    with scratch_duckdb() as connection:
         connection.register("stored", stored(lake.lake(), context.partition_key))
         rows, distinct = _count(connection, "SELECT count(*), count(DISTINCT event_key) FROM stored")
     return AssetCheckResult(

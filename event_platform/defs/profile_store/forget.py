@@ -39,6 +39,7 @@ from event_platform.defs.profile_store.transform import EVENTS_SCHEMA, event_key
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import partition_keys, partition_path, quarantine_path, raw_path
 from event_platform.lake.publish import MANIFEST_NAME, Manifest, ManifestFile
+from event_platform.staging import gzip_lines
 
 PER_FILE_COUNTS = ("events", "lines")
 FORGOTTEN = "forgotten_events"
@@ -264,8 +265,9 @@ def _rewrite_line_partition(
     manifest = lake.read_manifest(directory)
     if manifest is None:
         return 0
+
     def lines(entry: ManifestFile) -> Iterator[bytes]:
-        return landing.page_lines(lake, f"{directory}/{entry.path}")
+        return gzip_lines(lake, [f"{directory}/{entry.path}"])
 
     total = sum(belongs(line) for entry in manifest.files for line in lines(entry))
     if not total:
@@ -299,7 +301,8 @@ def remove_from_warehouse(path: Path, identifiers: set[str]) -> tuple[dict[str, 
         ).fetchall()
         for schema, table in tables:
             columns = [
-                name for (name,) in connection.execute(
+                name
+                for (name,) in connection.execute(
                     "SELECT column_name FROM information_schema.columns WHERE table_schema = ? "
                     "AND table_name = ? AND data_type = 'VARCHAR'",
                     [schema, table],

@@ -44,12 +44,13 @@ def events(context: AssetExecutionContext, lake: LakeResource) -> Iterator[Outpu
 def describe(stats: landed.DayStats) -> dict[str, MetadataValue]:
     time_range = (
         f"{stats.first_time.isoformat()} .. {stats.last_time.isoformat()}"
-        if stats.first_time and stats.last_time else "no events"
+        if stats.first_time and stats.last_time
+        else "no events"
     )
     return {
         "rows": MetadataValue.int(stats.rows),
         "landed_files": MetadataValue.int(stats.landed_files),
-        "landed_events": MetadataValue.int(stats.landed_lines),
+        "landed_events": MetadataValue.int(stats.landed_events),
         "duplicates": MetadataValue.int(stats.duplicates),
         "quarantined": MetadataValue.int(stats.quarantined),
         "time_range": MetadataValue.text(time_range),

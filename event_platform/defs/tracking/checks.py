@@ -1,6 +1,5 @@
 """Checks of `tracking/events`, read back from the lake after each materialization."""
 
-import duckdb
 import pyarrow.dataset as ds
 from dagster import (
     AssetCheckExecutionContext,
@@ -16,6 +15,7 @@ from event_platform.defs.tracking.events import CONTEXT_FIELDS, EMAIL_PATTERN, P
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.io_manager import LakeResource
 from event_platform.lake.layout import partition_path
+from event_platform.staging import scratch_duckdb
 
 PERSONAL_KEY_PATTERN = f'(?i)"({PERSONAL_KEY_ALTERNATIVES})":' + r'\s*("[^"]|[-0-9tf\[{])'
 """A personal key (`"email":`) holding a value other than null or "" in event_data's JSON text."""
@@ -37,7 +37,7 @@ def compare_rows_with_landing(store: Lake, day: str, duplicates: int) -> AssetCh
     """The stored day against its landing: acknowledged events - duplicates - quarantined = rows."""
     landed_events = landed.landed_line_count(store, day)
     quarantined = landed.quarantined_line_count(store, day)
-    with duckdb.connect() as connection:
+    with scratch_duckdb() as connection:
         connection.register("stored", _stored(store, day))
         rows, distinct = connection.execute("SELECT count(*), count(DISTINCT uuid) FROM stored").fetchone()
     expected = landed_events - duplicates - quarantined
@@ -67,7 +67,7 @@ def compare_rows_with_landing(store: Lake, day: str, duplicates: int) -> AssetCh
 )
 def no_personal_data(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
     emails = " OR ".join(f"regexp_matches({column}, $email)" for column in TEXT_COLUMNS)
-    with duckdb.connect() as connection:
+    with scratch_duckdb() as connection:
         connection.register("stored", _stored(lake.lake(), context.partition_key))
         offending = connection.execute(
             f"SELECT uuid FROM stored WHERE {emails} OR regexp_matches(event_data, $key) ORDER BY uuid",

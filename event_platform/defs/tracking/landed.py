@@ -1,30 +1,25 @@
 """From the collector's landed files to the typed, deduplicated `tracking/events` table (no Dagster).
 
-The landed gzip NDJSON of a day (`raw/tracking/date=D/`, the files its manifest names) streams line by
-line into Arrow batches of an explicit schema, then into a local temporary Parquet file; lines that
-cannot be typed go to `quarantine/tracking/events/date=D/` as they were. DuckDB then keeps the first
-copy of each `uuid` (earliest `received_at`), spilling to disk if the day is large, and hands the result
-back as a stream of record batches. Memory stays bounded by the batch size whatever the day's size.
+The landed gzip NDJSON of a day (`raw/tracking/date=D/`, the files its manifest names) goes through the
+shared staging pipeline (`event_platform.staging`) with this source's schema and typing: lines that
+cannot be typed go to `quarantine/tracking/events/date=D/` as they were, and DuckDB keeps the first copy
+of each `uuid` (earliest `received_at`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import json
-import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from event_platform import staging as staging_pipeline
 from event_platform.defs.tracking.events import CONTEXT_FIELDS
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import partition_keys, quarantine_path, raw_path
+from event_platform.staging import DayStats, StagingSpec
 
 SOURCE = "tracking"
 TABLE = "tracking/events"
@@ -32,33 +27,22 @@ QUARANTINE_FILE = "lines.ndjson.gz"
 BATCH_ROWS = 50_000
 
 UTC_MICROS = pa.timestamp("us", tz="UTC")
-EVENTS_SCHEMA = pa.schema([
-    pa.field("uuid", pa.string(), nullable=False),
-    pa.field("event_type", pa.string(), nullable=False),
-    pa.field("time", UTC_MICROS, nullable=False),
-    pa.field("received_at", UTC_MICROS, nullable=False),
-    pa.field("anon_username", pa.string(), nullable=False),
-    *(pa.field(name, pa.string()) for name in CONTEXT_FIELDS),
-    pa.field("event_data", pa.string(), nullable=False, metadata={"format": "JSON text"}),
-])
+EVENTS_SCHEMA = pa.schema(
+    [
+        pa.field("uuid", pa.string(), nullable=False),
+        pa.field("event_type", pa.string(), nullable=False),
+        pa.field("time", UTC_MICROS, nullable=False),
+        pa.field("received_at", UTC_MICROS, nullable=False),
+        pa.field("anon_username", pa.string(), nullable=False),
+        *(pa.field(name, pa.string()) for name in CONTEXT_FIELDS),
+        pa.field("event_data", pa.string(), nullable=False, metadata={"format": "JSON text"}),
+    ]
+)
 """`course_unit_id` is a string: the LMS sends integer or string ids, and a string holds both."""
 
 
 class LineError(ValueError):
     """A landed line that cannot be typed; it is quarantined, not dropped."""
-
-
-@dataclass
-class DayStats:
-    landed_files: int = 0
-    landed_lines: int = 0
-    quarantined: int = 0
-    rows: int = 0
-    duplicates: int = 0
-    first_time: dt.datetime | None = None
-    last_time: dt.datetime | None = None
-    event_type_counts: list[tuple[str, int]] = field(default_factory=list)
-    preview: list[dict[str, Any]] = field(default_factory=list)
 
 
 def landed_files(lake: Lake, day: str) -> list[str]:
@@ -114,99 +98,29 @@ def _utc(value: object, name: str) -> dt.datetime:
     return moment.astimezone(dt.UTC)
 
 
-def landed_lines(lake: Lake, files: list[str]) -> Iterator[bytes]:
-    for relative in files:
-        try:
-            with lake.open_input(relative) as raw, gzip.GzipFile(fileobj=raw) as lines:
-                for line in lines:
-                    if line.strip():
-                        yield line.rstrip(b"\n")
-        except (EOFError, gzip.BadGzipFile) as error:
-            raise ValueError(
-                f"{lake.uri(relative)} is not a complete gzip file ({error}); the collector writes files "
-                "whole, so compare it with the sha256 in its manifest and restore it"
-            ) from error
+STAGING = StagingSpec(
+    table=TABLE,
+    schema=EVENTS_SCHEMA,
+    typed_row=typed_row,
+    untypable=(LineError,),
+    key="uuid",
+    first_by=("received_at", "time"),
+    order_by=("time", "uuid"),
+    time_column="time",
+    quarantine_file=QUARANTINE_FILE,
+    batch_rows=BATCH_ROWS,
+)
+"""The first copy of each uuid (earliest `received_at`) is kept, in time order."""
 
 
 def stage_day(lake: Lake, day: str, staging: Path) -> tuple[Path, DayStats]:
     """Type the day's landed lines into `staging/landed.parquet`, quarantine the rest; (file, stats)."""
-    files = landed_files(lake, day)
-    stats = DayStats(landed_files=len(files))
-    staged = staging / "landed.parquet"
-    rejected = staging / "quarantine.ndjson.gz"
-    columns: dict[str, list[Any]] = {name: [] for name in EVENTS_SCHEMA.names}
-    with pq.ParquetWriter(staged, EVENTS_SCHEMA) as writer, gzip.open(rejected, "wb") as quarantine:
-        for line in landed_lines(lake, files):
-            stats.landed_lines += 1
-            try:
-                row = typed_row(line)
-            except LineError:
-                stats.quarantined += 1
-                quarantine.write(line + b"\n")
-                continue
-            for name, value in row.items():
-                columns[name].append(value)
-            if len(columns["uuid"]) >= BATCH_ROWS:
-                writer.write_batch(pa.RecordBatch.from_pydict(columns, schema=EVENTS_SCHEMA))
-                columns = {name: [] for name in EVENTS_SCHEMA.names}
-        writer.write_batch(pa.RecordBatch.from_pydict(columns, schema=EVENTS_SCHEMA))
-    _publish_quarantine(lake, day, rejected, stats.quarantined)
-    return staged, stats
-
-
-def _publish_quarantine(lake: Lake, day: str, rejected: Path, count: int) -> None:
-    """Replace the day's quarantine; an empty version when nothing is bad now but something was before."""
-    directory = quarantine_path(TABLE, day)
-    if count == 0 and lake.read_manifest(directory) is None:
-        return
-    with lake.write_partition(directory) as partition:
-        if count:
-            with partition.open(QUARANTINE_FILE, lines=count) as target, rejected.open("rb") as source:
-                shutil.copyfileobj(source, target)
-        partition.metadata["lines"] = count
-
-
-DEDUPLICATE_SQL = """
-    COPY (
-        SELECT * EXCLUDE (copy) FROM (
-            SELECT *, row_number() OVER (PARTITION BY uuid ORDER BY received_at, time) AS copy
-            FROM read_parquet({staged})
-        ) WHERE copy = 1
-        ORDER BY time, uuid
-    ) TO {deduplicated} (FORMAT parquet, COMPRESSION zstd)
-"""
-"""The first copy of each uuid (earliest `received_at`), in time order."""
+    return staging_pipeline.stage_day(STAGING, lake, day, landed_files(lake, day), staging)
 
 
 def deduplicate(staged: Path, staging: Path, stats: DayStats) -> pa.RecordBatchReader:
-    """The staged day with one row per uuid, as record batches of EVENTS_SCHEMA; fills in the stats.
-
-    DuckDB sorts and windows within a memory limit, spilling to `staging` for a large day.
-    """
-    result = staging / "deduplicated.parquet"
-    with duckdb.connect() as connection:
-        connection.execute("SET TimeZone = 'UTC'")
-        connection.execute("SET memory_limit = '1GB'")
-        connection.execute(f"SET temp_directory = {_sql_text(staging / 'spill')}")
-        connection.execute(DEDUPLICATE_SQL.format(staged=_sql_text(staged), deduplicated=_sql_text(result)))
-        source = f"read_parquet({_sql_text(result)})"
-        summary = f"SELECT count(*), min(time), max(time) FROM {source}"
-        rows, first, last = connection.execute(summary).fetchone()
-        stats.event_type_counts = connection.execute(
-            f"SELECT event_type, count(*) FROM {source} GROUP BY event_type ORDER BY 2 DESC, 1"
-        ).fetchall()
-    stats.rows = rows
-    stats.duplicates = stats.landed_lines - stats.quarantined - rows
-    stats.first_time, stats.last_time = first, last
-    parquet = pq.ParquetFile(result)
-    if parquet.metadata.num_rows:
-        stats.preview = parquet.read_row_group(0).slice(0, 5).cast(EVENTS_SCHEMA).to_pylist()
-    batches = (batch.cast(EVENTS_SCHEMA) for batch in parquet.iter_batches(batch_size=BATCH_ROWS))
-    return pa.RecordBatchReader.from_batches(EVENTS_SCHEMA, batches)
-
-
-def _sql_text(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
+    """The staged day with one row per uuid, as record batches of EVENTS_SCHEMA; fills in the stats."""
+    return staging_pipeline.deduplicate(STAGING, staged, staging, stats)
 
 
 def new_landings(lake: Lake, seen_versions: dict[str, str], open_days: set[str]) -> list[tuple[str, str]]:

@@ -24,6 +24,7 @@ from event_platform.lake.io_manager import LakeResource, ParquetLakeIOManager, w
 from event_platform.lake.layout import partition_path, quarantine_path, raw_path
 from event_platform.sandbox.profile_store import ProfileStoreSandbox
 from event_platform.sandbox.world import World
+from event_platform.staging import gzip_lines, publish_quarantine
 
 DAYS = ("2026-11-01", "2026-11-02")
 KEY = "test-pseudonym-key"
@@ -58,20 +59,17 @@ def typed_rows(lake: Lake, days: tuple[str, ...] = DAYS) -> list[dict[str, Any]]
 
 
 def raw_events(lake: Lake) -> list[dict[str, Any]]:
-    return [
-        json.loads(line)
-        for day in DAYS
-        for page in landing.raw_pages(lake, day)
-        for line in landing.page_lines(lake, page)
-    ]
+    return [json.loads(line) for day in DAYS for line in gzip_lines(lake, landing.raw_pages(lake, day))]
 
 
 def plant_derived_data(lake: Lake, warehouse: Path, rows: list[dict[str, Any]]) -> None:
     """What the warehouse keeps of Profile Store events: a derived lake table and a base table."""
-    derived = pa.table({
-        "event_id": [row["event_key"] for row in rows],
-        "device_id": [row["device_id"] for row in rows],
-    })
+    derived = pa.table(
+        {
+            "event_id": [row["event_key"] for row in rows],
+            "device_id": [row["device_id"] for row in rows],
+        }
+    )
     write_parquet_partition(lake, partition_path("warehouse/events", DAYS[0]), derived.to_reader())
     with duckdb.connect(str(warehouse)) as connection:
         connection.execute("CREATE TABLE people_marts (person_key VARCHAR, events INTEGER)")
@@ -102,12 +100,19 @@ def test_forgetting_removes_the_person_everywhere_and_nothing_else(
     ]
     rejected = tmp_path / "rejected.ndjson.gz"
     rejected.write_bytes(gzip.compress(b"\n".join(untypable) + b"\n"))
-    landing.publish_quarantine(lake, DAYS[1], rejected, len(untypable))
+    publish_quarantine(lake, landing.TABLE, DAYS[1], rejected, len(untypable), landing.QUARANTINE_FILE)
 
     result = forget_profile_store_person.execute_in_process(
-        run_config={"ops": {"forget_person": {"config": {
-            "email": f"  {email.upper()} ", "warehouse_path": str(warehouse),
-        }}}},
+        run_config={
+            "ops": {
+                "forget_person": {
+                    "config": {
+                        "email": f"  {email.upper()} ",
+                        "warehouse_path": str(warehouse),
+                    }
+                }
+            }
+        },
         resources=resources(sandbox, lake_resource),
     )
     assert result.success
@@ -128,7 +133,7 @@ def test_forgetting_removes_the_person_everywhere_and_nothing_else(
     derived = lake.parquet_dataset(lake.current_files(partition_path("warehouse/events", DAYS[0]))).to_table()
     assert sorted(derived.column("event_id").to_pylist()) == sorted(row["event_key"] for row in others)
     quarantine = quarantine_path(landing.TABLE, DAYS[1])
-    quarantined = [line for f in lake.current_files(quarantine) for line in landing.page_lines(lake, f)]
+    quarantined = list(gzip_lines(lake, lake.current_files(quarantine)))
     assert quarantined == untypable[1:]
     assert (lake.read_manifest(quarantine) or pytest.fail("no quarantine")).metadata["lines"] == 1
     # The warehouse: their row gone from the base table, the catalog's views re-pointed.
@@ -165,9 +170,16 @@ def test_forgetting_a_device_spares_everyone_else(
     before = typed_rows(lake, DAYS[:1])
     device = before[0]["device_id"]
     result = forget_profile_store_person.execute_in_process(
-        run_config={"ops": {"forget_person": {"config": {
-            "device_id": device, "warehouse_path": str(tmp_path / "absent.duckdb"),
-        }}}},
+        run_config={
+            "ops": {
+                "forget_person": {
+                    "config": {
+                        "device_id": device,
+                        "warehouse_path": str(tmp_path / "absent.duckdb"),
+                    }
+                }
+            }
+        },
         resources=resources(sandbox, lake_resource),
     )
     assert result.success

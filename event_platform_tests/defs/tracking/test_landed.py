@@ -2,9 +2,10 @@ import gzip
 
 import pytest
 
-from event_platform.defs.tracking.landed import LineError, landed_lines, typed_row
+from event_platform.defs.tracking.landed import LineError, typed_row
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import raw_path
+from event_platform.staging import gzip_lines
 
 
 def test_a_damaged_landed_file_is_named(lake: Lake) -> None:
@@ -14,7 +15,7 @@ def test_a_damaged_landed_file_is_named(lake: Lake) -> None:
     ):
         stream.write(gzip.compress(b'{"uuid": "a"}\n{"uuid": "b"}\n')[:-12])
     with pytest.raises(ValueError, match=r"events-.*\.ndjson\.gz is not a complete gzip file"):
-        list(landed_lines(lake, lake.current_files(raw_path("tracking", "2026-11-01"))))
+        list(gzip_lines(lake, lake.current_files(raw_path("tracking", "2026-11-01"))))
 
 
 @pytest.mark.parametrize(
@@ -23,8 +24,11 @@ def test_a_damaged_landed_file_is_named(lake: Lake) -> None:
         (b"[1]", "not a JSON object"),
         (b'{"uuid": "u", "event_type": "t"}', "anon_username is missing"),
         (b'{"uuid": "u", "event_type": "t", "anon_username": "a", "time": "2026-11-01"}', "no UTC offset"),
-        (b'{"uuid": "u", "event_type": "t", "anon_username": "a", "time": "2026-11-01T00:00:00+00:00", '
-         b'"received_at": "2026-11-01T00:00:01+00:00", "event_data": 3}', "event_data is not an object"),
+        (
+            b'{"uuid": "u", "event_type": "t", "anon_username": "a", "time": "2026-11-01T00:00:00+00:00", '
+            b'"received_at": "2026-11-01T00:00:01+00:00", "event_data": 3}',
+            "event_data is not an object",
+        ),
     ],
 )
 def test_untypable_lines_say_why(line: bytes, reason: str) -> None:
