@@ -57,7 +57,7 @@ from starlette.responses import FileResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from event_platform.dates import day_start
-from event_platform.sandbox.loopback import LoopbackServer, serve
+from event_platform.sandbox.loopback import LoopbackService
 from event_platform.sandbox.world import Experiment, Person, World
 
 EXPORT_PATH = "/api/2/export"
@@ -517,8 +517,10 @@ def write_day_files(
     return DayGenerator(world, settings).write(day, Path(directory), workers=workers)
 
 
-class AmplitudeEmulator:
+class AmplitudeEmulator(LoopbackService):
     """`GET /api/2/export` on 127.0.0.1 with Basic auth; see the module docstring for data and faults."""
+
+    name = "amplitude"
 
     def __init__(
         self,
@@ -547,37 +549,17 @@ class AmplitudeEmulator:
         self._generator: DayGenerator | None = None
         self._lock = threading.Lock()
         self._day_locks: dict[dt.date, threading.Lock] = {}
-        self._server: LoopbackServer | None = None
-        self.app = Starlette(routes=[Route(EXPORT_PATH, self._export, methods=["GET"])])
 
     def __repr__(self) -> str:
         return f"AmplitudeEmulator(url={self._server.url if self._server else None!r})"
 
-    def start(self) -> AmplitudeEmulator:
-        if self._server is None:
-            self._server = serve(self.app, name="amplitude")
-        return self
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route(EXPORT_PATH, self._export, methods=["GET"])])
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+        super().stop()
         if self._own_cache is not None:
             self._own_cache.cleanup()
-
-    def __enter__(self) -> AmplitudeEmulator:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError(
-                "The Amplitude emulator is not running: call start() or use it as a context manager"
-            )
-        return self._server.url
 
     def environment(self) -> dict[str, str]:
         return {

@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Self
 
 import boto3
 import pyarrow as pa
@@ -43,7 +43,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from event_platform.dates import day_start
 from event_platform.defs.optimizely.client import DEFAULT_BUCKET, SUCCESS_MARKER, E3Location, parse_duration
 from event_platform.defs.optimizely.schema import E3_TYPES, DataType
-from event_platform.sandbox.loopback import LoopbackServer, serve
+from event_platform.sandbox.loopback import LoopbackService
 from event_platform.sandbox.world import Experiment, Person, World
 
 CREDENTIALS_PATH = "/v2/export/credentials"
@@ -67,8 +67,10 @@ EXPIRED_TOKEN_XML = (
 )
 
 
-class OptimizelySandbox:
+class OptimizelySandbox(LoopbackService):
     """Start with `with OptimizelySandbox(world) as sandbox:`; `publish_day(day)` makes a date exist."""
+
+    name = "optimizely-auth"
 
     def __init__(
         self,
@@ -93,12 +95,11 @@ class OptimizelySandbox:
         self._s3_endpoint_url: str | None = None
         self._s3_server: BaseWSGIServer | None = None
         self._s3_thread: threading.Thread | None = None
-        self._auth: LoopbackServer | None = None
         self._issue_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    def start(self) -> OptimizelySandbox:
+    def start(self) -> Self:
         # moto's request log would drown the demo's output.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         app = self._expiry_gate(DomainDispatcherApplication(create_backend_app))
@@ -110,30 +111,20 @@ class OptimizelySandbox:
         self._s3_thread.start()
         host, port = self._s3_server.server_address[:2]
         self._s3_endpoint_url = f"http://{host}:{port}"
-        self._auth = serve(self.auth_app(), name="optimizely-auth")
+        super().start()
         self._s3.create_bucket(Bucket=self.bucket)
         return self
 
     def stop(self) -> None:
-        if self._auth is not None:
-            self._auth.stop()
-            self._auth = None
+        super().stop()
         if self._s3_server is not None and self._s3_thread is not None:
             self._s3_server.shutdown()
             self._s3_thread.join(timeout=10)
             self._s3_server = None
 
-    def __enter__(self) -> OptimizelySandbox:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
     @property
     def auth_url(self) -> str:
-        if self._auth is None:
-            raise RuntimeError("The Optimizely sandbox is not started.")
-        return f"{self._auth.url}{CREDENTIALS_PATH}"
+        return f"{self.url}{CREDENTIALS_PATH}"
 
     @property
     def s3_endpoint_url(self) -> str:
@@ -151,7 +142,7 @@ class OptimizelySandbox:
 
     # -- the Authentication API --------------------------------------------------------------------
 
-    def auth_app(self) -> Starlette:
+    def app(self) -> Starlette:
         return Starlette(routes=[Route(CREDENTIALS_PATH, self._credentials, methods=["GET"])])
 
     async def _credentials(self, request: Request) -> JSONResponse:

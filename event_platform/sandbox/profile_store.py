@@ -20,7 +20,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -36,7 +36,7 @@ from event_platform.defs.profile_store.client import (
     parse_event_time,
     ticks_from_datetime,
 )
-from event_platform.sandbox.loopback import LoopbackServer, serve
+from event_platform.sandbox.loopback import LoopbackService
 from event_platform.sandbox.world import Person, World
 
 TICKS_PER_DAY = 86_400 * TICKS_PER_SECOND
@@ -82,7 +82,9 @@ class ODataError(ValueError):
 
 
 @dataclass
-class ProfileStoreSandbox:
+class ProfileStoreSandbox(LoopbackService):
+    name: ClassVar[str] = "profile-store"
+
     world: World
     api_key: str = "sandbox-profile-store-key"
     events_per_day: int = 2_000
@@ -96,30 +98,8 @@ class ProfileStoreSandbox:
     _days: dict[dt.date, _Day] = field(default_factory=dict)
     _scope_of_track_id: dict[tuple[str, str], dt.date] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: LoopbackServer | None = None
 
     # ---- control ---------------------------------------------------------------------------------
-
-    def start(self) -> ProfileStoreSandbox:
-        self._server = serve(self.app(), name="profile-store")
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-
-    def __enter__(self) -> ProfileStoreSandbox:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the Profile Store sandbox is not running: call start()")
-        return self._server.url
 
     def environment(self) -> dict[str, str]:
         return {"PROFILE_STORE_BASE_URL": self.url, "PROFILE_STORE_API_KEY": self.api_key}

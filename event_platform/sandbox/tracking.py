@@ -20,7 +20,9 @@ import random
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
+
+from starlette.types import ASGIApp
 
 from event_platform.dates import day_start
 from event_platform.defs.tracking.collector import Collector, CollectorSettings
@@ -28,7 +30,7 @@ from event_platform.defs.tracking.events import VIDEO_EVENT_TYPES
 from event_platform.defs.tracking.tracker import Tracker
 from event_platform.lake.filesystem import Lake
 from event_platform.retry import Backoff
-from event_platform.sandbox.loopback import LoopbackServer, serve
+from event_platform.sandbox.loopback import LoopbackService
 from event_platform.sandbox.world import Course, Person, World
 
 SANDBOX_COLLECTOR = CollectorSettings(flush_age_seconds=0.05)
@@ -146,8 +148,10 @@ def _activity(rng: random.Random, person: Person, course: Course, moment: dt.dat
     }
 
 
-class TrackingSandbox:
+class TrackingSandbox(LoopbackService):
     """A collector on 127.0.0.1 landing in `lake`, and a Tracker (spooling in `spool_dir`) sending to it."""
+
+    name = "tracking-collector"
 
     def __init__(
         self,
@@ -161,31 +165,22 @@ class TrackingSandbox:
         self.clock = SimulatedClock()
         self.collector = Collector(lake, settings=settings, clock=self.clock)
         self._spool_dir = Path(spool_dir)
-        self._server: LoopbackServer | None = None
         self._tracker: Tracker | None = None
 
-    def start(self) -> TrackingSandbox:
-        self._server = serve(self.collector.app, name="tracking-collector")
-        self._tracker = Tracker(self._server.url, self._spool_dir, backoff=SANDBOX_BACKOFF, poll_seconds=0.02)
+    def app(self) -> ASGIApp:
+        return self.collector.app
+
+    def start(self) -> Self:
+        super().start()
+        if self._tracker is None:
+            self._tracker = Tracker(self.url, self._spool_dir, backoff=SANDBOX_BACKOFF, poll_seconds=0.02)
         return self
 
     def stop(self) -> None:
         if self._tracker is not None:
             self._tracker.close()
-        if self._server is not None:
-            self._server.stop()
-
-    def __enter__(self) -> TrackingSandbox:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the tracking sandbox is not started")
-        return self._server.url
+            self._tracker = None
+        super().stop()
 
     def environment(self) -> dict[str, str]:
         return {"TRACKING_COLLECTOR_URL": self.url}
