@@ -4,20 +4,19 @@ The work is in `landing.py` (and the client, the pseudonymiser, the transform); 
 to Dagster and describes the result.
 """
 
-
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
-from dagster import AssetExecutionContext, MetadataValue, Output, TableRecord, TableSchema, asset
+from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
 from event_platform.defs.profile_store import landing
 from event_platform.defs.profile_store.resources import ProfileStoreResource
-from event_platform.defs.warehouse.models import markdown_table
 from event_platform.lake.io_manager import LakeResource
 from event_platform.lake.layout import raw_path
 from event_platform.partitions import daily_partitions
+from event_platform.staging_metadata import day_metadata
 
 PREVIEW_COLUMNS = ("event_time", "event_type", "device_id", "user_email_key", "page_uri", "payload")
 
@@ -57,12 +56,9 @@ def events(
 
 
 def describe(landed: landing.Landing, stats: landing.DayStats, raw_uri: str) -> dict[str, MetadataValue]:
-    time_range = (
-        f"{stats.first_time.isoformat()} .. {stats.last_time.isoformat()}"
-        if stats.first_time and stats.last_time else "no events"
-    )
     return {
-        "rows": MetadataValue.int(stats.rows),
+        # Safe to show: the preview is read back from the pseudonymised rows.
+        **day_metadata(stats, PREVIEW_COLUMNS),
         "total_reported": MetadataValue.int(landed.stats.total_reported or 0),
         "requests": MetadataValue.int(landed.stats.requests),
         "retries": MetadataValue.int(landed.stats.retries),
@@ -72,13 +68,4 @@ def describe(landed: landing.Landing, stats: landing.DayStats, raw_uri: str) -> 
         "raw_pages": MetadataValue.int(landed.pages),
         "raw_bytes": MetadataValue.int(landed.bytes),
         "raw_uri": MetadataValue.path(raw_uri),
-        "duplicates": MetadataValue.int(stats.duplicates),
-        "quarantined": MetadataValue.int(stats.quarantined),
-        "time_range": MetadataValue.text(time_range),
-        "event_types": MetadataValue.table(
-            [TableRecord({"event_type": name, "events": count}) for name, count in stats.event_type_counts],
-            schema=TableSchema.from_name_type_dict({"event_type": "string", "events": "int"}),
-        ),
-        # Safe to show: the preview is read back from the pseudonymised rows.
-        "preview": MetadataValue.md(markdown_table(stats.preview, PREVIEW_COLUMNS)),
     }

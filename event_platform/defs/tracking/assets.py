@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
-from dagster import AssetExecutionContext, MetadataValue, Output, TableRecord, TableSchema, asset
+from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
 from event_platform.defs.tracking import landed
 from event_platform.lake.io_manager import LakeResource
 from event_platform.partitions import daily_partitions
+from event_platform.staging_metadata import day_metadata
 
 PREVIEW_COLUMNS = ("time", "event_type", "anon_username", "course_slug", "event_data")
 
@@ -42,38 +43,8 @@ def events(context: AssetExecutionContext, lake: LakeResource) -> Iterator[Outpu
 
 
 def describe(stats: landed.DayStats) -> dict[str, MetadataValue]:
-    time_range = (
-        f"{stats.first_time.isoformat()} .. {stats.last_time.isoformat()}"
-        if stats.first_time and stats.last_time
-        else "no events"
-    )
     return {
-        "rows": MetadataValue.int(stats.rows),
+        **day_metadata(stats, PREVIEW_COLUMNS),
         "landed_files": MetadataValue.int(stats.landed_files),
         "landed_events": MetadataValue.int(stats.landed_events),
-        "duplicates": MetadataValue.int(stats.duplicates),
-        "quarantined": MetadataValue.int(stats.quarantined),
-        "time_range": MetadataValue.text(time_range),
-        "event_types": MetadataValue.table(
-            [TableRecord({"event_type": name, "events": count}) for name, count in stats.event_type_counts],
-            schema=TableSchema.from_name_type_dict({"event_type": "string", "events": "int"}),
-        ),
-        "preview": MetadataValue.md(_markdown(stats.preview)),
     }
-
-
-def _markdown(rows: list[dict[str, object]]) -> str:
-    if not rows:
-        return "_no rows_"
-    lines = [
-        "| " + " | ".join(PREVIEW_COLUMNS) + " |",
-        "|" + "---|" * len(PREVIEW_COLUMNS),
-    ]
-    for row in rows:
-        cells = (_cell(row[name]) for name in PREVIEW_COLUMNS)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _cell(value: object) -> str:
-    return ("" if value is None else str(value))[:80].replace("|", "\\|")
