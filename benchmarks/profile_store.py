@@ -27,6 +27,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from event_platform import staging
 from event_platform.defs.profile_store import landing
 from event_platform.defs.profile_store.client import ProfileStoreClient
 from event_platform.defs.profile_store.pseudonymise import Pseudonymiser
@@ -46,7 +47,8 @@ END = START + dt.timedelta(days=1)
 SCENARIOS: dict[str, dict[str, Any]] = {
     "uniform day, 30,000 events": {"events_per_day": 30_000, "bursts": ()},
     "burst: 2,000 + 25,000 in one hour, 3,000 sharing one EventTime": {
-        "events_per_day": 2_000, "bursts": (Burst(DAY, hour=14, count=25_000, tied=3_000),),
+        "events_per_day": 2_000,
+        "bursts": (Burst(DAY, hour=14, count=25_000, tied=3_000),),
     },
     "worst case: 12,000 events in one 100 ns tick (split by EventType)": {
         "events_per_day": 1_000,
@@ -107,8 +109,8 @@ def land_and_type(server: dict[str, Any], page_size: int) -> dict[str, Any]:
     started = time.perf_counter()
     landed = landing.land_day(client, Pseudonymiser("benchmark-key"), lake, DAY.isoformat())
     landed_at = time.perf_counter()
-    staged, stats = landing.stage_day(lake, DAY.isoformat(), WORK)
-    reader: pa.RecordBatchReader = landing.deduplicate(staged, WORK, stats)
+    staged, stats = staging.stage_day(landing.STAGING, lake, DAY.isoformat(), WORK)
+    reader: pa.RecordBatchReader = staging.deduplicate(landing.STAGING, staged, WORK, stats)
     rows = sum(batch.num_rows for batch in reader)
     finished = time.perf_counter()
     shutil.rmtree(WORK, ignore_errors=True)

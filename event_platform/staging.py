@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from event_platform.lake.filesystem import Lake
-from event_platform.lake.layout import quarantine_path
+from event_platform.lake.layout import quarantine_path, raw_path
 
 MEMORY_LIMIT = "1GB"
 PREVIEW_ROWS = 5
@@ -34,6 +34,8 @@ PREVIEW_ROWS = 5
 class StagingSpec:
     """What makes one source's day: how a line becomes a row, and which copy of a key is kept."""
 
+    source: str
+    """Whose landing is staged: the files of `raw/<source>/date=D/`."""
     table: str
     """The lake table, e.g. "tracking/events"; its quarantine is `quarantine/<table>/date=D/`."""
     schema: pa.Schema
@@ -64,6 +66,11 @@ class DayStats:
     preview: list[dict[str, Any]] = field(default_factory=list)
 
 
+def raw_files(lake: Lake, source: str, day: str) -> list[str]:
+    """The files of the day's current landing (what its manifest names)."""
+    return lake.current_files(raw_path(source, day))
+
+
 def gzip_lines(lake: Lake, files: Iterable[str]) -> Iterator[bytes]:
     """The non-blank lines of gzip JSON-lines files in the lake, without their newlines."""
     for relative in files:
@@ -79,10 +86,9 @@ def gzip_lines(lake: Lake, files: Iterable[str]) -> Iterator[bytes]:
             ) from error
 
 
-def stage_day(
-    spec: StagingSpec, lake: Lake, day: str, files: list[str], staging: Path
-) -> tuple[Path, DayStats]:
-    """Type the lines of `files` into `staging/landed.parquet`, quarantine the rest; (file, stats)."""
+def stage_day(spec: StagingSpec, lake: Lake, day: str, staging: Path) -> tuple[Path, DayStats]:
+    """Type the day's landed lines into `staging/landed.parquet`, quarantine the rest; (file, stats)."""
+    files = raw_files(lake, spec.source, day)
     stats = DayStats(landed_files=len(files))
     staged = staging / "landed.parquet"
     rejected = staging / "quarantine.ndjson.gz"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
+from event_platform import staging
 from event_platform.defs.profile_store import landing
 from event_platform.defs.profile_store.resources import ProfileStoreResource
 from event_platform.lake.io_manager import LakeResource
@@ -46,16 +47,16 @@ def events(
         f"requests ({client.stats.windows_split} window splits); the API reported "
         f"{client.stats.total_reported}."
     )
-    with tempfile.TemporaryDirectory(prefix="profile-store-events-") as staging:
-        staged, stats = landing.stage_day(store, day, Path(staging))
+    with tempfile.TemporaryDirectory(prefix="profile-store-events-") as work_dir:
+        staged, stats = staging.stage_day(landing.STAGING, store, day, Path(work_dir))
         if stats.quarantined:
             context.log.warning(f"{stats.quarantined} event(s) of {day} were untypable: quarantined")
-        reader = landing.deduplicate(staged, Path(staging), stats)
+        reader = staging.deduplicate(landing.STAGING, staged, Path(work_dir), stats)
         # The IO manager consumes the reader while this generator is suspended, before the staging goes.
         yield Output(reader, metadata=describe(landed, stats, store.uri(raw_path(landing.SOURCE, day))))
 
 
-def describe(landed: landing.Landing, stats: landing.DayStats, raw_uri: str) -> dict[str, MetadataValue]:
+def describe(landed: landing.Landing, stats: staging.DayStats, raw_uri: str) -> dict[str, MetadataValue]:
     return {
         # Safe to show: the preview is read back from the pseudonymised rows.
         **day_metadata(stats, PREVIEW_COLUMNS),

@@ -15,7 +15,7 @@ from event_platform.defs.profile_store.transform import EVENTS_SCHEMA
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.io_manager import LakeResource
 from event_platform.lake.layout import partition_path, quarantine_path, raw_path
-from event_platform.staging import gzip_lines, scratch_duckdb
+from event_platform.staging import gzip_lines, raw_files, scratch_duckdb
 
 SAMPLE_KEYS = 10
 
@@ -104,7 +104,7 @@ def scan_for_personal_data(lake: Lake, day: str) -> PersonalDataScan:
                 if value and next(find_personal_data(value), None) is not None:
                     scan.columns[field_.name] += 1
                     scan.event_keys.append(keys[index])
-    for line in gzip_lines(lake, landing.raw_pages(lake, day)):
+    for line in gzip_lines(lake, raw_files(lake, landing.SOURCE, day)):
         if next(find_personal_data(line.decode("utf-8", "replace")), None) is not None:
             scan.raw_lines += 1
     return scan

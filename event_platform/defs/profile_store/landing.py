@@ -2,10 +2,9 @@
 
 `land_day` reads the day through the client and writes each batch, pseudonymised, as one gzip JSON-lines
 page of a new `raw/profile_store/date=…/` version; clear personal data never reaches the lake. The API's
-`total` for the day and what the reading cost go into that version's manifest. `stage_day` types the
-landed pages into a staging Parquet file (untypable events go to quarantine) and `deduplicate` keeps one
-row per `event_key` (DuckDB, within a memory limit), in the API's order: the shared staging pipeline
-(`event_platform.staging`) with this source's schema and typing.
+`total` for the day and what the reading cost go into that version's manifest. `STAGING` is what the
+shared staging pipeline (`event_platform.staging`) needs to type the landed pages (untypable events go to
+quarantine) and keep one row per `event_key`, in the API's order.
 """
 
 from __future__ import annotations
@@ -16,19 +15,15 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
-from event_platform import staging as staging_pipeline
 from event_platform.dates import day_window
 from event_platform.defs.profile_store.client import ProfileStoreClient, ReadStats
 from event_platform.defs.profile_store.pseudonymise import Pseudonymiser
 from event_platform.defs.profile_store.transform import EVENTS_SCHEMA, UntypableEventError, typed_row
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import raw_path
-from event_platform.staging import DayStats, StagingSpec
+from event_platform.staging import StagingSpec
 
 SOURCE = "profile_store"
 TABLE = "profile_store/events"
@@ -86,11 +81,8 @@ def land_day(client: ProfileStoreClient, pseudonymiser: Pseudonymiser, lake: Lak
     return landing
 
 
-def raw_pages(lake: Lake, day: str) -> list[str]:
-    return lake.current_files(raw_path(SOURCE, day))
-
-
 STAGING = StagingSpec(
+    source=SOURCE,
     table=TABLE,
     schema=EVENTS_SCHEMA,
     typed_row=lambda line: typed_row(json.loads(line)),
@@ -103,13 +95,3 @@ STAGING = StagingSpec(
     batch_rows=BATCH_ROWS,
 )
 """One row per event_key, in the API's (time) order."""
-
-
-def stage_day(lake: Lake, day: str, staging: Path) -> tuple[Path, DayStats]:
-    """Type the day's landed events into `staging/landed.parquet`, quarantine the rest; (file, stats)."""
-    return staging_pipeline.stage_day(STAGING, lake, day, raw_pages(lake, day), staging)
-
-
-def deduplicate(staged: Path, staging: Path, stats: DayStats) -> pa.RecordBatchReader:
-    """One row per event_key in time order, as batches of EVENTS_SCHEMA; fills in the stats."""
-    return staging_pipeline.deduplicate(STAGING, staged, staging, stats)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
+from event_platform import staging
 from event_platform.defs.tracking import landed
 from event_platform.lake.io_manager import LakeResource
 from event_platform.partitions import daily_partitions
@@ -31,18 +32,18 @@ PREVIEW_COLUMNS = ("time", "event_type", "anon_username", "course_slug", "event_
 )
 def events(context: AssetExecutionContext, lake: LakeResource) -> Iterator[Output[pa.RecordBatchReader]]:
     day = context.partition_key
-    with tempfile.TemporaryDirectory(prefix="tracking-events-") as staging:
-        staged, stats = landed.stage_day(lake.lake(), day, Path(staging))
+    with tempfile.TemporaryDirectory(prefix="tracking-events-") as work_dir:
+        staged, stats = staging.stage_day(landed.STAGING, lake.lake(), day, Path(work_dir))
         if stats.landed_files == 0:
             context.log.warning(f"No tracking events landed for {day}: the partition is empty.")
         if stats.quarantined:
             context.log.warning(f"{stats.quarantined} landed line(s) of {day} were untypable: quarantined")
-        reader = landed.deduplicate(staged, Path(staging), stats)
+        reader = staging.deduplicate(landed.STAGING, staged, Path(work_dir), stats)
         # The IO manager consumes the reader while this generator is suspended, before the staging goes.
         yield Output(reader, metadata=describe(stats))
 
 
-def describe(stats: landed.DayStats) -> dict[str, MetadataValue]:
+def describe(stats: staging.DayStats) -> dict[str, MetadataValue]:
     return {
         **day_metadata(stats, PREVIEW_COLUMNS),
         "landed_files": MetadataValue.int(stats.landed_files),

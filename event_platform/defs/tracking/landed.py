@@ -1,25 +1,23 @@
 """From the collector's landed files to the typed, deduplicated `tracking/events` table (no Dagster).
 
 The landed gzip NDJSON of a day (`raw/tracking/date=D/`, the files its manifest names) goes through the
-shared staging pipeline (`event_platform.staging`) with this source's schema and typing: lines that
-cannot be typed go to `quarantine/tracking/events/date=D/` as they were, and DuckDB keeps the first copy
-of each `uuid` (earliest `received_at`).
+shared staging pipeline (`event_platform.staging`) with this source's schema and typing (`STAGING`):
+lines that cannot be typed go to `quarantine/tracking/events/date=D/` as they were, and DuckDB keeps the
+first copy of each `uuid` (earliest `received_at`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from event_platform import staging as staging_pipeline
 from event_platform.defs.tracking.events import CONTEXT_FIELDS
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import partition_keys, quarantine_path, raw_path
-from event_platform.staging import DayStats, StagingSpec
+from event_platform.staging import StagingSpec
 
 SOURCE = "tracking"
 TABLE = "tracking/events"
@@ -43,10 +41,6 @@ EVENTS_SCHEMA = pa.schema(
 
 class LineError(ValueError):
     """A landed line that cannot be typed; it is quarantined, not dropped."""
-
-
-def landed_files(lake: Lake, day: str) -> list[str]:
-    return lake.current_files(raw_path(SOURCE, day))
 
 
 def landed_line_count(lake: Lake, day: str) -> int:
@@ -99,6 +93,7 @@ def _utc(value: object, name: str) -> dt.datetime:
 
 
 STAGING = StagingSpec(
+    source=SOURCE,
     table=TABLE,
     schema=EVENTS_SCHEMA,
     typed_row=typed_row,
@@ -111,16 +106,6 @@ STAGING = StagingSpec(
     batch_rows=BATCH_ROWS,
 )
 """The first copy of each uuid (earliest `received_at`) is kept, in time order."""
-
-
-def stage_day(lake: Lake, day: str, staging: Path) -> tuple[Path, DayStats]:
-    """Type the day's landed lines into `staging/landed.parquet`, quarantine the rest; (file, stats)."""
-    return staging_pipeline.stage_day(STAGING, lake, day, landed_files(lake, day), staging)
-
-
-def deduplicate(staged: Path, staging: Path, stats: DayStats) -> pa.RecordBatchReader:
-    """The staged day with one row per uuid, as record batches of EVENTS_SCHEMA; fills in the stats."""
-    return staging_pipeline.deduplicate(STAGING, staged, staging, stats)
 
 
 def new_landings(lake: Lake, seen_versions: dict[str, str], open_days: set[str]) -> list[tuple[str, str]]:

@@ -24,7 +24,7 @@ from event_platform.lake.io_manager import LakeResource, ParquetLakeIOManager, w
 from event_platform.lake.layout import partition_path, quarantine_path, raw_path
 from event_platform.sandbox.profile_store import ProfileStoreSandbox
 from event_platform.sandbox.world import World
-from event_platform.staging import gzip_lines, publish_quarantine
+from event_platform.staging import gzip_lines, publish_quarantine, raw_files
 
 DAYS = ("2026-11-01", "2026-11-02")
 KEY = "test-pseudonym-key"
@@ -59,7 +59,9 @@ def typed_rows(lake: Lake, days: tuple[str, ...] = DAYS) -> list[dict[str, Any]]
 
 
 def raw_events(lake: Lake) -> list[dict[str, Any]]:
-    return [json.loads(line) for day in DAYS for line in gzip_lines(lake, landing.raw_pages(lake, day))]
+    return [
+        json.loads(line) for day in DAYS for line in gzip_lines(lake, raw_files(lake, landing.SOURCE, day))
+    ]
 
 
 def plant_derived_data(lake: Lake, warehouse: Path, rows: list[dict[str, Any]]) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from event_platform import staging
 from event_platform.defs.profile_store import landing
 from event_platform.defs.profile_store.checks import scan_for_personal_data
 from event_platform.defs.profile_store.transform import EVENTS_SCHEMA, event_key, typed_row
@@ -20,9 +21,18 @@ DAY = "2026-11-01"
 
 def track_event(track_id: str, time: str, **overrides: Any) -> dict[str, Any]:
     event = {
-        "TrackId": track_id, "DeviceId": "DEV-1", "EventType": "pageview", "EventTime": time,
-        "Value": "seen", "Scope": "shop", "CountryCode": "SE", "PageUri": "https://x.example/a",
-        "PageTitle": "A", "RemoteAddress": "pii1:aa", "SessionId": "s-1", "City": "Stockholm",
+        "TrackId": track_id,
+        "DeviceId": "DEV-1",
+        "EventType": "pageview",
+        "EventTime": time,
+        "Value": "seen",
+        "Scope": "shop",
+        "CountryCode": "SE",
+        "PageUri": "https://x.example/a",
+        "PageTitle": "A",
+        "RemoteAddress": "pii1:aa",
+        "SessionId": "s-1",
+        "City": "Stockholm",
         "User": {"Name": "pii1:bb", "Email": "pii1:cc", "Info": {"Platform": "Web"}},
         "Payload": {"n": 1},
     }
@@ -35,9 +45,9 @@ def land_pages(lake: Lake, pages: list[list[dict[str, Any]]]) -> None:
             landing.write_page(partition.open, f"page-{number:06d}.json.gz", page)
 
 
-def stage(lake: Lake, tmp_path: Path) -> tuple[pa.Table, landing.DayStats]:
-    staged, stats = landing.stage_day(lake, DAY, tmp_path)
-    return landing.deduplicate(staged, tmp_path, stats).read_all(), stats
+def stage(lake: Lake, tmp_path: Path) -> tuple[pa.Table, staging.DayStats]:
+    staged, stats = staging.stage_day(landing.STAGING, lake, DAY, tmp_path)
+    return staging.deduplicate(landing.STAGING, staged, tmp_path, stats).read_all(), stats
 
 
 def test_duplicates_collapse_and_untypable_events_are_quarantined(
