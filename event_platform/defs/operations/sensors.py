@@ -30,6 +30,10 @@ def run_failure_alerts(context: dg.RunFailureSensorContext) -> None:
         for event in step_failures
         if event.step_failure_data.error
     ]
+    # A run can also fail outside any step (its executor or a step process crashing on import).
+    run_error = getattr(context.failure_event.event_specific_data, "error", None)
+    if run_error is not None:
+        step_errors.append(f"run: {root_cause(run_error)}")
     alert = alerts.failure_alert(
         run_id=run.run_id,
         job_name=run.job_name,
