@@ -63,8 +63,8 @@ def e3_load(environment: dict[str, str], lake_root: str) -> dict[str, Any]:
     from event_platform.defs.optimizely.load import land_day, type_day
     from event_platform.defs.optimizely.schema import E3_TYPES
     from event_platform.lake.filesystem import Lake
-    from event_platform.lake.io_manager import write_parquet_partition
     from event_platform.lake.layout import partition_path
+    from event_platform.lake.parquet import write_parquet_partition
 
     client = client_from(environment)
     lake = Lake.from_uri(lake_root)

@@ -40,8 +40,8 @@ from event_platform.defs.warehouse import models, results
 from event_platform.defs.warehouse.engine import Engine, EngineSettings
 from event_platform.defs.warehouse.identity import IdentityMap
 from event_platform.lake.filesystem import Lake
-from event_platform.lake.io_manager import write_parquet_partition
 from event_platform.lake.layout import partition_path
+from event_platform.lake.parquet import write_parquet_partition
 
 RESULTS_FILE = Path(__file__).parent / "results" / "warehouse.json"
 FIRST_DAY = dt.date(2025, 3, 1)

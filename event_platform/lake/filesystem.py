@@ -75,7 +75,7 @@ class Lake:
         return self.fs.open_output_stream(path, compression=None)
 
     def make_durable(self, relatives: list[str]) -> None:
-        """fsync files (or a directory, after a rename in it) on local disk; an S3 PUT is durable once done."""
+        """fsync files (or a directory, after a rename in it) on local disk; an S3 PUT is durable as is."""
         if not self.is_local:
             return
         for relative in relatives:

@@ -13,7 +13,6 @@ from collections.abc import Iterator, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 from dagster import (
     ConfigurableIOManager,
     ConfigurableResource,
@@ -26,11 +25,7 @@ from dagster import (
 
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import PARTITION_KEY, partition_path
-
-PARQUET_FILE = "part-00000.parquet"
-ROW_GROUP_BYTES = 64 * 1024 * 1024
-"""Batches are gathered into row groups of about this size: big enough for fast scans, small enough
-that a writer never holds much of a day in memory."""
+from event_platform.lake.parquet import write_parquet_partition
 
 ALLOW_MISSING_PARTITIONS = "allow_missing_partitions"
 """Input metadata flag: read the partitions that exist and skip the ones never materialized."""
@@ -101,34 +96,6 @@ class ParquetLakeIOManager(ConfigurableIOManager):
 
 def table_path(context: InputContext | OutputContext) -> str:
     return "/".join(context.asset_key.path)
-
-
-def write_parquet_partition(lake: Lake, directory: str, batches: pa.RecordBatchReader) -> tuple[int, int]:
-    """Stream batches into one Parquet file of a new partition version; returns (rows, bytes)."""
-    rows = 0
-    with lake.write_partition(directory) as partition:
-        with partition.open(PARQUET_FILE) as stream:
-            writer = pq.ParquetWriter(stream, batches.schema, compression="zstd")
-            for group in row_groups(batches):
-                writer.write_table(group)
-                rows += group.num_rows
-            writer.close()
-        partition.metadata["rows"] = rows
-    manifest = lake.read_manifest(directory)
-    return rows, manifest.total_bytes if manifest else 0
-
-
-def row_groups(batches: pa.RecordBatchReader) -> Iterator[pa.Table]:
-    pending: list[pa.RecordBatch] = []
-    pending_bytes = 0
-    for batch in batches:
-        pending.append(batch)
-        pending_bytes += batch.nbytes
-        if pending_bytes >= ROW_GROUP_BYTES:
-            yield pa.Table.from_batches(pending, schema=batches.schema)
-            pending, pending_bytes = [], 0
-    if pending:
-        yield pa.Table.from_batches(pending, schema=batches.schema)
 
 
 def split_by_partition(

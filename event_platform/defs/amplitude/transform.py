@@ -52,8 +52,8 @@ from event_platform.defs.amplitude.schema import (
     Kind,
 )
 from event_platform.lake.filesystem import Lake
-from event_platform.lake.io_manager import write_parquet_partition
 from event_platform.lake.layout import partition_path, quarantine_path, raw_path
+from event_platform.lake.parquet import write_parquet_partition
 from event_platform.lake.publish import PartitionWriter
 
 SOURCE = "amplitude"
