@@ -11,9 +11,9 @@ A day (by `server_upload_time`) holds:
   `search`, `session_end`) of the day's active people, more in the afternoon (UTC) than at night;
   about 2% arrive late, with an `event_time` one to three days earlier; about 1% have a whole-second
   `event_time` written without a fraction; server-side ones have `session_id` -1;
-- the experiment conversions: every active person is exposed to every running experiment and converts on
-  its metric (`purchase` with `$revenue`, or `enroll`) with the planted rate of their variation; the draw
-  uses the scope `world.rng("conversion", experiment.id, user_id, day)` so other emulators can agree;
+- the experiment conversions: every active person is exposed to every running experiment, and the world's
+  converters (`World.converts`, the same draw the Optimizely emulator uses) convert on its metric
+  (`purchase` or `subscribe` with `$revenue`, or `enroll`) on every day they are active;
 - retried duplicates: about 0.2% of lines appear twice, the same `uuid` and bytes;
 - on request, `invalid_json_lines` lines cut in half and `malformed_timestamps` lines whose `event_time`
   cannot be parsed (they stay valid JSON).
@@ -254,11 +254,11 @@ def _background_properties(world: World) -> dict[str, tuple[str, ...]]:
 
 
 def _conversion_properties(world: World, experiment: Experiment, variation_revenue_cents: int) -> str:
-    if experiment.metric_event == "purchase":
+    if variation_revenue_cents:
         price = variation_revenue_cents / 100
         product = _PRODUCTS.get(experiment.name, experiment.name)
         return _compact({"$price": price, "$productId": product, "$quantity": 1, "$revenue": price,
-                         "$revenueType": "purchase"})  # fmt: skip
+                         "$revenueType": experiment.metric_event})  # fmt: skip
     course = world.courses[int(experiment.id) % len(world.courses)]
     return _compact({"course_run": course.run, "course_slug": course.slug})
 
@@ -327,9 +327,8 @@ class DayGenerator:
             if not experiment.runs_on(day):
                 continue
             for person in self.world.active_people(day):
-                variation = self.world.assign(experiment, person)
-                draw = self.world.rng("conversion", experiment.id, person.user_id, day).random()
-                if draw < variation.conversion_rate:
+                if self.world.converts(experiment, person):
+                    variation = self.world.assign(experiment, person)
                     properties = _conversion_properties(self.world, experiment, variation.revenue_cents)
                     converted.append(_Conversion(person, experiment, properties))
         return converted

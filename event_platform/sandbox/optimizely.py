@@ -306,9 +306,9 @@ def generate_day(
             decisions.setdefault(f"experiment={experiment.id}", []).append(
                 _decision(world, rng, person, experiment, variation.id, decision_ms, session, day_ms)
             )
-            if rng.random() < variation.conversion_rate:
+            if world.converts(experiment, person):
                 converted_ms = decision_ms + rng.randrange(1_000, 6 * 3_600_000)
-                revenue = variation.revenue_cents if experiment.metric_event == "purchase" else 0
+                revenue = variation.revenue_cents
                 tags = {"revenue": str(revenue), "experiment_name": experiment.name} if revenue else {}
                 conversions.setdefault(f"event={experiment.metric_event}", []).append(
                     _conversion(

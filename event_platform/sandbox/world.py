@@ -57,9 +57,9 @@ class Variation:
     traffic_share: float
     """The share of visitors the emulator really sends here; differs from `1/len` only for a planted SRM."""
     conversion_rate: float
-    """The planted true probability that an exposed visitor converts on the experiment's metric."""
+    """The planted share of exposed people who convert on the experiment's metric (see World.converts)."""
     revenue_cents: int
-    """Revenue per converting purchase, in cents."""
+    """Revenue of one conversion, in cents; 0 where the metric carries no revenue."""
 
 
 @dataclass(frozen=True)
@@ -157,10 +157,11 @@ class World:
             ),
             Experiment(
                 # Nominally 50/50 but the emulator sends 56% to control: a planted sample-ratio mismatch.
+                # Its own metric event, so no other experiment's conversions blur its planted rates.
                 id="9300000003",
                 campaign_id="9300000103",
                 name="pricing_banner",
-                metric_event="purchase",
+                metric_event="subscribe",
                 variations=(
                     Variation("9300003001", "control", 0.56, 0.08, 12_900),
                     Variation("9300003002", "annual_first", 0.44, 0.08, 12_900),
@@ -192,6 +193,16 @@ class World:
             if point < cumulative:
                 return variation
         return experiment.variations[-1]
+
+    def converts(self, experiment: Experiment, person: Person) -> bool:
+        """Whether `person` converts on the experiment's metric: decided once per person and experiment.
+
+        A converter converts on every day they are exposed and a non-converter never, so the planted
+        `conversion_rate` is exactly the share of exposed people who convert: what experiment results
+        measure, however many days a person happens to visit.
+        """
+        draw = self.rng("converts", experiment.id, person.user_id).random()
+        return draw < self.assign(experiment, person).conversion_rate
 
     def person_by_email(self, email: str) -> Person | None:
         return next((p for p in self.people if p.email == email.lower()), None)

@@ -1,15 +1,9 @@
 """What the sandbox world plants, and whether the warehouse finds it (for the sandbox-truth check).
 
-The Optimizely emulator draws, for each person active on a day and each running experiment, one
-conversion on the experiment's metric event with the variation's planted probability. Two consequences
-shape the comparison:
-- a person visits on several days, so the share of units converting within the attribution window
-  (the results' `conversion_rate`) exceeds the per-visit probability; the check therefore measures
-  per-visit rates (`sandbox_visit_rates.sql`);
-- experiments sharing a metric event (two use `purchase`) add their own draws to each other's
-  event, so the rate the world implies for variation v of experiment A is
-  1 - (1 - r_v) * prod over other experiments B with A's metric of (1 - sum_w share_w * r_w)
-  (assignments to different experiments are independent).
+The world decides once per person and experiment whether that person converts (`World.converts`), and
+a converter converts on the experiment's own metric event on every day they are exposed. So the share of
+exposure days with a conversion (`sandbox_visit_rates.sql`) and the share of units converting are both
+the variation's planted `conversion_rate`, however many days people visit.
 A planted sample-ratio mismatch is expected to be flagged only when the units give the test a 99.9%
 chance to see it (otherwise a small world would fail the check by bad luck).
 """
@@ -28,13 +22,8 @@ CHECK_CONFIDENCE = 0.999
 DETECTION_POWER = 0.999
 
 
-def expected_visit_rate(world: World, experiment: Experiment, variation_id: str) -> float:
-    own = next(v for v in experiment.variations if v.id == variation_id).conversion_rate
-    no_conversion = 1.0 - own
-    for other in world.experiments:
-        if other.id != experiment.id and other.metric_event == experiment.metric_event:
-            no_conversion *= 1.0 - sum(v.traffic_share * v.conversion_rate for v in other.variations)
-    return 1.0 - no_conversion
+def planted_rate(experiment: Experiment, variation_id: str) -> float:
+    return next(v for v in experiment.variations if v.id == variation_id).conversion_rate
 
 
 def srm_detectable(experiment: Experiment, total_units: int, alpha: float) -> bool:
@@ -70,7 +59,7 @@ def judge(
         experiment = planted.get(row["experiment_id"])
         if experiment is None or row["visits"] == 0:
             continue
-        expected = expected_visit_rate(world, experiment, row["variation_id"])
+        expected = planted_rate(experiment, row["variation_id"])
         low, high = stats.proportion_interval(row["converted_visits"], row["visits"], CHECK_CONFIDENCE)
         measured = row["converted_visits"] / row["visits"]
         verdict.details.append(
