@@ -39,10 +39,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     load_dotenv(".env", override=False)
     arguments = parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if arguments.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # Our own progress at INFO; libraries (alembic, botocore, …) only when they warn.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("event_platform").setLevel(logging.DEBUG if arguments.verbose else logging.INFO)
     return int(arguments.run(arguments) or 0)
 
 

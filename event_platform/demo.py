@@ -56,9 +56,8 @@ def run_demo(days: Sequence[dt.date], world: World) -> bool:
         marts = definitions.resolve_job_def(MARTS_JOB)
         results.append(marts.execute_in_process(run_config=QUIET, instance=instance, raise_on_error=False))
     print_summary(results)
-    print_experiment_results(
-        Path(settings.setting("EVENT_PLATFORM_WAREHOUSE", settings.DEFAULT_WAREHOUSE) or "")
-    )
+    warehouse = settings.setting("EVENT_PLATFORM_WAREHOUSE", settings.DEFAULT_WAREHOUSE) or ""
+    print_experiment_results(Path(warehouse), world)
     print(f"\nRuns are in the instance at {instance.root_directory}: `make ui` shows them.")
     return all(result.success for result in results)
 
@@ -97,10 +96,28 @@ def print_summary(results: Sequence[ExecutionResult]) -> None:
             print(f"  Run {result.run_id} failed: {', '.join(sorted(result.get_failed_step_keys()))}")
 
 
-def print_experiment_results(warehouse: Path) -> None:
+def print_experiment_results(warehouse: Path, world: World) -> None:
+    """Each sandbox experiment's conversion rate on its own metric, beside the rate the world planted."""
     if not warehouse.exists():
         print(f"\nNo warehouse at {warehouse}: the catalog was not published.")
         return
+    print(f'\nExperiment results (all of them: duckdb {warehouse} -c "from experiment_results")')
+    header = f"  {'experiment':24}{'variation':16}{'units':>7}{'rate':>8}{'planted':>9}"
+    print(header + f"{'lift':>9}  {'95% CI of lift':20}{'p':>8}  SRM")
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        print('\nExperiment results (duckdb data/warehouse.duckdb -c "from experiment_results")')
-        print(con.sql("from experiment_results_summary").__str__())
+        for experiment in world.experiments:
+            rows = con.execute(
+                "SELECT variation_id, units, value, absolute_lift, ci_low, ci_high, p_value, srm_flagged "
+                "FROM experiment_results WHERE experiment_id = ? AND metric = 'conversion_rate' "
+                "AND metric_source = 'optimizely' AND metric_event = ? ORDER BY variation_id",
+                [experiment.id, experiment.metric_event],
+            ).fetchall()
+            planted = {variation.id: variation for variation in experiment.variations}
+            for variation_id, units, rate, lift, low, high, p_value, srm in rows:
+                name, planted_rate = planted[variation_id].name, planted[variation_id].conversion_rate
+                interval = "control" if lift is None else f"[{low:+.3f}, {high:+.3f}]"
+                print(
+                    f"  {experiment.name:24}{name:16}{units:>7}{rate:>8.3f}{planted_rate:>9.3f}"
+                    f"{'' if lift is None else f'{lift:+.3f}':>9}  {interval:20}"
+                    f"{'' if p_value is None else f'{p_value:.4f}':>8}  {'flagged' if srm else 'ok'}"
+                )
