@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from event_platform.lake.filesystem import Lake
 
 PARQUET_FILE = "part-00000.parquet"
-ROW_GROUP_BYTES = 64 * 1024 * 1024
+ROW_GROUP_BYTES = 32 * 1024 * 1024
 """Batches are gathered into row groups of about this size: big enough for fast scans, small enough
 that a writer never holds much of a day in memory."""
 

@@ -168,6 +168,26 @@ def test_malformed_secondary_values_are_null_and_counted(
     assert events.summary.quarantined == 0
 
 
+def test_timestamps_in_any_other_shape_than_the_exports_are_malformed(
+    lake: Lake, sample: dict[str, Any], tmp_path: Path
+) -> None:
+    others = ["2026-11-01T10:00:00", "2026-11-01 10:00:00+02", "2026-11-01 10:00:00Z", "2026-11-01",
+              "2026-11-01 24:00:00", "2026-02-30 10:00:00", "2026-11-01 10:00:00.1234567",
+              " 2026-11-01 10:00:00", "2026-11-1 10:00:00"]  # fmt: skip
+    lines = [event_line(sample, n, processed_time=value) for n, value in enumerate(others)]
+    lines.append(event_line(sample, 99, processed_time="2026-11-01 10:00:00.5"))
+    land(lake, {MEMBER_A: b"".join(lines)})
+
+    events, table = read_all(lake, tmp_path)
+
+    processed = {row["event_id"]: row["processed_time"] for row in table.to_pylist()}
+    assert processed == {
+        **dict.fromkeys(range(len(others))),
+        99: dt.datetime(2026, 11, 1, 10, 0, 0, 500_000, tzinfo=dt.UTC),
+    }
+    assert events.summary.malformed_by_column == {"processed_time": len(others)}
+
+
 def test_reports_time_range_and_late_events(lake: Lake, sample: dict[str, Any], tmp_path: Path) -> None:
     lines = [event_line(sample, n) for n in range(7)]
     lines.append(event_line(sample, 7, event_time="2026-10-29 23:59:59.5"))
