@@ -115,9 +115,8 @@ EVENT_SCHEMA = pa.schema(
 )
 """The schema of `amplitude/events`: the 55 exported keys, typed, then the lineage column."""
 
-TIMESTAMP_PATTERN = r"\d{4}-\d\d-\d\d ([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?"
-"""The export's timestamp shape (UTC, no zone), with or without up to six digits of a second's fraction.
-A value matching it whose date does not exist (2026-02-30) is malformed too."""
+TIMESTAMP_FORMATS: tuple[str, ...] = ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S")
+"""The export's timestamp shapes (UTC, no zone): with and without the fraction of a second."""
 
 PREVIEW_COLUMNS: tuple[str, ...] = ("event_time", "event_type", "uuid", "insert_id", "platform", "library")
 """What a materialization's preview shows: no person-level fields (ids, ip, city, properties)."""

