@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from dagster import EnvVar
+from dagster import EnvVar, Failure
 
 from event_platform.lake.io_manager import LakeResource, ParquetLakeIOManager
 
@@ -20,8 +20,14 @@ DEFAULT_WAREHOUSE = "./data/warehouse.duckdb"
 DEFAULT_START_DATE = "2025-01-01"
 
 
-class MissingSettingsError(RuntimeError):
-    """A source was asked for a client but the environment lacks the variables it needs."""
+class MissingSettingsError(Failure):
+    """A source was asked for a client but the environment lacks the variables it needs.
+
+    A Dagster Failure that allows no retries: waiting does not set a variable.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(description=message, allow_retries=False)
 
 
 def setting(name: str, default: str | None = None) -> str | None:

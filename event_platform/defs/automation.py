@@ -8,9 +8,9 @@ How a day flows:
 - each scheduled source runs on D+1 once its vendor has finished day D (see `SOURCE_SCHEDULES`), and
   also re-runs the `EVENT_PLATFORM_LOOKBACK_DAYS` days before D, for data that arrives late;
   Optimizely E3 has no schedule: its own sensor watches the bucket;
-- the daily warehouse assets follow by automation condition: a partition runs once every upstream
-  partition of the same day exists and none is in progress, and again whenever one is re-landed
-  within the look-back;
+- the daily warehouse assets follow by automation condition: a partition runs whenever an upstream
+  partition of the same day lands (sources are optional to the warehouse, so it never waits for all),
+  once none is in progress, over the look-back window;
 - the unpartitioned marts follow any daily warehouse update once nothing upstream is in progress.
 
 `apply_automation` attaches the warehouse conditions and every asset's freshness policy;
@@ -57,11 +57,25 @@ def daily_assets_of(group: str) -> dg.AssetSelection:
     return dg.AssetSelection.from_string(f"group:{group} and partitions:time")
 
 
+SOURCE_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=3,
+    delay=60,
+    backoff=dg.Backoff.EXPONENTIAL,
+    jitter=dg.Jitter.PLUS_MINUS,
+)
+"""For the steps of the unattended jobs (`daily_events`, each source's scheduled job, and so their
+backfills): 1, 2 and 4 minutes (±jitter) between attempts. The clients already retry single requests
+(event_platform.retry); this covers what outlasts them: a vendor outage of minutes, a token refreshed on
+the next attempt, a lost worker. A materialization launched by hand fails at once, and so does a
+failure no retry can mend (a missing setting raises a Failure that allows no retries)."""
+
+
 # ---- Jobs ----------------------------------------------------------------------------------------
 
 daily_events = dg.define_asset_job(
     name="daily_events",
     selection=DAILY_ASSETS,
+    op_retry_policy=SOURCE_RETRY_POLICY,
     description="Every daily asset of every source and of the warehouse, with their checks: one day end to "
     "end. Launch it for a partition, or backfill a range from the UI.",
 )
@@ -127,6 +141,7 @@ def source_schedule(spec: SourceSchedule) -> dg.ScheduleDefinition:
     job = dg.define_asset_job(
         name=f"{spec.group}_daily",
         selection=daily_assets_of(spec.group),
+        op_retry_policy=SOURCE_RETRY_POLICY,
         description=f"The daily assets of {spec.group}, with their checks.",
     )
 
@@ -157,18 +172,19 @@ source_schedules = [source_schedule(spec) for spec in SOURCE_SCHEDULES]
 
 
 def warehouse_daily_condition(lookback: int) -> dg.AutomationCondition:
-    """`eager()`, widened from the latest day to the look-back window.
+    """A warehouse day runs whenever one of its upstream partitions of that day (re)lands.
 
-    A day's warehouse partition runs when all its upstream partitions exist and none is in progress,
-    and again when a scheduled look-back re-lands one of them. Plain `eager()` would watch only the
-    latest day and miss those late-data re-runs.
+    Not `eager()`: eager also waits until no upstream partition is missing, but the warehouse reads its
+    sources as optional (a source without credentials never lands), so eager would wait forever. Each
+    source landing re-runs the day instead: the partition is replaced whole, and the last run has every
+    source that landed. The window reaches back over the look-back days, for late-data re-runs.
     """
-    window = dg.AutomationCondition.in_latest_time_window(timedelta(days=lookback + 1))
     return (
-        dg.AutomationCondition.eager()
-        .replace("in_latest_time_window", window)
-        .with_label(f"eager over the last {lookback + 1} day(s)")
-    )
+        dg.AutomationCondition.in_latest_time_window(timedelta(days=lookback + 1))
+        & dg.AutomationCondition.any_deps_updated().since_last_handled()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label(f"after any upstream day lands, over the last {lookback + 1} day(s)")
 
 
 WAREHOUSE_MART_CONDITION = (
@@ -210,16 +226,6 @@ FRESHNESS_POLICIES: dict[str, dg.FreshnessPolicy] = {
 
 
 # ---- Retries and backfills -----------------------------------------------------------------------
-
-SOURCE_RETRY_POLICY = dg.RetryPolicy(
-    max_retries=3,
-    delay=60,
-    backoff=dg.Backoff.EXPONENTIAL,
-    jitter=dg.Jitter.PLUS_MINUS,
-)
-"""For every source asset: 1, 2 and 4 minutes (±jitter) between attempts of a whole step. The clients
-already retry single requests (event_platform.retry); this covers what outlasts them: a vendor
-outage of minutes, an expired token refreshed on the next attempt, a lost worker."""
 
 RANGE_BACKFILL_POLICY = dg.BackfillPolicy.single_run()
 """For an asset that computes a range of days at once and returns a Table with a `date` column

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import pytest
 
+from event_platform import settings
 from event_platform.defs import automation
 from event_platform.partitions import daily_partitions
 
@@ -173,18 +174,32 @@ def land(instance: dg.DagsterInstance, key: dg.AssetKey, day: str) -> None:
     instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=day))
 
 
-def test_warehouse_day_waits_for_every_source_then_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_warehouse_day_runs_when_any_source_lands_and_again_for_each_later_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sources are optional to the warehouse: it never waits for all of them (one may never land)."""
     monkeypatch.delenv("EVENT_PLATFORM_LOOKBACK_DAYS", raising=False)
     defs = platform_like_defs()
     now = at("2026-11-02T04:00:00")
     with dg.instance_for_test() as instance:
+        settled = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=now)
+        assert settled.get_requested_partitions(WAREHOUSE_EVENTS) == set(), "nothing landed yet"
+
         land(instance, AMPLITUDE, "2026-11-01")
-        first = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=now)
-        assert first.get_requested_partitions(WAREHOUSE_EVENTS) == set()
+        first = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, evaluation_time=now, cursor=settled.cursor
+        )
+        assert first.get_requested_partitions(WAREHOUSE_EVENTS) == {"2026-11-01"}
+
+        land(instance, WAREHOUSE_EVENTS, "2026-11-01")  # the requested run
+        built = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, evaluation_time=now, cursor=first.cursor
+        )
+        assert built.get_requested_partitions(WAREHOUSE_EVENTS) == set()
 
         land(instance, OPTIMIZELY, "2026-11-01")
         second = dg.evaluate_automation_conditions(
-            defs=defs, instance=instance, evaluation_time=now, cursor=first.cursor
+            defs=defs, instance=instance, evaluation_time=now, cursor=built.cursor
         )
         assert second.get_requested_partitions(WAREHOUSE_EVENTS) == {"2026-11-01"}
 
@@ -287,3 +302,10 @@ def test_an_asset_listed_twice_stays_one_asset() -> None:
     asset = daily_asset(AMPLITUDE)
     graph = automation.apply_automation(dg.Definitions(assets=[asset, asset])).resolve_asset_graph()
     assert graph.get(AMPLITUDE).freshness_policy == automation.FRESHNESS_POLICIES["amplitude"]
+
+
+def test_unattended_jobs_retry_their_steps_but_a_missing_setting_fails_at_once() -> None:
+    jobs = [automation.daily_events, *(schedule.job for schedule in automation.source_schedules)]
+    assert all(job.op_retry_policy == automation.SOURCE_RETRY_POLICY for job in jobs)
+    assert automation.SOURCE_RETRY_POLICY.backoff == dg.Backoff.EXPONENTIAL
+    assert not settings.MissingSettingsError("Amplitude is not configured").allow_retries
