@@ -89,9 +89,13 @@ def free_port() -> int:
 
 def video_event(event_uuid: str) -> dict[str, object]:
     return {
-        "uuid": event_uuid, "event_type": "kinesinlms.course.video.activity",
-        "course_slug": "intro-data", "course_run": "2025", "unit_node_slug": "intro-data-unit-3",
-        "course_unit_id": 3, "block_uuid": "0c5d8b2e-5d29-4f5e-8f1e-7b0c1f7d9a10",
+        "uuid": event_uuid,
+        "event_type": "kinesinlms.course.video.activity",
+        "course_slug": "intro-data",
+        "course_run": "2025",
+        "unit_node_slug": "intro-data-unit-3",
+        "course_unit_id": 3,
+        "block_uuid": "0c5d8b2e-5d29-4f5e-8f1e-7b0c1f7d9a10",
         "event_data": {"video_id": "unit-3-video", "video_event_type": "kinesinlms.course.video.play"},
     }
 
@@ -100,9 +104,14 @@ def request_body(scenario: Scenario, uuids: list[str]) -> bytes:
     if scenario.events_per_request == 1:
         return json.dumps(video_event(uuids[0])).encode()
     now = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
-    return json.dumps({"events": [
-        {**video_event(event_uuid), "time": now, "anon_username": "learner-000042"} for event_uuid in uuids
-    ]}).encode()
+    return json.dumps(
+        {
+            "events": [
+                {**video_event(event_uuid), "time": now, "anon_username": "learner-000042"}
+                for event_uuid in uuids
+            ]
+        }
+    ).encode()
 
 
 class Load:
@@ -187,16 +196,26 @@ def measure(scenario: Scenario, events: int, seconds: float) -> Outcome:
     landed, files = landed_uuids(Lake.from_uri(str(lake_root)), day)
     missing = set(load.acknowledged) - set(landed)
     if missing or len(landed) != len(set(landed)):
-        raise SystemExit(f"{scenario.name}: {len(missing)} acknowledged event(s) missing, "
-                         f"{len(landed) - len(set(landed))} stored twice")
+        raise SystemExit(
+            f"{scenario.name}: {len(missing)} acknowledged event(s) missing, "
+            f"{len(landed) - len(set(landed))} stored twice"
+        )
     return Outcome(
-        scenario=scenario.name, endpoint=scenario.path, concurrency=scenario.concurrency,
-        events_per_request=scenario.events_per_request, requests=len(load.latencies),
-        events_acknowledged=len(load.acknowledged), events_landed=len(landed), landed_files=files,
-        seconds=round(elapsed, 3), events_per_second=round(len(load.acknowledged) / elapsed, 1),
+        scenario=scenario.name,
+        endpoint=scenario.path,
+        concurrency=scenario.concurrency,
+        events_per_request=scenario.events_per_request,
+        requests=len(load.latencies),
+        events_acknowledged=len(load.acknowledged),
+        events_landed=len(landed),
+        landed_files=files,
+        seconds=round(elapsed, 3),
+        events_per_second=round(len(load.acknowledged) / elapsed, 1),
         requests_per_second=round(len(load.latencies) / elapsed, 1),
-        latency_ms_p50=percentile(load.latencies, 0.5), latency_ms_p90=percentile(load.latencies, 0.9),
-        latency_ms_p99=percentile(load.latencies, 0.99), latency_ms_max=round(max(load.latencies) * 1000, 2),
+        latency_ms_p50=percentile(load.latencies, 0.5),
+        latency_ms_p90=percentile(load.latencies, 0.9),
+        latency_ms_p99=percentile(load.latencies, 0.99),
+        latency_ms_max=round(max(load.latencies) * 1000, 2),
     )
 
 
@@ -227,17 +246,25 @@ def main() -> None:
             f"{outcome.events_landed:,} landed in {outcome.landed_files} files"
         )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "benchmark": "tracking collector: events accepted and durably landed, acknowledgement latency",
-        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform(),
-            "load_average_1m_before": load_before,
-        },
-        "budget": {"events": arguments.events, "seconds": arguments.seconds},
-        "collector": {"flush_age_seconds": FLUSH_AGE_SECONDS, "lake": "local disk"},
-        "results": [asdict(outcome) for outcome in outcomes],
-    }, indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "benchmark": "tracking collector: events accepted and durably landed, ack latency",
+                "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "system": platform.platform(),
+                    "load_average_1m_before": load_before,
+                },
+                "budget": {"events": arguments.events, "seconds": arguments.seconds},
+                "collector": {"flush_age_seconds": FLUSH_AGE_SECONDS, "lake": "local disk"},
+                "results": [asdict(outcome) for outcome in outcomes],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"written {RESULTS.relative_to(HERE.parent)}")
 
 

@@ -1,6 +1,5 @@
 """The Parquet IO manager through real Dagster materializations, on local disk and on S3."""
 
-
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest

@@ -117,6 +117,7 @@ def test_pascal_case_envelope(world: World) -> None:
 
 def test_kql_preview_caps_results_at_1000(world: World) -> None:
     with ProfileStoreSandbox(world, events_per_day=1500) as sandbox:
+
         def preview(query: str) -> requests.Response:
             return requests.post(
                 f"{sandbox.url}/api/v2.0/TrackEvents/preview",

@@ -194,7 +194,9 @@ class ProfileStoreClient:
             self.stats.windows_split += 1
             log.info(
                 "Profile Store segment from %s holds %d events (more than %d): moving the lower bound to %s",
-                format_ticks(bounds.lower, suffix_z=True), segment_total, MAX_READABLE,
+                format_ticks(bounds.lower, suffix_z=True),
+                segment_total,
+                MAX_READABLE,
                 format_ticks(instant, suffix_z=True),
             )
             yield from self._instant(instant, bounds.extra)

@@ -261,8 +261,10 @@ class Collector:
         with (
             self.lake.write_partition(raw_path(SOURCE, group.day), mode="append") as partition,
             partition.open(
-                LANDED_FILE_NAME, lines=len(group.lines),
-                first_received=group.first_received, last_received=group.last_received,
+                LANDED_FILE_NAME,
+                lines=len(group.lines),
+                first_received=group.first_received,
+                last_received=group.last_received,
             ) as stream,
         ):
             stream.write(data)
@@ -304,5 +306,6 @@ def _refused(problem: Problem, reason: str) -> JSONResponse:
 def _unavailable() -> JSONResponse:
     return JSONResponse(
         {"received": False, "reason": "the event could not be stored; retry later"},
-        status_code=503, headers={"Retry-After": "1"},
+        status_code=503,
+        headers={"Retry-After": "1"},
     )

@@ -55,7 +55,9 @@ def _track(arguments: argparse.Namespace) -> int:
     with tracking_resource().tracker() as tracker:
         try:
             uuid = tracker.track(
-                arguments.event_type, arguments.anon_username, json.loads(arguments.data),
+                arguments.event_type,
+                arguments.anon_username,
+                json.loads(arguments.data),
                 **{name: value for name, value in context.items() if value is not None},
             )
         except InvalidEventError as error:

@@ -35,7 +35,12 @@ from typing import Any
 TIME_FORMAT_EXAMPLE = "2014-03-03T16:19:05.584523+00:00"
 
 CONTEXT_FIELDS: tuple[str, ...] = (
-    "course_slug", "course_run", "unit_node_slug", "course_unit_id", "course_unit_slug", "block_uuid",
+    "course_slug",
+    "course_run",
+    "unit_node_slug",
+    "course_unit_id",
+    "course_unit_slug",
+    "block_uuid",
     "page_url",
 )
 """Where in the LMS the event happened; each optional (null when not applicable)."""
@@ -47,10 +52,23 @@ EMAIL_PATTERN = re.compile(
 )
 """Anything shaped like an address, wherever it hides (a query string, a free-text answer)."""
 
-PERSONAL_KEYS: frozenset[str] = frozenset({
-    "name", "first_name", "last_name", "full_name", "given_name", "family_name", "display_name",
-    "email", "email_address", "username", "user_name", "phone", "phone_number",
-})
+PERSONAL_KEYS: frozenset[str] = frozenset(
+    {
+        "name",
+        "first_name",
+        "last_name",
+        "full_name",
+        "given_name",
+        "family_name",
+        "display_name",
+        "email",
+        "email_address",
+        "username",
+        "user_name",
+        "phone",
+        "phone_number",
+    }
+)
 """Keys whose value names a person; matched exactly (case and `-`/`_` insensitive), so
 `unit_display_name` or `cohort_name` stay allowed."""
 
@@ -64,8 +82,16 @@ ANONYMOUS_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 VIDEO_EVENT_TYPES: tuple[str, ...] = tuple(
     f"kinesinlms.course.video.{name}"
-    for name in ("load", "play", "pause", "end", "error", "replay_clicked", "playback_rate_change",
-                 "playback_quality_change")
+    for name in (
+        "load",
+        "play",
+        "pause",
+        "end",
+        "error",
+        "replay_clicked",
+        "playback_rate_change",
+        "playback_quality_change",
+    )
 )
 
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024
@@ -221,9 +247,9 @@ BUILTIN_EVENT_TYPES: tuple[EventType, ...] = (
 def parse_event_types(config: Mapping[str, Any]) -> tuple[EventType, ...]:
     """Event types from configuration, e.g. the content of the `TRACKING_EVENT_TYPES_FILE`:
 
-        {"acme.course.quiz.started": {"fields": {
-            "quiz_id": {"type": ["string", "integer"]},
-            "mode": {"type": "string", "required": false, "enum": ["practice", "exam"]}}}}
+    {"acme.course.quiz.started": {"fields": {
+        "quiz_id": {"type": ["string", "integer"]},
+        "mode": {"type": "string", "required": false, "enum": ["practice", "exam"]}}}}
     """
     types = []
     for name, definition in config.items():
@@ -271,8 +297,9 @@ class EventTypeRegistry:
         unknown = sorted(set(event) - set(EVENT_FIELDS))
         if unknown:
             raise InvalidEventError(
-                Problem.UNKNOWN_FIELD, f"unknown top-level field(s) {', '.join(map(repr, unknown))}; "
-                f"an event has {', '.join(EVENT_FIELDS)}"
+                Problem.UNKNOWN_FIELD,
+                f"unknown top-level field(s) {', '.join(map(repr, unknown))}; "
+                f"an event has {', '.join(EVENT_FIELDS)}",
             )
         check_no_personal_data(event)
         event_type = self._event_type(event.get("event_type"))

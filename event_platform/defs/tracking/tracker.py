@@ -160,10 +160,15 @@ class Tracker:
         for index, arguments in enumerate(events):
             fields = dict(arguments)
             try:
-                stamped.append(self._stamped(
-                    fields.pop("event_type"), fields.pop("anon_username"), fields.pop("event_data", None),
-                    fields.pop("time", None), fields,
-                ))
+                stamped.append(
+                    self._stamped(
+                        fields.pop("event_type"),
+                        fields.pop("anon_username"),
+                        fields.pop("event_data", None),
+                        fields.pop("time", None),
+                        fields,
+                    )
+                )
             except InvalidEventError as error:
                 raise InvalidEventError(error.problem, f"event {index}: {error.reason}") from error
         self._append([line for _, line in stamped])
@@ -181,14 +186,16 @@ class Tracker:
             raise RuntimeError("this Tracker is closed")
         if time is not None and time.tzinfo is None:
             raise ValueError("time must be timezone-aware (UTC)")
-        event = self._registry.validate({
-            "uuid": new_uuid(),
-            "event_type": event_type,
-            "time": format_time(time or dt.datetime.now(dt.UTC)),
-            "anon_username": anon_username,
-            **context,
-            "event_data": dict(event_data or {}),
-        })
+        event = self._registry.validate(
+            {
+                "uuid": new_uuid(),
+                "event_type": event_type,
+                "time": format_time(time or dt.datetime.now(dt.UTC)),
+                "anon_username": anon_username,
+                **context,
+                "event_data": dict(event_data or {}),
+            }
+        )
         line = encode_event(event)
         check_size(line, self._max_event_bytes)
         return str(event["uuid"]), line
@@ -266,14 +273,20 @@ class Tracker:
                 delay = self._backoff.delay(min(failures, MAX_BACKOFF_STEP), error.retry_after)
                 log.warning(
                     "tracking collector %s unavailable (%s); %d event(s) wait on disk, retrying in %.1fs",
-                    self._collector_label, error, self.pending, delay,
+                    self._collector_label,
+                    error,
+                    self.pending,
+                    delay,
                 )
             except Exception:
                 # Whatever broke (a full disk, a bug), the thread must live on: the events wait on disk.
                 failures += 1
                 delay = self._backoff.delay(min(failures, MAX_BACKOFF_STEP))
-                log.exception("tracking delivery failed; %d event(s) wait on disk, retrying in %.1fs",
-                              self.pending, delay)
+                log.exception(
+                    "tracking delivery failed; %d event(s) wait on disk, retrying in %.1fs",
+                    self.pending,
+                    delay,
+                )
             self._stopping.wait(delay)
 
     def _deliver_sealed(self) -> None:
@@ -334,7 +347,9 @@ class Tracker:
         body = b'{"events":[' + b",".join(lines) + b"]}"
         try:
             response = self._session.post(
-                self._batch_url, data=body, headers={"Content-Type": "application/json"},
+                self._batch_url,
+                data=body,
+                headers={"Content-Type": "application/json"},
                 timeout=self._request_timeout,
             )
         except requests.RequestException as error:

@@ -71,7 +71,9 @@ def test_events_land_pseudonymised_complete_and_checked(
     assert result.success
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert {name: e.passed for name, e in evaluations.items()} == {
-        "rows_match_reported_total": True, "no_clear_personal_data": True, "event_keys_unique": True,
+        "rows_match_reported_total": True,
+        "no_clear_personal_data": True,
+        "event_keys_unique": True,
     }
     metadata = result.asset_materializations_for_node("profile_store__events")[0].metadata
     assert metadata["rows"].value == metadata["total_reported"].value == 10_500

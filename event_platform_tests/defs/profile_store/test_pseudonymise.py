@@ -23,7 +23,9 @@ def track_event() -> dict[str, object]:
         "RemoteAddress": "203.0.113.9",
         "PageUri": "https://learn.example.org/unit?mail=Ada.Lovelace@Example.org",
         "User": {
-            "Name": "Ada  Lovelace", "Email": " Ada.Lovelace@Example.org ", "Info": {"ip": "2001:db8::1"},
+            "Name": "Ada  Lovelace",
+            "Email": " Ada.Lovelace@Example.org ",
+            "Info": {"ip": "2001:db8::1"},
         },
         "Payload": {"form": {"email": "ADA.LOVELACE@EXAMPLE.ORG"}, "at": "10:00:00", "v": "1.2"},
     }

@@ -79,7 +79,8 @@ def test_a_sandbox_day_materializes_typed_with_passing_checks(
     event_types = described["event_types"]
     assert sum(record.data["events"] for record in event_types.records) == sandbox_day  # type: ignore[attr-defined]
     assert {name: passed for name, (passed, _) in checks(result).items()} == {
-        "rows_match_landed_events": True, "no_personal_data": True,
+        "rows_match_landed_events": True,
+        "no_personal_data": True,
     }
     lake = lake_resource.lake()
     stored = lake.parquet_dataset(lake.current_files(partition_path(TABLE, KEY))).to_table()
@@ -111,9 +112,12 @@ def test_personal_data_that_slipped_into_the_lake_fails_the_check(
     sandbox_day: int, lake_resource: LakeResource
 ) -> None:
     leaked = {
-        "uuid": "0f0e0d0c-0b0a-4909-8807-060504030201", "event_type": "kinesinlms.course.forum.post",
-        "time": f"{KEY}T10:00:00.000000+00:00", "received_at": f"{KEY}T10:00:01.000000+00:00",
-        "anon_username": "learner-000001", "event_data": {"body": "mail me: grace.hopper@example.org"},
+        "uuid": "0f0e0d0c-0b0a-4909-8807-060504030201",
+        "event_type": "kinesinlms.course.forum.post",
+        "time": f"{KEY}T10:00:00.000000+00:00",
+        "received_at": f"{KEY}T10:00:01.000000+00:00",
+        "anon_username": "learner-000001",
+        "event_data": {"body": "mail me: grace.hopper@example.org"},
     }
     land_directly(lake_resource.lake(), [json.dumps(leaked).encode()])
     result = run(lake_resource)
@@ -128,9 +132,12 @@ def test_the_row_check_notices_events_landed_after_the_materialization(
 ) -> None:
     assert run(lake_resource).success
     late = {
-        "uuid": "1f0e0d0c-0b0a-4909-8807-060504030201", "event_type": "kinesinlms.core.user.login",
-        "time": f"{KEY}T23:59:59.000000+00:00", "received_at": f"{KEY}T23:59:59.500000+00:00",
-        "anon_username": "learner-000001", "event_data": {},
+        "uuid": "1f0e0d0c-0b0a-4909-8807-060504030201",
+        "event_type": "kinesinlms.core.user.login",
+        "time": f"{KEY}T23:59:59.000000+00:00",
+        "received_at": f"{KEY}T23:59:59.500000+00:00",
+        "anon_username": "learner-000001",
+        "event_data": {},
     }
     land_directly(lake_resource.lake(), [json.dumps(late).encode()])
     result = compare_rows_with_landing(lake_resource.lake(), KEY, duplicates=0)
@@ -138,7 +145,6 @@ def test_the_row_check_notices_events_landed_after_the_materialization(
     assert result.metadata["expected_rows"].value == sandbox_day + 1
     assert result.metadata["rows"].value == sandbox_day
     assert "run it again" in str(result.metadata["hint"].value)
-
 
 
 def test_the_same_code_lands_and_types_a_day_on_s3(

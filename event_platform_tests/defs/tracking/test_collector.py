@@ -16,8 +16,11 @@ from event_platform_tests.defs.tracking.conftest import DAY, FAST_COLLECTOR, fix
 
 VIDEO_PLAY = {
     "event_type": "kinesinlms.course.video.activity",
-    "course_slug": "intro-data", "course_run": "2025", "unit_node_slug": "intro-data-unit-1",
-    "course_unit_id": 11, "block_uuid": "0c5d8b2e-5d29-4f5e-8f1e-7b0c1f7d9a10",
+    "course_slug": "intro-data",
+    "course_run": "2025",
+    "unit_node_slug": "intro-data-unit-1",
+    "course_unit_id": 11,
+    "block_uuid": "0c5d8b2e-5d29-4f5e-8f1e-7b0c1f7d9a10",
     "event_data": {"video_id": "v1", "video_event_type": "kinesinlms.course.video.play"},
 }
 LEARNER = {IDENTITY_HEADER: "learner-000042"}
@@ -30,8 +33,11 @@ def post(server: LoopbackServer, payload: object, headers: dict[str, str] | None
 
 def full_event(**overrides: object) -> dict[str, object]:
     return {
-        "uuid": str(uuid.uuid4()), "time": "2026-11-01T11:59:00.000001+00:00",
-        "anon_username": "learner-000007", **VIDEO_PLAY, **overrides,
+        "uuid": str(uuid.uuid4()),
+        "time": "2026-11-01T11:59:00.000001+00:00",
+        "anon_username": "learner-000007",
+        **VIDEO_PLAY,
+        **overrides,
     }
 
 

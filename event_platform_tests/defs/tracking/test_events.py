@@ -22,8 +22,12 @@ VALID_DATA = {
     "kinesinlms.course.search.search_request": {"search_text": "p-value"},
     "kinesinlms.course.resource.download": {"course_resource_name": "slides.pdf"},
     "kinesinlms.course.assessment.submitted": {
-        "assessment_id": "quiz-1", "assessment_type": "multiple_choice", "answer_id": 7, "status": "complete",
-        "attempts": 2, "score": 0.5,
+        "assessment_id": "quiz-1",
+        "assessment_type": "multiple_choice",
+        "answer_id": 7,
+        "status": "complete",
+        "attempts": 2,
+        "score": 0.5,
     },
     "kinesinlms.course.video.activity": {"video_id": "v", "video_event_type": VIDEO_END},
     "kinesinlms.course.progress.milestone.completed": {"milestone_type": "video", "milestone_id": 4},
@@ -115,18 +119,54 @@ def test_envelope_problems_are_precise(overrides: dict[str, object], problem: Pr
 @pytest.mark.parametrize(
     ("overrides", "where"),
     [
-        ({"event_data": {"search_text": "mail ada.lovelace@example.org now"}, "event_type":
-          "kinesinlms.course.search.search_request"}, "$.event_data.search_text (an email address)"),
+        (
+            {
+                "event_data": {"search_text": "mail ada.lovelace@example.org now"},
+                "event_type": "kinesinlms.course.search.search_request",
+            },
+            "$.event_data.search_text (an email address)",
+        ),
         ({"page_url": "/courses/x/?user=ada%40x.org&e=grace@example.com"}, "$.page_url (an email address)"),
-        ({"event_data": {"video_id": "v", "video_event_type": "kinesinlms.course.video.play",
-                         "answers": [{"text": "hi"}, {"text": "grace@example.com"}]}},
-         "$.event_data.answers[1].text"),
-        ({"event_data": {"video_id": "v", "video_event_type": "kinesinlms.course.video.play",
-                         "grace@example.com": 1}}, "$.event_data.<key> (an email address as a key)"),
-        ({"event_data": {"video_id": "v", "video_event_type": "kinesinlms.course.video.play",
-                         "learner": {"First-Name": "Grace"}}}, "$.event_data.learner.First-Name"),
-        ({"event_data": {"video_id": "v", "video_event_type": "kinesinlms.course.video.play",
-                         "username": "ghopper"}}, "$.event_data.username (a person's username)"),
+        (
+            {
+                "event_data": {
+                    "video_id": "v",
+                    "video_event_type": "kinesinlms.course.video.play",
+                    "answers": [{"text": "hi"}, {"text": "grace@example.com"}],
+                }
+            },
+            "$.event_data.answers[1].text",
+        ),
+        (
+            {
+                "event_data": {
+                    "video_id": "v",
+                    "video_event_type": "kinesinlms.course.video.play",
+                    "grace@example.com": 1,
+                }
+            },
+            "$.event_data.<key> (an email address as a key)",
+        ),
+        (
+            {
+                "event_data": {
+                    "video_id": "v",
+                    "video_event_type": "kinesinlms.course.video.play",
+                    "learner": {"First-Name": "Grace"},
+                }
+            },
+            "$.event_data.learner.First-Name",
+        ),
+        (
+            {
+                "event_data": {
+                    "video_id": "v",
+                    "video_event_type": "kinesinlms.course.video.play",
+                    "username": "ghopper",
+                }
+            },
+            "$.event_data.username (a person's username)",
+        ),
     ],
 )
 def test_personal_data_anywhere_is_refused_unrepeated(overrides: dict[str, object], where: str) -> None:

@@ -56,10 +56,18 @@ def test_track_sends_one_event_through_a_tracker(
     with serve(Collector(lake, settings=FAST_COLLECTOR).app) as server:
         monkeypatch.setenv("TRACKING_COLLECTOR_URL", server.url)
         monkeypatch.setenv("TRACKING_SPOOL_DIR", str(tmp_path / "spool"))
-        arguments = parse([
-            "tracking", "track", "kinesinlms.course.home.page_view", "learner-000001",
-            "--data", '{"page": "overview"}', "--course-slug", "intro-data",
-        ])
+        arguments = parse(
+            [
+                "tracking",
+                "track",
+                "kinesinlms.course.home.page_view",
+                "learner-000001",
+                "--data",
+                '{"page": "overview"}',
+                "--course-slug",
+                "intro-data",
+            ]
+        )
         assert arguments.run(arguments) == 0
         refused = parse(["tracking", "track", "kinesinlms.course.home.page_view", "ada@example.org"])
         assert refused.run(refused) == 2

@@ -49,8 +49,11 @@ def tracker_while_down(spool: Path) -> Iterator[Tracker]:
 
 
 def spooled_uuids(spool: Path) -> list[str]:
-    return [json.loads(line)["uuid"] for path in sorted(spool.glob("segment-*.ndjson"))
-            for line in path.read_bytes().splitlines()]
+    return [
+        json.loads(line)["uuid"]
+        for path in sorted(spool.glob("segment-*.ndjson"))
+        for line in path.read_bytes().splitlines()
+    ]
 
 
 def test_track_returns_once_the_event_is_on_disk(tmp_path: Path) -> None:
@@ -84,10 +87,12 @@ def test_invalid_events_raise_and_are_not_spooled(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="timezone-aware"):
             down.track(LOGIN, "learner-000001", time=dt.datetime(2026, 11, 1))
         with pytest.raises(InvalidEventError, match="event 1: anon_username"):
-            down.track_many([
-                {"event_type": LOGIN, "anon_username": "learner-1"},
-                {"event_type": LOGIN, "anon_username": "Ada Lovelace"},
-            ])
+            down.track_many(
+                [
+                    {"event_type": LOGIN, "anon_username": "learner-1"},
+                    {"event_type": LOGIN, "anon_username": "Ada Lovelace"},
+                ]
+            )
         assert down.pending == 0
     assert spooled_uuids(tmp_path) == []
 
@@ -203,7 +208,8 @@ def test_refused_events_are_kept_aside_except_personal_data(tmp_path: Path) -> N
         assert sender.flush(timeout=10)
     records = [json.loads(line) for line in (tmp_path / REJECTED_FILE).read_bytes().splitlines()]
     assert [(r["uuid"], r["problem"]) for r in records] == [
-        (uuids[0], "unknown_event_type"), (uuids[1], "personal_data")
+        (uuids[0], "unknown_event_type"),
+        (uuids[1], "personal_data"),
     ]
     assert records[0]["event"]["uuid"] == uuids[0]
     assert records[1]["event"] is None  # what was refused as personal is not kept
@@ -227,8 +233,12 @@ def test_a_refused_batch_is_split_to_find_the_culprit(tmp_path: Path) -> None:
         assert sender.flush(timeout=10)
     [record] = [json.loads(line) for line in (tmp_path / REJECTED_FILE).read_bytes().splitlines()]
     assert (record["uuid"], record["problem"]) == (uuids[5], "too_large")
-    delivered = {uuid for call in responses.calls if call.response.status_code == 200
-                 for uuid in batch_uuids(call.request)}
+    delivered = {
+        uuid
+        for call in responses.calls
+        if call.response.status_code == 200
+        for uuid in batch_uuids(call.request)
+    }
     assert len(delivered) == 8
 
 
