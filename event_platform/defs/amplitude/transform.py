@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -329,7 +328,7 @@ def _spool(batches: Iterator[pa.RecordBatch], path: Path, schema: pa.Schema) -> 
     row = 0
     with ipc.new_file(str(path), schema.append(pa.field(ROW, pa.int64())), options=SPOOL_OPTIONS) as spool:
         for batch in batches:
-            numbers = pa.array(np.arange(row, row + batch.num_rows, dtype=np.int64))
+            numbers = pa.array(range(row, row + batch.num_rows), type=pa.int64())
             spool.write_batch(batch.append_column(ROW, numbers))
             row += batch.num_rows
 
