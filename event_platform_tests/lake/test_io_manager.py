@@ -1,11 +1,26 @@
 """The Parquet IO manager through real Dagster materializations, on local disk and on S3."""
 
+from collections.abc import Iterator
+
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
-from dagster import AssetExecutionContext, AssetIn, DailyPartitionsDefinition, asset, materialize
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    BackfillPolicy,
+    DailyPartitionsDefinition,
+    asset,
+    materialize,
+)
 
-from event_platform.lake.io_manager import ALLOW_MISSING_PARTITIONS, LakeResource, ParquetLakeIOManager
+from event_platform.lake.io_manager import (
+    ALLOW_MISSING_PARTITIONS,
+    LakeResource,
+    ParquetLakeIOManager,
+    PartitionStreams,
+    partitions_of,
+)
 
 days = DailyPartitionsDefinition(start_date="2026-11-01", timezone="UTC")
 
@@ -27,6 +42,45 @@ def total(numbers: ds.Dataset) -> pa.Table:
     return pa.table(
         {"rows": [numbers.count_rows()], "days": [len(set(numbers.to_table()["date"].to_pylist()))]}
     )
+
+
+NUMBERS = pa.schema([("n", pa.int64()), ("label", pa.string())])
+RANGE = {
+    "dagster/asset_partition_range_start": "2026-11-02",
+    "dagster/asset_partition_range_end": "2026-11-04",
+}
+
+
+@asset(key_prefix=["src"], partitions_def=days, backfill_policy=BackfillPolicy.single_run())
+def numbers_by_range(context: AssetExecutionContext) -> PartitionStreams:
+    """Like `numbers`, for any range of days in one run, one stream per day."""
+
+    def per_day() -> Iterator[tuple[str, pa.RecordBatchReader]]:
+        for key in context.partition_keys:
+            day = int(key[-2:])
+            yield key, pa.table({"n": list(range(day)), "label": ["x"] * day}, schema=NUMBERS).to_reader()
+
+    return PartitionStreams(
+        NUMBERS,
+        per_day(),
+        on_written=lambda key, meta: context.add_asset_metadata(dict(meta), partition_key=key),
+    )
+
+
+@asset(
+    key_prefix=["src"],
+    partitions_def=days,
+    backfill_policy=BackfillPolicy.single_run(),
+    ins={"numbers": AssetIn(key=["src", "numbers_by_range"])},
+)
+def days_seen(context: AssetExecutionContext, numbers: ds.Dataset) -> PartitionStreams:
+    """Per day of the range, how many rows that day's slice of the input holds."""
+    schema = pa.schema([("rows", pa.int64())])
+    streams = (
+        (key, pa.table({"rows": [partitions_of(numbers, [key]).count_rows()]}, schema=schema).to_reader())
+        for key in context.partition_keys
+    )
+    return PartitionStreams(schema, streams)
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -89,4 +143,52 @@ def test_anything_but_arrow_is_refused(lake: LakeResource) -> None:
 
     result = materialize([a_list], resources=resources(lake), raise_on_error=False)
     assert not result.success
-    assert "stores a pyarrow.Table or a pyarrow.RecordBatchReader" in str(result.all_events)
+    assert "stores a pyarrow.Table, a pyarrow.RecordBatchReader or PartitionStreams" in str(result.all_events)
+
+
+def test_a_range_run_writes_each_partition_with_its_own_metadata(lake: LakeResource) -> None:
+    result = materialize([numbers_by_range, days_seen], tags=RANGE, resources=resources(lake))
+
+    assert result.success
+    materializations = {
+        m.partition: m.metadata for m in result.asset_materializations_for_node("src__numbers_by_range")
+    }
+    assert sorted(materializations) == ["2026-11-02", "2026-11-03", "2026-11-04"]
+    assert {key: meta["dagster/row_count"].value for key, meta in materializations.items()} == {
+        "2026-11-02": 2,
+        "2026-11-03": 3,
+        "2026-11-04": 4,
+    }
+    assert materializations["2026-11-03"]["uri"].value.endswith("src/numbers_by_range/date=2026-11-03")
+    store = lake.lake()
+    for key, rows in (("2026-11-02", 2), ("2026-11-04", 4)):
+        assert (
+            store.parquet_dataset(store.current_files(f"src/numbers_by_range/date={key}")).count_rows()
+            == rows
+        )
+    # The downstream range run saw each day's slice of its range input, not the whole range.
+    files = [f for key in materializations for f in store.current_files(f"src/days_seen/date={key}")]
+    seen = store.parquet_dataset(files, partition_base="src/days_seen")
+    assert sorted(seen.to_table().to_pylist(), key=lambda row: row["date"]) == [
+        {"rows": 2, "date": "2026-11-02"},
+        {"rows": 3, "date": "2026-11-03"},
+        {"rows": 4, "date": "2026-11-04"},
+    ]
+
+
+def test_a_range_run_must_hand_over_one_stream_per_partition(lake: LakeResource) -> None:
+    @asset(key_prefix=["src"], partitions_def=days, backfill_policy=BackfillPolicy.single_run())
+    def one_table_for_a_range() -> pa.Table:
+        return pa.table({"n": [1]})
+
+    @asset(key_prefix=["src"], partitions_def=days, backfill_policy=BackfillPolicy.single_run())
+    def forgets_a_day() -> PartitionStreams:
+        return PartitionStreams(NUMBERS, [("2026-11-02", NUMBERS.empty_table().to_reader())])
+
+    for broken, message in (
+        (one_table_for_a_range, "returned one table"),
+        (forgets_a_day, "no stream for partitions 2026-11-03, 2026-11-04"),
+    ):
+        result = materialize([broken], tags=RANGE, resources=resources(lake), raise_on_error=False)
+        assert not result.success
+        assert message in str(result.all_events)
