@@ -2,6 +2,11 @@
 
 Inputs arrive from the lake's Parquet IO manager as lazy datasets; outputs go back through it.
 
+Ranges: the daily models declare `BackfillPolicy.single_run()`, so a backfill of any number of days is
+one run. Each asset then computes its days one after another, each in its own DuckDB over its own
+slice of the inputs (`_each_day`), and hands the IO manager one stream per day: the same partitions as
+one run per day, without a run's start-up per day, and one day in memory at a time.
+
 Optional sources: the ins of `identity_links` and `events` on the four source tables carry the IO
 manager's `allow_missing_partitions` flag, so a source never materialized for a day (or not
 configured at all) reads as absent: the day's events are built from the sources present, and the
@@ -21,7 +26,9 @@ Cross-day correctness and cost:
 - `events` for day D resolves people through the identity links of D-lookback .. D.
 """
 
+import datetime as dt
 import warnings
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -36,19 +43,30 @@ from dagster import (
     asset,
 )
 
-from event_platform.defs.warehouse import catalog, models, results
+from event_platform.defs.warehouse import catalog, models, results, schemas
+from event_platform.defs.warehouse.engine import Engine
 from event_platform.defs.warehouse.identity import IdentityMap, configured_rules
 from event_platform.defs.warehouse.resources import (
     WarehouseResource,
     attribution_window_days,
     identity_lookback_days,
 )
-from event_platform.lake.io_manager import ALLOW_MISSING_PARTITIONS, LakeResource
+from event_platform.lake.io_manager import (
+    ALLOW_MISSING_PARTITIONS,
+    LakeResource,
+    PartitionStreams,
+    partitions_of,
+)
 from event_platform.partitions import daily_partitions
+from event_platform.policies import RANGE_BACKFILL_POLICY
 
 GROUP = "warehouse"
 OPTIONAL_INPUT = {ALLOW_MISSING_PARTITIONS: True}
 WINDOW_DAYS = attribution_window_days()
+LINKS_LOOKBACK_DAYS = identity_lookback_days()
+"""`events` and `experiment_exposures` for day D resolve people through the links of D-this .. D."""
+EXPOSURES_LOOKBACK_DAYS = WINDOW_DAYS + 1
+"""`experiment_conversions` for day D joins the exposures of D-this .. D."""
 IDENTITY = IdentityMap(configured_rules())
 
 
@@ -84,12 +102,68 @@ def _metadata(values: dict[str, Any]) -> dict[str, Any]:
     return converted
 
 
-def _finish(context: AssetExecutionContext, output: models.ModelOutput) -> pa.RecordBatchReader:
-    context.add_output_metadata(_metadata(output.metadata))
-    return output.rows
+def _sources(
+    amplitude: ds.Dataset, optimizely: ds.Dataset, profile_store: ds.Dataset, tracking: ds.Dataset
+) -> dict[str, ds.Dataset]:
+    return {
+        "amplitude": amplitude,
+        "optimizely": optimizely,
+        "profile_store": profile_store,
+        "tracking": tracking,
+    }
 
 
-DAILY = {"partitions_def": daily_partitions, "key_prefix": [GROUP], "group_name": GROUP, "kinds": {"duckdb"}}
+def _days(dataset: ds.Dataset, day: str, days_before: int = 0) -> ds.Dataset:
+    """The input's partitions from `days_before` days before `day` through `day`."""
+    last = dt.date.fromisoformat(day)
+    return partitions_of(
+        dataset, [(last - dt.timedelta(days=back)).isoformat() for back in range(days_before + 1)]
+    )
+
+
+def _sources_of_day(sources: Mapping[str, ds.Dataset], day: str) -> dict[str, ds.Dataset]:
+    return {name: _days(dataset, day) for name, dataset in sources.items()}
+
+
+def _each_day(
+    context: AssetExecutionContext,
+    warehouse: WarehouseResource,
+    schema: pa.Schema,
+    model: Callable[[Engine, str], models.ModelOutput],
+) -> PartitionStreams:
+    """`model` for every day of the run, one day after another in its own DuckDB, each written before
+    the next is computed: a run over a 90-day range (a single-run backfill) holds one day at a time.
+
+    The inputs hold the whole range (and its look-back); each model sees only its day's slice of them.
+    """
+
+    def add_metadata(day: str, metadata: Mapping[str, Any]) -> None:
+        context.add_asset_metadata(dict(metadata), partition_key=day)
+
+    def per_day() -> Iterator[tuple[str, pa.RecordBatchReader]]:
+        for day in context.partition_keys:
+            with warehouse.engine() as engine:
+                output = model(engine, day)
+                add_metadata(day, _metadata(output.metadata))
+                yield day, output.rows
+
+    return PartitionStreams(schema, per_day(), on_written=add_metadata)
+
+
+LINKS_INPUT = AssetIn(
+    key=AssetKey([GROUP, "identity_links"]),
+    partition_mapping=_lookback(LINKS_LOOKBACK_DAYS),
+    metadata=OPTIONAL_INPUT,
+)
+"""The identity links of D-LINKS_LOOKBACK_DAYS .. D, for the models that resolve people on day D."""
+
+DAILY = {
+    "partitions_def": daily_partitions,
+    "backfill_policy": RANGE_BACKFILL_POLICY,
+    "key_prefix": [GROUP],
+    "group_name": GROUP,
+    "kinds": {"duckdb"},
+}
 
 
 @asset(**DAILY, ins=_source_ins())
@@ -100,28 +174,23 @@ def identity_links(
     optimizely_conversions: ds.Dataset,
     profile_store_events: ds.Dataset,
     tracking_events: ds.Dataset,
-) -> pa.RecordBatchReader:
+) -> PartitionStreams:
     """Identity references seen together on one row of a day (a device with a user id): the links
     `events` and `experiment_exposures` resolve people through."""
-    sources = {
-        "amplitude": amplitude_events,
-        "optimizely": optimizely_conversions,
-        "profile_store": profile_store_events,
-        "tracking": tracking_events,
-    }
-    with warehouse.engine() as engine:
-        return _finish(context, models.identity_links(engine, IDENTITY, sources))
+    sources = _sources(amplitude_events, optimizely_conversions, profile_store_events, tracking_events)
+    return _each_day(
+        context,
+        warehouse,
+        schemas.IDENTITY_LINKS,
+        lambda engine, day: models.identity_links(engine, IDENTITY, _sources_of_day(sources, day)),
+    )
 
 
 @asset(
     **DAILY,
     ins={
         **_source_ins(),
-        "links": AssetIn(
-            key=AssetKey([GROUP, "identity_links"]),
-            partition_mapping=_lookback(identity_lookback_days()),
-            metadata=OPTIONAL_INPUT,
-        ),
+        "links": LINKS_INPUT,
     },
 )
 def events(
@@ -132,37 +201,40 @@ def events(
     profile_store_events: ds.Dataset,
     tracking_events: ds.Dataset,
     links: ds.Dataset,
-) -> pa.RecordBatchReader:
+) -> PartitionStreams:
     """Every source's events of a day in one schema, with a pseudonymous `person_key` from the
     identity map."""
-    sources = {
-        "amplitude": amplitude_events,
-        "optimizely": optimizely_conversions,
-        "profile_store": profile_store_events,
-        "tracking": tracking_events,
-    }
-    with warehouse.engine() as engine:
-        return _finish(context, models.events(engine, IDENTITY, sources, links))
+    sources = _sources(amplitude_events, optimizely_conversions, profile_store_events, tracking_events)
+    return _each_day(
+        context,
+        warehouse,
+        schemas.EVENTS,
+        lambda engine, day: models.events(
+            engine, IDENTITY, _sources_of_day(sources, day), _days(links, day, LINKS_LOOKBACK_DAYS)
+        ),
+    )
 
 
 @asset(
     **DAILY,
     ins={
         "decisions": AssetIn(key=AssetKey(["optimizely", "decisions"])),
-        "links": AssetIn(
-            key=AssetKey([GROUP, "identity_links"]),
-            partition_mapping=_lookback(identity_lookback_days()),
-            metadata=OPTIONAL_INPUT,
-        ),
+        "links": LINKS_INPUT,
     },
 )
 def experiment_exposures(
     context: AssetExecutionContext, warehouse: WarehouseResource, decisions: ds.Dataset, links: ds.Dataset
-) -> pa.RecordBatchReader:
+) -> PartitionStreams:
     """Per experiment and person, the first Optimizely decision of the day; holdbacks flagged, every
     variation shown kept (people in two variations are excluded from the results and counted)."""
-    with warehouse.engine() as engine:
-        return _finish(context, models.experiment_exposures(engine, IDENTITY, decisions, links))
+    return _each_day(
+        context,
+        warehouse,
+        schemas.EXPERIMENT_EXPOSURES,
+        lambda engine, day: models.experiment_exposures(
+            engine, IDENTITY, _days(decisions, day), _days(links, day, LINKS_LOOKBACK_DAYS)
+        ),
+    )
 
 
 @asset(
@@ -171,27 +243,37 @@ def experiment_exposures(
         "events": AssetIn(key=AssetKey([GROUP, "events"])),
         "exposures": AssetIn(
             key=AssetKey([GROUP, "experiment_exposures"]),
-            partition_mapping=_lookback(WINDOW_DAYS + 1),
+            partition_mapping=_lookback(EXPOSURES_LOOKBACK_DAYS),
             metadata=OPTIONAL_INPUT,
         ),
     },
 )
 def experiment_conversions(
     context: AssetExecutionContext, warehouse: WarehouseResource, events: ds.Dataset, exposures: ds.Dataset
-) -> pa.RecordBatchReader:
+) -> PartitionStreams:
     """Events of the day by exposed people, at or after their first exposure and within the
     attribution window (EVENT_PLATFORM_ATTRIBUTION_WINDOW_DAYS, default 7)."""
-    with warehouse.engine() as engine:
-        return _finish(context, models.experiment_conversions(engine, events, exposures, WINDOW_DAYS))
+    return _each_day(
+        context,
+        warehouse,
+        schemas.EXPERIMENT_CONVERSIONS,
+        lambda engine, day: models.experiment_conversions(
+            engine, _days(events, day), _days(exposures, day, EXPOSURES_LOOKBACK_DAYS), WINDOW_DAYS
+        ),
+    )
 
 
 @asset(**DAILY, ins={"events": AssetIn(key=AssetKey([GROUP, "events"]))})
 def daily_active_users(
     context: AssetExecutionContext, warehouse: WarehouseResource, events: ds.Dataset
-) -> pa.RecordBatchReader:
+) -> PartitionStreams:
     """Distinct people active per source and across all sources (`all`), each counted once."""
-    with warehouse.engine() as engine:
-        return _finish(context, models.daily_active_users(engine, events))
+    return _each_day(
+        context,
+        warehouse,
+        schemas.DAILY_ACTIVE_USERS,
+        lambda engine, day: models.daily_active_users(engine, _days(events, day)),
+    )
 
 
 @asset(

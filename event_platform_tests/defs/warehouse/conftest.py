@@ -92,8 +92,15 @@ def run_platform(
     return runs
 
 
-def materialized_metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict[str, Any]:
-    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == key]
+def materialized_metadata(
+    result: dg.ExecuteInProcessResult, key: dg.AssetKey, partition: str | None = None
+) -> dict[str, Any]:
+    """The metadata of `key`'s one materialization in the run (of `partition`, in a range run)."""
+    [event] = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == key and (partition is None or e.partition == partition)
+    ]
     return {name: value.value for name, value in event.materialization.metadata.items()}
 
 

@@ -16,7 +16,13 @@ from event_platform.defs.profile_store.transform import EVENTS_SCHEMA as PROFILE
 from event_platform.defs.tracking.landed import EVENTS_SCHEMA as TRACKING_EVENTS
 from event_platform.defs.warehouse.identity import IdentityMap
 from event_platform.lake.filesystem import Lake
-from event_platform_tests.defs.warehouse.conftest import materialized_metadata, resources_at, run_platform
+from event_platform_tests.defs.warehouse.conftest import (
+    DAILY_WAREHOUSE,
+    materialized_metadata,
+    platform_assets,
+    resources_at,
+    run_platform,
+)
 
 EXPERIMENT = "7000000001"
 CONTROL, TREATMENT = "7000001001", "7000001002"
@@ -266,3 +272,43 @@ def test_checks_pass_on_consistent_results(platform: dict[str, Any]) -> None:
     assert evaluations["units_in_every_variation"].passed
     assert evaluations["no_sample_ratio_mismatch"].passed
     assert evaluations["sandbox_planted_truth"].passed
+
+
+def test_a_range_run_of_the_warehouse_matches_one_run_per_day(
+    platform: dict[str, Any], tmp_path: Path
+) -> None:
+    """A single-run backfill: the daily models over DAY_1..DAY_2 in one run, each day written with its
+    own metadata, give exactly the partitions of one run per day."""
+    resources = resources_at(tmp_path)
+    for day in (DAY_1, DAY_2):
+        present = {key: {day: days[day]} for key, days in SOURCES.items() if day in days}
+        landed = [dg.AssetKey(list(key)) for key in present]
+        assert dg.materialize(
+            platform_assets(present), resources=resources, partition_key=day, selection=landed
+        ).success
+    warehouse_keys = [asset.key for asset in DAILY_WAREHOUSE]
+    result = dg.materialize(
+        platform_assets({}),
+        resources=resources,
+        selection=warehouse_keys,
+        tags={"dagster/asset_partition_range_start": DAY_1, "dagster/asset_partition_range_end": DAY_2},
+    )
+
+    assert result.success
+    per_run: Lake = platform["resources"]["lake"].lake()
+    in_one_run: Lake = resources["lake"].lake()
+    for key in warehouse_keys:
+        events = [e for e in result.get_asset_materialization_events() if e.asset_key == key]
+        assert sorted(e.partition for e in events) == [DAY_1, DAY_2]
+        for event in events:
+            path = f"{'/'.join(key.path)}/date={event.partition}"
+            expected = sorted(
+                map(repr, per_run.parquet_dataset(per_run.current_files(path)).to_table().to_pylist())
+            )
+            got = sorted(
+                map(repr, in_one_run.parquet_dataset(in_one_run.current_files(path)).to_table().to_pylist())
+            )
+            assert got == expected, path
+            assert event.materialization.metadata["dagster/row_count"].value == len(expected), path
+    dau = materialized_metadata(result, dg.AssetKey(["warehouse", "daily_active_users"]), DAY_2)
+    assert dau["active_users"] == {"all": 3, "optimizely": 2, "tracking": 1}
