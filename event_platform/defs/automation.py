@@ -57,25 +57,11 @@ def daily_assets_of(group: str) -> dg.AssetSelection:
     return dg.AssetSelection.from_string(f"group:{group} and partitions:time")
 
 
-SOURCE_RETRY_POLICY = dg.RetryPolicy(
-    max_retries=3,
-    delay=60,
-    backoff=dg.Backoff.EXPONENTIAL,
-    jitter=dg.Jitter.PLUS_MINUS,
-)
-"""For the steps of the unattended jobs (`daily_events`, each source's scheduled job, and so their
-backfills): 1, 2 and 4 minutes (±jitter) between attempts. The clients already retry single requests
-(event_platform.retry); this covers what outlasts them: a vendor outage of minutes, a token refreshed on
-the next attempt, a lost worker. A materialization launched by hand fails at once, and so does a
-failure no retry can mend (a missing setting raises a Failure that allows no retries)."""
-
-
 # ---- Jobs ----------------------------------------------------------------------------------------
 
 daily_events = dg.define_asset_job(
     name="daily_events",
     selection=DAILY_ASSETS,
-    op_retry_policy=SOURCE_RETRY_POLICY,
     description="Every daily asset of every source and of the warehouse, with their checks: one day end to "
     "end. Launch it for a partition, or backfill a range from the UI.",
 )
@@ -141,7 +127,6 @@ def source_schedule(spec: SourceSchedule) -> dg.ScheduleDefinition:
     job = dg.define_asset_job(
         name=f"{spec.group}_daily",
         selection=daily_assets_of(spec.group),
-        op_retry_policy=SOURCE_RETRY_POLICY,
         description=f"The daily assets of {spec.group}, with their checks.",
     )
 
@@ -223,17 +208,6 @@ FRESHNESS_POLICIES: dict[str, dg.FreshnessPolicy] = {
 """Per group. Evaluated by the instance's freshness daemon (part of `dagster dev` and
 `dagster-daemon run`, on by default); the state shows on each asset in the UI, and the
 `freshness_alerts` sensor reports each asset that starts failing."""
-
-
-# ---- Retries and backfills -----------------------------------------------------------------------
-
-RANGE_BACKFILL_POLICY = dg.BackfillPolicy.single_run()
-"""For an asset that computes a range of days at once and returns a Table with a `date` column
-(the Parquet IO manager splits it per partition): a 90-day backfill is one run."""
-
-PER_DAY_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
-"""For an asset that handles one day per run (a vendor request per day): one run per day, run in
-parallel under the instance's run queue."""
 
 
 # ---- Attaching them to the assets ----------------------------------------------------------------

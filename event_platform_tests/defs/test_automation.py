@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import pytest
 
-from event_platform import settings
+from event_platform import policies, settings
 from event_platform.defs import automation
 from event_platform.partitions import daily_partitions
 
@@ -252,7 +252,7 @@ def test_the_automation_sensor_is_declared_running() -> None:
 
 
 def test_source_retry_policy_backs_off_exponentially_with_jitter() -> None:
-    policy = automation.SOURCE_RETRY_POLICY
+    policy = policies.SOURCE_RETRY_POLICY
     assert (policy.backoff, policy.jitter) == (dg.Backoff.EXPONENTIAL, dg.Jitter.PLUS_MINUS)
     assert policy.max_retries >= 1
 
@@ -304,8 +304,19 @@ def test_an_asset_listed_twice_stays_one_asset() -> None:
     assert graph.get(AMPLITUDE).freshness_policy == automation.FRESHNESS_POLICIES["amplitude"]
 
 
-def test_unattended_jobs_retry_their_steps_but_a_missing_setting_fails_at_once() -> None:
-    jobs = [automation.daily_events, *(schedule.job for schedule in automation.source_schedules)]
-    assert all(job.op_retry_policy == automation.SOURCE_RETRY_POLICY for job in jobs)
-    assert automation.SOURCE_RETRY_POLICY.backoff == dg.Backoff.EXPONENTIAL
+def test_every_source_asset_retries_and_backfills_per_day_while_the_warehouse_takes_ranges() -> None:
+    from event_platform.definitions import defs
+
+    graph = defs().resolve_asset_graph()
+    assets = {key: graph.get(key).assets_def for key in graph.get_all_asset_keys()}
+    for key in automation.DAILY_ASSETS.resolve(graph):
+        node = graph.get(key)
+        if node.group_name == automation.WAREHOUSE_GROUP:
+            assert node.backfill_policy == policies.RANGE_BACKFILL_POLICY, key
+        else:
+            assert node.backfill_policy == policies.PER_DAY_BACKFILL_POLICY, key
+            assert assets[key].op.retry_policy == policies.SOURCE_RETRY_POLICY, key
+
+
+def test_a_missing_setting_fails_at_once_instead_of_retrying() -> None:
     assert not settings.MissingSettingsError("Amplitude is not configured").allow_retries

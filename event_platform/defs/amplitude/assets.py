@@ -20,11 +20,13 @@ from event_platform.defs.amplitude.resources import AmplitudeResource
 from event_platform.defs.amplitude.transform import SOURCE, TransformSummary, read_events
 from event_platform.lake.io_manager import LakeResource
 from event_platform.partitions import daily_partitions
+from event_platform.policies import SOURCE_ASSET
 
 
 @asset(
     key=RAW_EXPORT,
     partitions_def=daily_partitions,
+    **SOURCE_ASSET,
     group_name=SOURCE,
     kinds={"amplitude"},
     description="The day's Export API members (window T00..T23 by server_upload_time), byte-identical, "
@@ -45,6 +47,7 @@ def raw_export(
     key=EVENTS,
     deps=[raw_export],
     partitions_def=daily_partitions,
+    **SOURCE_ASSET,
     group_name=SOURCE,
     io_manager_key="io_manager",
     kinds={"duckdb", "parquet"},

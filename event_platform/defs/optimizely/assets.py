@@ -25,6 +25,7 @@ from event_platform.defs.optimizely.resources import OptimizelyResource
 from event_platform.defs.optimizely.schema import E3_TYPES, E3Type
 from event_platform.lake.io_manager import LakeResource
 from event_platform.partitions import daily_partitions
+from event_platform.policies import SOURCE_ASSET
 
 SOURCE = "optimizely"
 
@@ -35,6 +36,7 @@ def e3_asset(e3: E3Type) -> AssetsDefinition:
     @asset(
         key=key,
         partitions_def=daily_partitions,
+        **SOURCE_ASSET,
         group_name=SOURCE,
         kinds={"s3", "parquet"},
         check_specs=checks.check_specs(key),

@@ -17,6 +17,7 @@ from event_platform.defs.profile_store.resources import ProfileStoreResource
 from event_platform.lake.io_manager import LakeResource
 from event_platform.lake.layout import raw_path
 from event_platform.partitions import daily_partitions
+from event_platform.policies import SOURCE_ASSET
 from event_platform.staging_metadata import day_metadata
 
 PREVIEW_COLUMNS = ("event_time", "event_type", "device_id", "user_email_key", "page_uri", "payload")
@@ -26,6 +27,7 @@ PREVIEW_COLUMNS = ("event_time", "event_type", "device_id", "user_email_key", "p
     key_prefix=["profile_store"],
     name="events",
     partitions_def=daily_partitions,
+    **SOURCE_ASSET,
     group_name="profile_store",
     io_manager_key="io_manager",
     kinds={"python", "duckdb", "parquet"},

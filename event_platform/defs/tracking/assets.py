@@ -14,6 +14,7 @@ from event_platform import staging
 from event_platform.defs.tracking import landed
 from event_platform.lake.io_manager import LakeResource
 from event_platform.partitions import daily_partitions
+from event_platform.policies import SOURCE_ASSET
 from event_platform.staging_metadata import day_metadata
 
 PREVIEW_COLUMNS = ("time", "event_type", "anon_username", "course_slug", "event_data")
@@ -23,6 +24,7 @@ PREVIEW_COLUMNS = ("time", "event_type", "anon_username", "course_slug", "event_
     key_prefix=["tracking"],
     name="events",
     partitions_def=daily_partitions,
+    **SOURCE_ASSET,
     group_name="tracking",
     io_manager_key="io_manager",
     kinds={"python", "duckdb", "parquet"},
