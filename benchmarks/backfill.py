@@ -1,22 +1,21 @@
-"""A 30-day backfill of the daily assets on the sandbox, through a real instance and its daemon: one run
-per partition (how the assets are planned today) against a single run over the range.
+"""A 30-day backfill of every asset on the sandbox through a real instance and its daemon, and the
+warehouse's part of it as a single run against one run per day.
 
     .venv/bin/python benchmarks/backfill.py [--days 30]
 
-Each plan gets a fresh sandbox, lake and DAGSTER_HOME (the repository's dagster.yaml: run queue of 4,
-`warehouse` pool of 1):
-- `per_partition_multiprocess`: the asset backfill the UI files for a range (`submit_asset_backfill`),
-  run as the UI runs it. The daemon makes one run per day for every asset without
-  `BackfillPolicy.single_run()` (today: all of them), in dependency waves; each run's default executor
-  starts a process per step (checks are steps too).
-- `per_partition_in_process`: the same backfill with each run executing its steps in its own process.
-- `single_run`: `dagster asset materialize --partition-range`, one run over the whole range. Dagster
-  allows it only when every selected asset has a single-run policy; until then it is reported as
-  unsupported, naming the assets without one.
+One fresh sandbox, lake and DAGSTER_HOME (the repository's dagster.yaml: run queue of 4, `warehouse`
+pool of 1), three measurements in order:
+- `asset_backfill`: the asset backfill the UI files for a range of every asset (`submit_asset_backfill`),
+  planned by the assets' backfill policies: one run per day for the sources (a vendor request per day),
+  ranges for the warehouse's daily models, then the marts.
+- `warehouse_single_run`: the five daily warehouse models over the whole range again, as
+  `dagster asset materialize --partition-range first...last`: one run.
+- `warehouse_per_partition`: the same models as one `dagster asset materialize --partition D` run per
+  day, two at a time (the machine's cores).
 
-For each: wall time from submission to the last run's end, the runs' summed wall time, the time their
-steps spent in our code, and the share of the runs' time that is Dagster's own (starting processes,
-planning, writing events). Results: benchmarks/results/backfill.json.
+For each: wall time, the runs' summed wall time, the time their steps spent in our code, and the share
+of the runs' time that is Dagster's own (starting a process, loading the code location, planning,
+writing events). Results: benchmarks/results/backfill.json.
 """
 
 from __future__ import annotations
@@ -31,20 +30,21 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from event_platform.defs import automation
 from event_platform.defs.operations.backfill import (
-    IN_PROCESS,
     BackfillOutcome,
     follow_backfill,
+    run_timing,
     running_daemon,
     submit_asset_backfill,
 )
+from event_platform.policies import RANGE_BACKFILL_POLICY as RANGE
 from event_platform.sandbox.runner import Sandbox
 from event_platform.sandbox.world import World
 
@@ -86,19 +86,24 @@ def fresh_platform(name: str, days: list[dt.date]) -> Iterator[tuple[dg.DagsterI
             yield instance, environment
 
 
-def daily_asset_keys() -> tuple[Any, list[dg.AssetKey]]:
+def asset_keys() -> tuple[Any, list[dg.AssetKey], list[dg.AssetKey]]:
+    """The asset graph, every materializable asset, and the warehouse's daily (range-capable) models."""
     from event_platform.definitions import defs
 
     graph = defs().resolve_asset_graph()
-    return graph, sorted(automation.DAILY_ASSETS.resolve(graph))
+    ranged = [key for key in graph.materializable_asset_keys if graph.get(key).backfill_policy == RANGE]
+    return graph, sorted(graph.materializable_asset_keys), sorted(ranged)
 
 
 def summary(outcome: BackfillOutcome) -> dict[str, Any]:
+    sources = [run for run in outcome.runs if not any(a.startswith("warehouse/") for a in run.assets)]
     return {
         "status": outcome.status,
         "succeeded": outcome.succeeded,
         "wall_seconds": round(outcome.wall_seconds, 1),
         "runs": len(outcome.runs),
+        "source_runs": len(sources),
+        "warehouse_runs": len(outcome.runs) - len(sources),
         "runs_wall_seconds": round(sum(run.wall_seconds for run in outcome.runs), 1),
         "step_seconds": round(sum(run.step_seconds for run in outcome.runs), 1),
         "dagster_overhead_share": round(outcome.dagster_overhead_share, 3),
@@ -106,68 +111,53 @@ def summary(outcome: BackfillOutcome) -> dict[str, Any]:
     }
 
 
-def per_partition(days: list[dt.date], name: str, run_config: dict[str, Any] | None) -> dict[str, Any]:
-    graph, keys = daily_asset_keys()
-    with (
-        fresh_platform(name, days) as (instance, environment),
-        running_daemon(WORKSPACE, environment, WORK / name / "daemon.log"),
-    ):
-        partitions = [day.isoformat() for day in days]
-        backfill_id = submit_asset_backfill(instance, graph, keys, partitions, "benchmark", run_config)
-        return summary(follow_backfill(instance, backfill_id, timeout_seconds=TIMEOUT_SECONDS))
+def materialize(keys: list[dg.AssetKey], partition: str, environment: dict[str, str]) -> None:
+    """`dagster asset materialize` of `keys`: one day, or `first...last` as a single run."""
+    option = "--partition-range" if "..." in partition else "--partition"
+    subprocess.run(
+        [str(BIN / "dagster"), "asset", "materialize", "-m", "event_platform.definitions",
+         "--select", ",".join(key.to_user_string() for key in keys), option, partition],
+        cwd=REPO, env={**os.environ, **environment}, check=True, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
 
 
-def per_partition_multiprocess(days: list[dt.date]) -> dict[str, Any]:
-    return per_partition(days, "per_partition_multiprocess", None)
-
-
-def per_partition_in_process(days: list[dt.date]) -> dict[str, Any]:
-    return per_partition(days, "per_partition_in_process", IN_PROCESS)
-
-
-def single_run(days: list[dt.date]) -> dict[str, Any]:
-    graph, keys = daily_asset_keys()
-    lacking = [
-        key.to_user_string()
-        for key in keys
-        if graph.get(key).backfill_policy != automation.RANGE_BACKFILL_POLICY
-    ]
-    if lacking:
-        return {"unsupported": "these assets have no BackfillPolicy.single_run(): " + ", ".join(lacking)}
-    with fresh_platform("single_run", days) as (instance, environment):
-        started = time.monotonic()
-        subprocess.run(
-            [str(BIN / "dagster"), "asset", "materialize", "-m", "event_platform.definitions",
-             "--select", ",".join(key.to_user_string() for key in keys),
-             "--partition-range", f"{days[0].isoformat()}...{days[-1].isoformat()}"],
-            cwd=REPO, env={**os.environ, **environment}, check=True,
-        )  # fmt: skip
-        wall = time.monotonic() - started
-        [run] = instance.get_runs(limit=1)
-        steps = sum((s.end_time or 0) - (s.start_time or 0) for s in instance.get_run_step_stats(run.run_id))
-        return {
-            "status": run.status.value,
-            "wall_seconds": round(wall, 1),
-            "runs": 1,
-            "step_seconds": round(steps, 1),
-            "dagster_overhead_share": round(1 - steps / wall, 3),
-        }
+def cli_runs(
+    instance: dg.DagsterInstance,
+    keys: list[dg.AssetKey],
+    arguments: list[str],
+    environment: dict[str, str],
+    parallel: int,
+) -> dict[str, Any]:
+    """Time `dagster asset materialize` for each of `arguments`, `parallel` at a time."""
+    before = {run.run_id for run in instance.get_runs()}
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        list(pool.map(lambda argument: materialize(keys, argument, environment), arguments))
+    wall = time.monotonic() - started
+    runs = [run_timing(instance, run) for run in instance.get_runs() if run.run_id not in before]
+    runs_wall = sum(run.wall_seconds for run in runs)
+    steps = sum(run.step_seconds for run in runs)
+    return {
+        "succeeded": all(run.status == dg.DagsterRunStatus.SUCCESS.value for run in runs),
+        "wall_seconds": round(wall, 1),
+        "runs": len(runs),
+        "runs_wall_seconds": round(runs_wall, 1),
+        "step_seconds": round(steps, 1),
+        "dagster_overhead_share": round(1 - steps / runs_wall, 3) if runs_wall else 0.0,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    plans = {
-        plan.__name__: plan for plan in (per_partition_in_process, per_partition_multiprocess, single_run)
-    }
     parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--plans", nargs="+", choices=sorted(plans), default=list(plans))
     arguments = parser.parse_args()
     today = dt.datetime.now(dt.UTC).date()
     days = [today - dt.timedelta(days=back) for back in range(arguments.days, 0, -1)]
+    keys = [day.isoformat() for day in days]
 
-    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results: dict[str, Any] = {
         "days": arguments.days,
         "range": f"{days[0]}...{days[-1]}",
@@ -181,16 +171,26 @@ def main() -> None:
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
-        # Plans not run this time keep their last results (of the same number of days).
-        "plans": previous["plans"] if previous.get("days") == arguments.days else {},
+        "plans": {},
     }
-    for name in arguments.plans:
-        print(f"{name} …", flush=True)
-        results["plans"][name] = plans[name](days)
-        print(json.dumps(results["plans"][name], indent=2), flush=True)
-        # Written after every plan: a long benchmark interrupted still leaves what it measured.
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    graph, everything, warehouse_daily = asset_keys()
+    with fresh_platform("backfill", days) as (instance, environment):
+        print(f"asset_backfill of {len(everything)} assets over {len(days)} days …", flush=True)
+        with running_daemon(WORKSPACE, environment, WORK / "backfill" / "daemon.log"):
+            backfill_id = submit_asset_backfill(instance, graph, everything, keys, "benchmark")
+            outcome = follow_backfill(instance, backfill_id, timeout_seconds=TIMEOUT_SECONDS)
+        results["plans"]["asset_backfill"] = summary(outcome)
+        print("warehouse_single_run …", flush=True)
+        results["plans"]["warehouse_single_run"] = cli_runs(
+            instance, warehouse_daily, [f"{keys[0]}...{keys[-1]}"], environment, parallel=1
+        )
+        print("warehouse_per_partition …", flush=True)
+        results["plans"]["warehouse_per_partition"] = cli_runs(
+            instance, warehouse_daily, keys, environment, parallel=os.cpu_count() or 1
+        )
+    print(json.dumps(results["plans"], indent=2))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"Wrote {RESULTS}")
 
 

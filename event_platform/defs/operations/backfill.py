@@ -18,12 +18,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
 from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
 from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES, RunsFilter
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
+)
 from dagster._core.utils import make_new_backfill_id
 
 TERMINAL = {
@@ -34,9 +38,6 @@ TERMINAL = {
     BulkActionStatus.FAILED,
     BulkActionStatus.CANCELED,
 }
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
-"""Run config for a run that executes its steps in its own process: one interpreter start per run
-instead of one per step, which is most of the cost of a run on a small machine."""
 FAILURE_EVENTS = [dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.STEP_UP_FOR_RETRY]
 
 
@@ -48,7 +49,9 @@ class BackfillTimeoutError(TimeoutError):
 class RunTiming:
     run_id: str
     status: str
+    assets: tuple[str, ...]
     partitions: str
+    """One day, or `first...last` for a run over a range."""
     wall_seconds: float
     step_seconds: float
     """Time inside the steps (our code plus IO manager), summed over the run's steps."""
@@ -83,7 +86,6 @@ def submit_asset_backfill(
     asset_keys: Sequence[dg.AssetKey],
     partition_keys: Sequence[str],
     title: str,
-    run_config: Mapping[str, Any] | None = None,
 ) -> str:
     """File an asset backfill of `asset_keys` over `partition_keys`; the daemon runs it. Its id."""
     backfill = PartitionBackfill.from_asset_partitions(
@@ -97,7 +99,7 @@ def submit_asset_backfill(
         all_partitions=False,
         title=title,
         description=None,
-        run_config=run_config,
+        run_config=None,
     )
     instance.add_backfill(backfill)
     return backfill.backfill_id
@@ -136,16 +138,13 @@ def run_timing(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunTiming:
     stats = instance.get_run_stats(run.run_id)
     steps = instance.get_run_step_stats(run.run_id)
     tags = run.tags
-    partitions = tags.get("dagster/partition") or "...".join(
-        filter(
-            None,
-            [tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")],
-        )
-    )
+    start, end = tags.get(ASSET_PARTITION_RANGE_START_TAG), tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    partitions = tags.get(PARTITION_NAME_TAG) or (start if start == end else f"{start}...{end}")
     return RunTiming(
         run_id=run.run_id,
         status=run.status.value,
-        partitions=partitions,
+        assets=tuple(sorted(key.to_user_string() for key in run.asset_selection or ())),
+        partitions=partitions or "",
         wall_seconds=(stats.end_time or 0) - (stats.launch_time or stats.start_time or 0),
         step_seconds=sum((step.end_time or 0) - (step.start_time or 0) for step in steps if step.start_time),
     )
