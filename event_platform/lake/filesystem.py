@@ -6,6 +6,8 @@ Every path the rest of the platform handles is relative to the lake root ("ampli
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import functools
 import os
 import threading
@@ -20,7 +22,13 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from event_platform.lake.publish import MANIFEST_NAME, Manifest, PartitionWriter
+from event_platform.lake.publish import (
+    MANIFEST_NAME,
+    REPLACED_KEPT_FOR,
+    Manifest,
+    PartitionWriter,
+    write_manifest,
+)
 
 WriteMode = Literal["replace", "append"]
 
@@ -119,11 +127,18 @@ class Lake:
             self.fs.delete_dir(self.path(relative))
 
     @contextmanager
-    def write_partition(self, relative_dir: str, mode: WriteMode = "replace") -> Iterator[PartitionWriter]:
+    def write_partition(
+        self,
+        relative_dir: str,
+        mode: WriteMode = "replace",
+        *,
+        keep_replaced_for: dt.timedelta = REPLACED_KEPT_FOR,
+    ) -> Iterator[PartitionWriter]:
         """Write a new version of a partition; readers see the old version until it commits.
 
-        On a clean exit the manifest is replaced in one atomic step and files no longer referenced are
-        removed; on an exception the files written so far are removed and nothing else changes.
+        On a clean exit the manifest is replaced in one atomic step; the replaced version's files stay
+        readable for `keep_replaced_for` (see `publish`), then a later commit removes them. On an
+        exception the files written so far are removed and nothing else changes.
         `mode="append"` keeps the committed files and adds the new ones (append-only landings).
         Commits to one partition are serialised within this process; concurrent writers of the same
         partition from different processes are the caller's to avoid (Dagster runs one run per partition).
@@ -136,7 +151,20 @@ class Lake:
             raise
         with self._partition_lock(writer.relative_dir):
             previous = self.read_manifest(writer.relative_dir)
-            writer.commit(previous, keep_previous=(mode == "append"))
+            writer.commit(previous, keep_previous=(mode == "append"), keep_replaced_for=keep_replaced_for)
+
+    def drop_replaced(self, relative_dir: str) -> int:
+        """Delete now the files a partition keeps of its replaced versions (for erasure); how many."""
+        relative_dir = relative_dir.strip("/")
+        with self._partition_lock(relative_dir):
+            manifest = self.read_manifest(relative_dir)
+            if manifest is None or not manifest.replaced:
+                return 0
+            write_manifest(self, relative_dir, dataclasses.replace(manifest, replaced=[]))
+            for entry in manifest.replaced:
+                if self.exists(f"{relative_dir}/{entry.path}"):
+                    self.delete(f"{relative_dir}/{entry.path}")
+            return len(manifest.replaced)
 
     def read_manifest(self, relative_dir: str) -> Manifest | None:
         path = f"{relative_dir.strip('/')}/{MANIFEST_NAME}"

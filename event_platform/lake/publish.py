@@ -3,8 +3,13 @@
 A writer puts each file under a name unique to its version, so nothing it writes can clobber what
 readers see. Committing replaces `_manifest.json` in one step (a rename locally, a single PUT on S3);
 readers that go through the manifest therefore see the old version or the new one, never a mix, and a
-write that fails or is killed leaves the old version in place. Files no manifest names any more are
-removed after the commit: the replaced version's at once, strays of killed writers once they are old.
+write that fails or is killed leaves the old version in place.
+
+A reader holds the file list it resolved for as long as its step runs, so a replaced version is not
+deleted at once: the manifest lists its files as `replaced` with the time, and a later commit of the
+partition deletes them once `REPLACED_KEPT_FOR` has passed (a run that re-materializes day D-1 while
+another reads D-1 as its look-back must not pull the files from under it). Erasure (forgetting a
+person) passes `keep_replaced_for=timedelta(0)`. Strays of killed writers go once they are old.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ if TYPE_CHECKING:
     from event_platform.lake.filesystem import Lake
 
 MANIFEST_NAME = "_manifest.json"
+REPLACED_KEPT_FOR = dt.timedelta(hours=6)
+"""How long a replaced version's files stay readable: longer than any step reads its inputs."""
 STRAY_AGE = dt.timedelta(hours=6)
 """A file no manifest names, older than this, was left by a killed writer, not by one still writing."""
 
@@ -40,11 +47,20 @@ class ManifestFile:
 
 
 @dataclass(frozen=True)
+class ReplacedFile:
+    path: str
+    """A file of an earlier version, relative to the partition directory; no reader resolves it now."""
+    replaced_at: str
+
+
+@dataclass(frozen=True)
 class Manifest:
     version: str
     committed_at: str
     files: list[ManifestFile]
     metadata: dict[str, Any]
+    replaced: list[ReplacedFile] = field(default_factory=list)
+    """Files of earlier versions kept for readers that resolved them before this commit."""
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), indent=1, sort_keys=True, default=str).encode()
@@ -57,6 +73,7 @@ class Manifest:
             committed_at=raw["committed_at"],
             files=[ManifestFile(**entry) for entry in raw["files"]],
             metadata=raw.get("metadata", {}),
+            replaced=[ReplacedFile(**entry) for entry in raw.get("replaced", [])],
         )
 
     @property
@@ -131,15 +148,16 @@ class PartitionWriter:
             yield stream
         self.files.append(ManifestFile(name, stored, stream.size, stream.hexdigest, dict(extra)))
 
-    def commit(self, previous: Manifest | None, *, keep_previous: bool) -> Manifest:
+    def commit(
+        self, previous: Manifest | None, *, keep_previous: bool, keep_replaced_for: dt.timedelta
+    ) -> Manifest:
+        now = dt.datetime.now(dt.UTC)
         files = [*(previous.files if previous and keep_previous else []), *self.files]
         metadata = {**(previous.metadata if previous and keep_previous else {}), **self.metadata}
-        manifest = Manifest(self.version, dt.datetime.now(dt.UTC).isoformat(), files, metadata)
-        staged = f"{self.relative_dir}/_manifest-{self.version}.json"
-        self.lake.write_bytes(staged, manifest.to_json())
-        self.lake.make_durable([f"{self.relative_dir}/{stored}" for stored in self._written] + [staged])
-        self.lake.fs.move(self.lake.path(staged), self.lake.path(f"{self.relative_dir}/{MANIFEST_NAME}"))
-        self.lake.make_durable([self.relative_dir])
+        replaced = _still_kept(previous, {entry.path for entry in files}, now, keep_replaced_for)
+        manifest = Manifest(self.version, now.isoformat(), files, metadata, replaced)
+        self.lake.make_durable([f"{self.relative_dir}/{stored}" for stored in self._written])
+        write_manifest(self.lake, self.relative_dir, manifest)
         self._remove_unreferenced(manifest, previous)
         return manifest
 
@@ -150,14 +168,44 @@ class PartitionWriter:
                 self.lake.delete(path)
 
     def _remove_unreferenced(self, manifest: Manifest, previous: Manifest | None) -> None:
-        referenced = {entry.path for entry in manifest.files}
-        replaced = {entry.path for entry in previous.files} if previous else set()
+        kept = {entry.path for entry in manifest.files} | {entry.path for entry in manifest.replaced}
+        known = (
+            {entry.path for entry in previous.files} | {e.path for e in previous.replaced}
+            if previous
+            else set()
+        )
         stray_before = dt.datetime.now(dt.UTC) - STRAY_AGE
         prefix = f"{self.relative_dir}/"
         for info in self.lake.file_infos(self.relative_dir):
             relative = self.lake.relative(info.path)[len(prefix) :]
-            if relative == MANIFEST_NAME or relative in referenced:
+            if relative == MANIFEST_NAME or relative in kept:
                 continue
             is_stray = info.mtime is not None and info.mtime.astimezone(dt.UTC) < stray_before
-            if relative in replaced or is_stray:
+            if relative in known or is_stray:
                 self.lake.delete(f"{prefix}{relative}")
+
+
+def write_manifest(lake: Lake, relative_dir: str, manifest: Manifest) -> None:
+    """Make `manifest` the partition's committed one in one step: staged under a unique name, then
+    renamed over `_manifest.json` (a single PUT on S3)."""
+    staged = f"{relative_dir}/_manifest-{new_version()}.json"
+    lake.write_bytes(staged, manifest.to_json())
+    lake.make_durable([staged])
+    lake.fs.move(lake.path(staged), lake.path(f"{relative_dir}/{MANIFEST_NAME}"))
+    lake.make_durable([relative_dir])
+
+
+def _still_kept(
+    previous: Manifest | None, current: set[str], now: dt.datetime, keep_for: dt.timedelta
+) -> list[ReplacedFile]:
+    """The replaced files the new manifest keeps: the previous version's that it drops, stamped now,
+    and those replaced earlier whose time is not up."""
+    if previous is None or keep_for <= dt.timedelta(0):
+        return []
+    earlier = [
+        entry
+        for entry in previous.replaced
+        if entry.path not in current and now - dt.datetime.fromisoformat(entry.replaced_at) < keep_for
+    ]
+    dropped = [ReplacedFile(e.path, now.isoformat()) for e in previous.files if e.path not in current]
+    return earlier + dropped

@@ -133,7 +133,9 @@ def test_re_materializing_a_partition_replaces_it(lake: LakeResource) -> None:
         materialize([numbers], partition_key="2026-11-03", resources=resources(lake))
     files = lake.lake().current_files("src/numbers/date=2026-11-03")
     assert lake.lake().parquet_dataset(files).count_rows() == 3
-    assert len(lake.lake().list_files("src/numbers")) == 2, "one Parquet file and its manifest"
+    manifest = lake.lake().read_manifest("src/numbers/date=2026-11-03")
+    assert manifest is not None and len(manifest.files) == 1 and len(manifest.replaced) == 1
+    assert len(lake.lake().list_files("src/numbers")) == 3, "the Parquet file, the replaced one, the manifest"
 
 
 def test_anything_but_arrow_is_refused(lake: LakeResource) -> None:

@@ -53,14 +53,38 @@ def test_a_committed_partition_reads_back_with_sizes_hashes_and_metadata(lake: L
     assert sorted(lake.current_files(PARTITION)) == sorted(f"{PARTITION}/{f.path}" for f in manifest.files)
 
 
-def test_rewriting_a_partition_replaces_it_whole_and_removes_the_old_files(lake: Lake) -> None:
+def test_rewriting_a_partition_replaces_it_whole_and_keeps_the_old_files_for_their_readers(
+    lake: Lake,
+) -> None:
     write(lake, {"a.txt": b"old", "b.txt": b"old"})
+    resolved_by_a_reader = lake.current_files(PARTITION)
     write(lake, {"a.txt": b"new"})
 
     assert read_current(lake) == {"a.txt": b"new"}
+    # A reader that resolved the old version before the commit can still read it to the end.
+    assert [lake.read_bytes(path) for path in resolved_by_a_reader] == [b"old", b"old"]
+    manifest = lake.read_manifest(PARTITION)
+    assert manifest is not None
+    assert sorted(f"{PARTITION}/{entry.path}" for entry in manifest.replaced) == sorted(resolved_by_a_reader)
+
+
+def test_replaced_versions_go_once_their_time_is_up_or_at_once_on_demand(lake: Lake) -> None:
+    write(lake, {"a.txt": b"v1"})
+    first = lake.current_files(PARTITION)
+    write(lake, {"a.txt": b"v2"})
+    second = lake.current_files(PARTITION)
+    # The next commit keeps what it replaces now (v2) and drops what was replaced long enough ago (v1).
+    soon = publish.dt.timedelta(microseconds=1)
+    with lake.write_partition(PARTITION, keep_replaced_for=soon) as writer, writer.open("a.txt") as stream:
+        stream.write(b"v3")
+    files = set(lake.list_files(PARTITION))
+    assert not files & set(first) and set(second) <= files
+
+    assert lake.drop_replaced(PARTITION) == 1
     assert sorted(lake.list_files(PARTITION)) == sorted(
         [*lake.current_files(PARTITION), f"{PARTITION}/_manifest.json"]
     )
+    assert read_current(lake) == {"a.txt": b"v3"}
 
 
 def test_a_failed_write_leaves_the_previous_version_visible_and_no_partial_files(lake: Lake) -> None:

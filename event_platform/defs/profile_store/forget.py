@@ -4,7 +4,8 @@ Who: an e-mail address (matched through its pseudonym, `user_email_key`) or a De
 1. Find the person's events in `profile_store/events` (every partition): their keys, scopes, TrackIds.
 2. Delete each at the vendor (`DELETE api/v2.0/TrackEvents/{scope}/{TrackId}`; 404 = already gone).
    This comes first: if it fails, the lake still holds what a re-run needs to find the events again.
-3. Rewrite, through `lake.write_partition` (atomic), every partition that holds them:
+3. Rewrite, through `lake.write_partition` (atomic), every partition that holds them, deleting the
+   replaced versions at once (`ERASE_AT_ONCE`) rather than keeping them for readers as re-runs do:
    - every Parquet table in the lake (profile_store/events and anything derived from it, such as
      warehouse/events): rows whose string columns hold one of the events' keys or the e-mail pseudonym;
    - raw/profile_store pages: events whose key is one of those, or whose own User.Email / DeviceId is
@@ -20,6 +21,7 @@ Nothing here logs or returns the e-mail address itself.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -40,6 +42,9 @@ from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import partition_keys, partition_path, quarantine_path, raw_path
 from event_platform.lake.publish import MANIFEST_NAME, Manifest, ManifestFile
 from event_platform.staging import gzip_lines
+
+ERASE_AT_ONCE = dt.timedelta(0)
+"""Forgotten data must not outlive the rewrite, even for a reader mid-scan."""
 
 PER_FILE_COUNTS = ("events", "lines")
 FORGOTTEN = "forgotten_events"
@@ -82,6 +87,8 @@ class ForgetReport:
     vendor_deleted: int = 0
     vendor_unknown: int = 0
     vendor_without_track_id: int = 0
+    replaced_files_deleted: int = 0
+    """Files of replaced partition versions, kept for readers, deleted before the search."""
     parquet_rows: dict[str, int] = field(default_factory=dict)
     """Lake partition directory -> rows removed."""
     raw_events: dict[str, int] = field(default_factory=dict)
@@ -125,6 +132,8 @@ def forget(
     log: Callable[[str], None] = lambda message: None,
 ) -> ForgetReport:
     report = ForgetReport()
+    # Versions kept for readers of re-materialized partitions may hold the person too: they go first.
+    report.replaced_files_deleted = drop_replaced_versions(lake)
     found = find_events(lake, person)
     report.events_found = len(found)
     log(f"Found {len(found)} Profile Store event(s) of {person.description}.")
@@ -140,6 +149,12 @@ def forget(
         republish(lake, warehouse)
         report.warehouse += "; catalog re-published"
     return report
+
+
+def drop_replaced_versions(lake: Lake) -> int:
+    """Delete every partition's kept replaced versions (see `lake.publish`); how many files."""
+    manifests = [path for path in lake.list_files("") if path.rpartition("/")[2] == MANIFEST_NAME]
+    return sum(lake.drop_replaced(path.rpartition("/")[0]) for path in manifests)
 
 
 # ---- Parquet tables ------------------------------------------------------------------------------
@@ -187,7 +202,7 @@ def remove_from_parquet_tables(lake: Lake, identifiers: set[str]) -> dict[str, i
 def _rewrite_parquet_partition(
     lake: Lake, directory: str, manifest: Manifest, values: pa.Array, removed: int
 ) -> None:
-    with lake.write_partition(directory) as partition:
+    with lake.write_partition(directory, keep_replaced_for=ERASE_AT_ONCE) as partition:
         for entry in manifest.files:
             source = pq.ParquetFile(lake.open_input_file(f"{directory}/{entry.path}"))
             with partition.open(entry.name, **entry.extra) as stream:
@@ -272,7 +287,7 @@ def _rewrite_line_partition(
     total = sum(belongs(line) for entry in manifest.files for line in lines(entry))
     if not total:
         return 0
-    with lake.write_partition(directory) as partition:
+    with lake.write_partition(directory, keep_replaced_for=ERASE_AT_ONCE) as partition:
         for entry in manifest.files:
             kept = [line for line in lines(entry) if not belongs(line)]
             # Per-file counts (events=, lines=) follow what is kept.

@@ -73,6 +73,7 @@ def forget_person(
             "vendor_deleted": dg.MetadataValue.int(report.vendor_deleted),
             "vendor_unknown": dg.MetadataValue.int(report.vendor_unknown),
             "vendor_without_track_id": dg.MetadataValue.int(report.vendor_without_track_id),
+            "replaced_files_deleted": dg.MetadataValue.int(report.replaced_files_deleted),
             "parquet_rows_removed": dg.MetadataValue.json(report.parquet_rows),
             "raw_events_removed": dg.MetadataValue.json(report.raw_events),
             "quarantine_lines_removed": dg.MetadataValue.json(report.quarantine_lines),

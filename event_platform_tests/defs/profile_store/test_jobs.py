@@ -25,6 +25,7 @@ from event_platform.lake.layout import partition_path, quarantine_path, raw_path
 from event_platform.sandbox.profile_store import ProfileStoreSandbox
 from event_platform.sandbox.world import World
 from event_platform.staging import gzip_lines, publish_quarantine, raw_files
+from event_platform_tests.defs.profile_store.test_assets import lake_texts
 
 DAYS = ("2026-11-01", "2026-11-02")
 KEY = "test-pseudonym-key"
@@ -86,12 +87,18 @@ def test_forgetting_removes_the_person_everywhere_and_nothing_else(
     lake = lake_resource.lake()
     for day in DAYS:
         assert land(sandbox, lake_resource, day)
+    # A re-run leaves the replaced version of the day in the lake for its readers: it holds them too.
+    assert land(sandbox, lake_resource, DAYS[0])
     before = typed_rows(lake)
     warehouse = tmp_path / "warehouse.duckdb"
     plant_derived_data(lake, warehouse, before)
 
     email = sandbox.events_on(dt.date(2026, 11, 1))[0]["User"]["Email"]
     email_key = Pseudonymiser(KEY).email(email)
+    # A partition whose current version no longer holds them, but whose replaced one, kept, does.
+    stale = partition_path("warehouse/experiment_exposures", DAYS[0])
+    for person_key in (email_key, "someone-else"):
+        write_parquet_partition(lake, stale, pa.table({"person_key": [person_key]}).to_reader())
     theirs = [row for row in before if row["user_email_key"] == email_key]
     others = [row for row in before if row["user_email_key"] != email_key]
     assert theirs and others
@@ -138,6 +145,8 @@ def test_forgetting_removes_the_person_everywhere_and_nothing_else(
     quarantined = list(gzip_lines(lake, lake.current_files(quarantine)))
     assert quarantined == untypable[1:]
     assert (lake.read_manifest(quarantine) or pytest.fail("no quarantine")).metadata["lines"] == 1
+    # No file anywhere in the lake, current or kept for readers, still holds their pseudonym.
+    assert not [path for path, text in lake_texts(lake) if email_key in text]
     # The warehouse: their row gone from the base table, the catalog's views re-pointed.
     with duckdb.connect(str(warehouse), read_only=True) as connection:
         keys = {key for (key,) in connection.execute("SELECT person_key FROM people_marts").fetchall()}
@@ -152,6 +161,7 @@ def test_forgetting_removes_the_person_everywhere_and_nothing_else(
     metadata = output.event_specific_data.metadata  # type: ignore[union-attr]
     assert metadata["events_found"].value == len(theirs)
     assert metadata["vendor_deleted"].value == len(sandbox.deleted)
+    assert metadata["replaced_files_deleted"].value >= 1
     removed = metadata["parquet_rows_removed"].value
     assert removed[partition_path("warehouse/events", DAYS[0])] == len(theirs)
     assert sum(removed.values()) == 2 * len(theirs)  # profile_store/events and the derived table
