@@ -23,12 +23,13 @@ def write_parquet_partition(lake: Lake, directory: str, batches: pa.RecordBatchR
     """Stream batches into one Parquet file of a new partition version; returns (rows, bytes)."""
     rows = 0
     with lake.write_partition(directory) as partition:
-        with partition.open(PARQUET_FILE) as stream:
-            writer = pq.ParquetWriter(stream, batches.schema, compression="zstd")
+        with (
+            partition.open(PARQUET_FILE) as stream,
+            pq.ParquetWriter(stream, batches.schema, compression="zstd") as writer,
+        ):
             for group in row_groups(batches):
                 writer.write_table(group)
                 rows += group.num_rows
-            writer.close()
         partition.metadata["rows"] = rows
     manifest = lake.read_manifest(directory)
     return rows, manifest.total_bytes if manifest else 0
