@@ -6,9 +6,14 @@ in one run (day by day inside it), so a 90-day backfill of the warehouse is a si
 and one writer at a time.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
+import pyarrow as pa
+
+from event_platform.retry import RETRYABLE_EXCEPTIONS, RetriesExhaustedError
 
 SOURCE_RETRY_POLICY = dg.RetryPolicy(
     max_retries=3,
@@ -18,8 +23,8 @@ SOURCE_RETRY_POLICY = dg.RetryPolicy(
 )
 """On every source asset: 1, 2 and 4 minutes (±jitter) between attempts. The clients already retry
 single requests (event_platform.retry); this covers what outlasts them: a vendor outage of minutes, a
-token refreshed on the next attempt, a lost worker. A failure no retry can mend (a missing setting)
-raises a Failure that allows no retries."""
+token refreshed on the next attempt, a lost worker. The assets' bodies run under `only_outages_retry`,
+so a failure no retry can mend (a refused key, a corrupt file, a missing setting) fails at once."""
 
 PER_DAY_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
 """For an asset that handles one day per run (a vendor request per day): one run per day."""
@@ -33,3 +38,37 @@ SOURCE_ASSET: dict[str, Any] = {
     "backfill_policy": PER_DAY_BACKFILL_POLICY,
 }
 """The policies every source asset passes to `@asset(**SOURCE_ASSET, ...)`."""
+
+
+OUTAGES: tuple[type[BaseException], ...] = (
+    RetriesExhaustedError,
+    *RETRYABLE_EXCEPTIONS,
+    ConnectionError,
+    TimeoutError,
+)
+"""What may pass if the step runs again later: a vendor outage that outlasted the client's own retries,
+a dropped connection, a timeout."""
+
+
+@contextmanager
+def only_outages_retry() -> Iterator[None]:
+    """Wrap a source asset's body: `SOURCE_RETRY_POLICY` retries an outage, and any other error (a key
+    refused, a corrupt export, a schema that changed, a bug) fails the step at once, as a Failure that
+    allows no retries, instead of three more attempts minutes apart that would fail the same way."""
+    try:
+        yield
+    except (*OUTAGES, dg.Failure):
+        raise
+    except Exception as error:
+        raise dg.Failure(description=f"{type(error).__name__}: {error}", allow_retries=False) from error
+
+
+def only_outages_retry_while_reading(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
+    """`reader`'s rows, read under `only_outages_retry`: the IO manager reads an asset's stream after
+    its body has returned, and a corrupt file found then must fail at once too."""
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        with only_outages_retry():
+            yield from reader
+
+    return pa.RecordBatchReader.from_batches(reader.schema, batches())

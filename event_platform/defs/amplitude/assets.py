@@ -20,7 +20,11 @@ from event_platform.defs.amplitude.resources import AmplitudeResource
 from event_platform.defs.amplitude.transform import SOURCE, TransformSummary, read_events
 from event_platform.lake.io_manager import LakeResource
 from event_platform.partitions import daily_partitions
-from event_platform.policies import SOURCE_ASSET
+from event_platform.policies import (
+    SOURCE_ASSET,
+    only_outages_retry,
+    only_outages_retry_while_reading,
+)
 
 
 @asset(
@@ -36,7 +40,7 @@ def raw_export(
     context: AssetExecutionContext, amplitude: AmplitudeResource, lake: LakeResource
 ) -> MaterializeResult:
     day = dt.date.fromisoformat(context.partition_key)
-    with tempfile.TemporaryDirectory(prefix="amplitude-export-") as tmp_dir:
+    with only_outages_retry(), tempfile.TemporaryDirectory(prefix="amplitude-export-") as tmp_dir:
         landed = land_export(amplitude.client(), day, lake.lake(), tmp_dir=Path(tmp_dir))
     context.log.info("Landed %d members (%d lines) of %s in %d requests", landed.files, landed.lines, day,
                      landed.requests)  # fmt: skip
@@ -55,13 +59,14 @@ def raw_export(
     "that cannot be typed are kept byte-for-byte under quarantine/amplitude/events/date=D/.",
 )
 def events(context: AssetExecutionContext, lake: LakeResource) -> Output[pa.RecordBatchReader]:
-    typed = read_events(lake.lake(), context.partition_key)
+    with only_outages_retry():
+        typed = read_events(lake.lake(), context.partition_key)
     summary = typed.summary
     if summary.quarantined:
         context.log.warning(
             "Quarantined %d lines of %s that could not be typed", summary.quarantined, summary.day
         )
-    return Output(typed.reader, metadata=events_metadata(summary))
+    return Output(only_outages_retry_while_reading(typed.reader), metadata=events_metadata(summary))
 
 
 def landing_metadata(landed: LandingResult) -> dict[str, Any]:

@@ -25,7 +25,11 @@ from event_platform.defs.optimizely.resources import OptimizelyResource
 from event_platform.defs.optimizely.schema import E3_TYPES, E3Type
 from event_platform.lake.io_manager import LakeResource
 from event_platform.partitions import daily_partitions
-from event_platform.policies import SOURCE_ASSET
+from event_platform.policies import (
+    SOURCE_ASSET,
+    only_outages_retry,
+    only_outages_retry_while_reading,
+)
 
 SOURCE = "optimizely"
 
@@ -46,23 +50,31 @@ def e3_asset(e3: E3Type) -> AssetsDefinition:
     def e3_day(
         context: AssetExecutionContext, optimizely: OptimizelyResource, lake: LakeResource
     ) -> Iterator[Output[Any] | AssetCheckResult]:
-        day = dt.date.fromisoformat(context.partition_key)
-        store = lake.lake()
-        client = optimizely.client()
-        landing = land_day(client, store, e3, day)
-        context.log.info("Landed %d parts (%d B) of %s %s", len(landing.parts), landing.bytes, e3.name, day)
-        try:
-            typed = type_day(store, landing)
-        except SchemaMismatchError:
+        with only_outages_retry():
+            day = dt.date.fromisoformat(context.partition_key)
+            store = lake.lake()
+            client = optimizely.client()
+            landing = land_day(client, store, e3, day)
+            context.log.info(
+                "Landed %d parts (%d B) of %s %s", len(landing.parts), landing.bytes, e3.name, day
+            )
+            try:
+                typed = type_day(store, landing)
+            except SchemaMismatchError:
+                yield checks.schema_matches_e3(landing)
+                raise
+            if landing.extra_columns:
+                context.log.warning(
+                    "E3 %s %s has extra vendor columns %s", e3.name, day, landing.extra_columns
+                )
+            yield Output(
+                only_outages_retry_while_reading(typed.reader),
+                metadata=day_metadata(landing, typed, store.uri(landing.raw_dir)),
+            )
+            yield checks.files_landed(landing)
+            yield checks.rows_reconcile(landing, typed)
             yield checks.schema_matches_e3(landing)
-            raise
-        if landing.extra_columns:
-            context.log.warning("E3 %s %s has extra vendor columns %s", e3.name, day, landing.extra_columns)
-        yield Output(typed.reader, metadata=day_metadata(landing, typed, store.uri(landing.raw_dir)))
-        yield checks.files_landed(landing)
-        yield checks.rows_reconcile(landing, typed)
-        yield checks.schema_matches_e3(landing)
-        yield checks.success_marker(landing, dt.datetime.now(dt.UTC).date())
+            yield checks.success_marker(landing, dt.datetime.now(dt.UTC).date())
 
     return e3_day
 

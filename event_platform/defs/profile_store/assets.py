@@ -17,7 +17,11 @@ from event_platform.defs.profile_store.resources import ProfileStoreResource
 from event_platform.lake.io_manager import LakeResource
 from event_platform.lake.layout import raw_path
 from event_platform.partitions import daily_partitions
-from event_platform.policies import SOURCE_ASSET
+from event_platform.policies import (
+    SOURCE_ASSET,
+    only_outages_retry,
+    only_outages_retry_while_reading,
+)
 from event_platform.staging_metadata import day_metadata
 
 PREVIEW_COLUMNS = ("event_time", "event_type", "device_id", "user_email_key", "page_uri", "payload")
@@ -40,22 +44,26 @@ PREVIEW_COLUMNS = ("event_time", "event_type", "device_id", "user_email_key", "p
 def events(
     context: AssetExecutionContext, profile_store: ProfileStoreResource, lake: LakeResource
 ) -> Iterator[Output[pa.RecordBatchReader]]:
-    day = context.partition_key
-    store = lake.lake()
-    client = profile_store.client()
-    landed = landing.land_day(client, profile_store.pseudonymiser(), store, day)
-    context.log.info(
-        f"Landed {landed.events} events of {day} in {landed.pages} pages with {client.stats.requests} "
-        f"requests ({client.stats.windows_split} window splits); the API reported "
-        f"{client.stats.total_reported}."
-    )
-    with tempfile.TemporaryDirectory(prefix="profile-store-events-") as work_dir:
-        staged, stats = staging.stage_day(landing.STAGING, store, day, Path(work_dir))
-        if stats.quarantined:
-            context.log.warning(f"{stats.quarantined} event(s) of {day} were untypable: quarantined")
-        reader = staging.deduplicate(landing.STAGING, staged, Path(work_dir), stats)
-        # The IO manager consumes the reader while this generator is suspended, before the staging goes.
-        yield Output(reader, metadata=describe(landed, stats, store.uri(raw_path(landing.SOURCE, day))))
+    with only_outages_retry():
+        day = context.partition_key
+        store = lake.lake()
+        client = profile_store.client()
+        landed = landing.land_day(client, profile_store.pseudonymiser(), store, day)
+        context.log.info(
+            f"Landed {landed.events} events of {day} in {landed.pages} pages with {client.stats.requests} "
+            f"requests ({client.stats.windows_split} window splits); the API reported "
+            f"{client.stats.total_reported}."
+        )
+        with tempfile.TemporaryDirectory(prefix="profile-store-events-") as work_dir:
+            staged, stats = staging.stage_day(landing.STAGING, store, day, Path(work_dir))
+            if stats.quarantined:
+                context.log.warning(f"{stats.quarantined} event(s) of {day} were untypable: quarantined")
+            reader = staging.deduplicate(landing.STAGING, staged, Path(work_dir), stats)
+            # The IO manager consumes the reader while this generator is suspended, before the staging goes.
+            yield Output(
+                only_outages_retry_while_reading(reader),
+                metadata=describe(landed, stats, store.uri(raw_path(landing.SOURCE, day))),
+            )
 
 
 def describe(landed: landing.Landing, stats: staging.DayStats, raw_uri: str) -> dict[str, MetadataValue]:

@@ -14,7 +14,11 @@ from event_platform import staging
 from event_platform.defs.tracking import landed
 from event_platform.lake.io_manager import LakeResource
 from event_platform.partitions import daily_partitions
-from event_platform.policies import SOURCE_ASSET
+from event_platform.policies import (
+    SOURCE_ASSET,
+    only_outages_retry,
+    only_outages_retry_while_reading,
+)
 from event_platform.staging_metadata import day_metadata
 
 PREVIEW_COLUMNS = ("time", "event_type", "anon_username", "course_slug", "event_data")
@@ -33,16 +37,19 @@ PREVIEW_COLUMNS = ("time", "event_type", "anon_username", "course_slug", "event_
     "Lines that cannot be typed are quarantined in quarantine/tracking/events/.",
 )
 def events(context: AssetExecutionContext, lake: LakeResource) -> Iterator[Output[pa.RecordBatchReader]]:
-    day = context.partition_key
-    with tempfile.TemporaryDirectory(prefix="tracking-events-") as work_dir:
-        staged, stats = staging.stage_day(landed.STAGING, lake.lake(), day, Path(work_dir))
-        if stats.landed_files == 0:
-            context.log.warning(f"No tracking events landed for {day}: the partition is empty.")
-        if stats.quarantined:
-            context.log.warning(f"{stats.quarantined} landed line(s) of {day} were untypable: quarantined")
-        reader = staging.deduplicate(landed.STAGING, staged, Path(work_dir), stats)
-        # The IO manager consumes the reader while this generator is suspended, before the staging goes.
-        yield Output(reader, metadata=describe(stats))
+    with only_outages_retry():
+        day = context.partition_key
+        with tempfile.TemporaryDirectory(prefix="tracking-events-") as work_dir:
+            staged, stats = staging.stage_day(landed.STAGING, lake.lake(), day, Path(work_dir))
+            if stats.landed_files == 0:
+                context.log.warning(f"No tracking events landed for {day}: the partition is empty.")
+            if stats.quarantined:
+                context.log.warning(
+                    f"{stats.quarantined} landed line(s) of {day} were untypable: quarantined"
+                )
+            reader = staging.deduplicate(landed.STAGING, staged, Path(work_dir), stats)
+            # The IO manager consumes the reader while this generator is suspended, before the staging goes.
+            yield Output(only_outages_retry_while_reading(reader), metadata=describe(stats))
 
 
 def describe(stats: staging.DayStats) -> dict[str, MetadataValue]:
