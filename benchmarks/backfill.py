@@ -114,12 +114,13 @@ def summary(outcome: BackfillOutcome) -> dict[str, Any]:
 def materialize(keys: list[dg.AssetKey], partition: str, environment: dict[str, str]) -> None:
     """`dagster asset materialize` of `keys`: one day, or `first...last` as a single run."""
     option = "--partition-range" if "..." in partition else "--partition"
-    subprocess.run(
-        [str(BIN / "dagster"), "asset", "materialize", "-m", "event_platform.definitions",
-         "--select", ",".join(key.to_user_string() for key in keys), option, partition],
-        cwd=REPO, env={**os.environ, **environment}, check=True, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    log = WORK / "backfill" / f"materialize-{partition}.log"
+    with log.open("wb") as output:
+        subprocess.run(
+            [str(BIN / "dagster"), "asset", "materialize", "-m", "event_platform.definitions",
+             "--select", ",".join(key.to_user_string() for key in keys), option, partition],
+            cwd=REPO, env={**os.environ, **environment}, check=True, stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
 
 
 def cli_runs(
@@ -179,19 +180,22 @@ def main() -> None:
         with running_daemon(WORKSPACE, environment, WORK / "backfill" / "daemon.log"):
             backfill_id = submit_asset_backfill(instance, graph, everything, keys, "benchmark")
             outcome = follow_backfill(instance, backfill_id, timeout_seconds=TIMEOUT_SECONDS)
-        results["plans"]["asset_backfill"] = summary(outcome)
+        record(results, "asset_backfill", summary(outcome))
         print("warehouse_single_run …", flush=True)
-        results["plans"]["warehouse_single_run"] = cli_runs(
-            instance, warehouse_daily, [f"{keys[0]}...{keys[-1]}"], environment, parallel=1
-        )
+        single = cli_runs(instance, warehouse_daily, [f"{keys[0]}...{keys[-1]}"], environment, parallel=1)
+        record(results, "warehouse_single_run", single)
         print("warehouse_per_partition …", flush=True)
-        results["plans"]["warehouse_per_partition"] = cli_runs(
-            instance, warehouse_daily, keys, environment, parallel=os.cpu_count() or 1
-        )
-    print(json.dumps(results["plans"], indent=2))
+        per_day = cli_runs(instance, warehouse_daily, keys, environment, parallel=os.cpu_count() or 1)
+        record(results, "warehouse_per_partition", per_day)
+    print(f"Wrote {RESULTS}")
+
+
+def record(results: dict[str, Any], plan: str, measured: dict[str, Any]) -> None:
+    """Keep a plan's numbers, written at once: an interrupted benchmark still leaves what it measured."""
+    results["plans"][plan] = measured
+    print(json.dumps(measured, indent=2), flush=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"Wrote {RESULTS}")
 
 
 if __name__ == "__main__":
