@@ -29,6 +29,7 @@ from dagster._core.storage.tags import (
     PARTITION_NAME_TAG,
 )
 from dagster._core.utils import make_new_backfill_id
+from sqlalchemy.exc import OperationalError
 
 TERMINAL = {
     # A job backfill (`dagster job backfill`) is COMPLETED once its runs are queued; its runs are followed.
@@ -111,13 +112,21 @@ def follow_backfill(
     """Wait for the backfill to end, then time each of its runs."""
     started = time.monotonic()
     runs_filter = RunsFilter(tags={"dagster/backfill": backfill_id})
+    unfinished = RunsFilter(tags=runs_filter.tags, statuses=list(NOT_FINISHED_STATUSES))
     while True:
-        backfill = instance.get_backfill(backfill_id)
+        try:
+            backfill = instance.get_backfill(backfill_id)
+            running = bool(backfill) and bool(instance.get_runs(filters=unfinished, limit=1))
+        except OperationalError as error:
+            # A local (SQLite) instance is written by the daemon and every run at once: a poll that
+            # finds it locked looks again at the next one; only the observer waits.
+            if "locked" not in str(error):
+                raise
+            time.sleep(poll_seconds)
+            continue
         if backfill is None:
             raise LookupError(f"No backfill {backfill_id} in this instance.")
-        if backfill.status in TERMINAL and not instance.get_runs(
-            filters=RunsFilter(tags=runs_filter.tags, statuses=list(NOT_FINISHED_STATUSES)), limit=1
-        ):
+        if backfill.status in TERMINAL and not running:
             break
         if time.monotonic() - started > timeout_seconds:
             raise BackfillTimeoutError(
