@@ -24,6 +24,7 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect, sync_playwright
 
 from event_platform_tests.conftest import REPO
+from event_platform_tests.debian import PackageUnavailable, apt_install
 from event_platform_tests.deploy.postgres import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -40,18 +41,12 @@ RUN_SECONDS = 120
 
 
 def ensure_chromium() -> Path:
-    """Debian's chromium, installed with apt-get when absent (we run as root); skip where it can't be."""
-    if CHROMIUM.exists():
-        return CHROMIUM
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip(f"{CHROMIUM} is missing and apt-get is not usable here (not root?)")
-    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"]
-    if subprocess.run(install, env=environment, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=environment, capture_output=True)
-        done = subprocess.run(install, env=environment, capture_output=True, text=True)
-        if done.returncode != 0:
-            pytest.skip(f"apt-get install chromium failed: {done.stderr.strip()[-300:]}")
+    """Debian's chromium, installed when absent; skip where it can't be."""
+    if not CHROMIUM.exists():
+        try:
+            apt_install("chromium")
+        except PackageUnavailable as unavailable:
+            pytest.skip(str(unavailable))
     return CHROMIUM
 
 

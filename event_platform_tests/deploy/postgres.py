@@ -16,11 +16,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from event_platform_tests.debian import PackageUnavailable, apt_install
+
 POSTGRES_ROOT = Path("/usr/lib/postgresql")
 
 
-class PostgresUnavailable(RuntimeError):
-    """PostgreSQL is not installed and could not be installed here."""
+class PostgresUnavailable(PackageUnavailable):
+    """PostgreSQL is installed but not usable as the tests need it."""
 
 
 @dataclass(frozen=True)
@@ -41,15 +43,7 @@ def ensure_installed() -> Path:
     binaries = server_binaries()
     if binaries:
         return binaries
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise PostgresUnavailable("PostgreSQL is not installed and apt-get is not usable (not root?).")
-    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"]
-    if subprocess.run(install, env=environment, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=environment, capture_output=True)
-        done = subprocess.run(install, env=environment, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise PostgresUnavailable(f"apt-get install postgresql failed: {done.stderr.strip()[-500:]}")
+    apt_install("postgresql")
     binaries = server_binaries()
     if not binaries:
         raise PostgresUnavailable(f"apt-get installed postgresql but no initdb is under {POSTGRES_ROOT}.")

@@ -15,7 +15,8 @@ from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 
 from event_platform_tests.conftest import REPO
-from event_platform_tests.deploy.postgres import PostgresServer, PostgresUnavailable, running_server
+from event_platform_tests.debian import PackageUnavailable
+from event_platform_tests.deploy.postgres import PostgresServer, running_server
 
 PRODUCTION_INSTANCE = REPO / "deploy" / "dagster.postgres.yaml"
 LOGS_BUCKET = "dagster-compute-logs"
@@ -26,7 +27,7 @@ def postgres() -> Iterator[PostgresServer]:
     try:
         with running_server() as server:
             yield server
-    except PostgresUnavailable as unavailable:
+    except PackageUnavailable as unavailable:
         pytest.skip(f"No PostgreSQL server for the production-instance test: {unavailable}")
 
 
