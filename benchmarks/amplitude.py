@@ -23,7 +23,6 @@ import gzip
 import json
 import multiprocessing
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -31,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import machine
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "amplitude"
@@ -198,17 +199,12 @@ def main() -> None:
     parser.add_argument("--python-sample-events", type=int, default=300_000)
     arguments = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
-    load_before = os.getloadavg()
+    load_before = os.getloadavg()[0]
     runs = [run_size(events, arguments.python_sample_events) for events in arguments.events]
     result = {
         "benchmark": "amplitude: a landed day (gzip NDJSON members) to typed, deduplicated Parquet",
         "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "system": platform.platform(),
-            "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-        },
+        "machine": machine.describe(load_before),
         "runs": runs,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

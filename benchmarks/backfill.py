@@ -24,7 +24,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -47,6 +46,8 @@ from event_platform.defs.operations.backfill import (
 from event_platform.policies import RANGE_BACKFILL_POLICY as RANGE
 from event_platform.sandbox.runner import Sandbox
 from event_platform.sandbox.world import World
+
+import machine
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -159,6 +160,7 @@ def main() -> None:
     )
     parser.add_argument("--days", type=int, default=30)
     arguments = parser.parse_args()
+    load_before = os.getloadavg()[0]
     today = dt.datetime.now(dt.UTC).date()
     days = [today - dt.timedelta(days=back) for back in range(arguments.days, 0, -1)]
     keys = [day.isoformat() for day in days]
@@ -171,11 +173,7 @@ def main() -> None:
             "amplitude_events_per_day": AMPLITUDE_EVENTS_PER_DAY,
             "profile_store_events_per_day": PROFILE_STORE_EVENTS_PER_DAY,
         },
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        "machine": machine.describe(load_before),
         "plans": {},
     }
     graph, everything, warehouse_daily = asset_keys()

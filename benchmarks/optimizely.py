@@ -20,12 +20,13 @@ import datetime as dt
 import json
 import multiprocessing
 import os
-import platform
 import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import machine
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "optimizely"
@@ -133,6 +134,7 @@ def main() -> None:
     options.add_argument("--people", type=int, default=100_000, help="world size (a third is active per day)")
     options.add_argument("--rows-per-part", type=int, default=25_000, help="rows per Spark part file")
     arguments = options.parse_args()
+    load_before = os.getloadavg()[0]
 
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
@@ -148,11 +150,7 @@ def main() -> None:
     results = {
         "benchmark": "optimizely E3: one date of decisions + conversions, loaded vs plainly copied",
         "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "system": platform.platform(),
-        },
+        "machine": machine.describe(load_before),
         "data": {
             "people": arguments.people,
             "rows_per_part": arguments.rows_per_part,

@@ -18,7 +18,7 @@ import datetime as dt
 import json
 import math
 import multiprocessing
-import platform
+import os
 import shutil
 import time
 from multiprocessing.connection import Connection
@@ -36,6 +36,8 @@ from event_platform.lake.filesystem import Lake
 from event_platform.retry import NO_WAIT
 from event_platform.sandbox.profile_store import Burst, ProfileStoreSandbox
 from event_platform.sandbox.world import World
+
+import machine
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "profile_store"
@@ -127,6 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--page-size", type=int, default=1000)
     arguments = parser.parse_args()
+    load_before = os.getloadavg()[0]
     page_size = arguments.page_size
     results: list[dict[str, Any]] = []
     for name, options in SCENARIOS.items():
@@ -174,7 +177,7 @@ def main() -> None:
             {
                 "benchmark": "profile_store",
                 "command": f".venv/bin/python benchmarks/profile_store.py --page-size {page_size}",
-                "machine": {"python": platform.python_version(), "cpus": multiprocessing.cpu_count()},
+                "machine": machine.describe(load_before),
                 "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "note": "events/s of the read is bounded by the emulator (Python, one process) serving JSON",
                 "reading": results,

@@ -19,7 +19,6 @@ import gzip
 import json
 import multiprocessing
 import os
-import platform
 import shutil
 import socket
 import statistics
@@ -32,6 +31,8 @@ from event_platform.defs.tracking.collector import IDENTITY_HEADER, Collector, C
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import raw_path
 from event_platform.sandbox.loopback import serve
+
+import machine
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "tracking"
@@ -235,7 +236,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=50_000, help="event budget per scenario")
     parser.add_argument("--seconds", type=float, default=20.0, help="time budget per scenario")
     arguments = parser.parse_args()
-    load_before = round(os.getloadavg()[0], 2)  # other work on the machine skews the numbers
+    load_before = os.getloadavg()[0]
     outcomes = []
     for scenario in SCENARIOS:
         outcome = measure(scenario, arguments.events, arguments.seconds)
@@ -251,12 +252,7 @@ def main() -> None:
             {
                 "benchmark": "tracking collector: events accepted and durably landed, ack latency",
                 "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "system": platform.platform(),
-                    "load_average_1m_before": load_before,
-                },
+                "machine": machine.describe(load_before),
                 "budget": {"events": arguments.events, "seconds": arguments.seconds},
                 "collector": {"flush_age_seconds": FLUSH_AGE_SECONDS, "lake": "local disk"},
                 "results": [asdict(outcome) for outcome in outcomes],

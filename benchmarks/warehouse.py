@@ -22,7 +22,6 @@ import datetime as dt
 import json
 import multiprocessing
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -42,6 +41,8 @@ from event_platform.defs.warehouse.identity import IdentityMap
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import partition_path
 from event_platform.lake.parquet import write_parquet_partition
+
+import machine
 
 RESULTS_FILE = Path(__file__).parent / "results" / "warehouse.json"
 FIRST_DAY = dt.date(2025, 3, 1)
@@ -242,6 +243,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=10)
     parser.add_argument("--rows-per-day", type=int, default=1_000_000)
     arguments = parser.parse_args()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="warehouse-bench-") as directory:
         root = str(Path(directory) / "lake")
         lake = Lake.from_uri(root)
@@ -266,7 +268,7 @@ def main() -> None:
             results_runs.append(run)
     report = {
         "benchmark": "warehouse experiment pipeline",
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": 2},
+        "machine": machine.describe(load_before),
         "engine": {"memory_limit": ENGINE.memory_limit, "threads": ENGINE.threads},
         "input": {
             "days": arguments.days,
@@ -278,7 +280,6 @@ def main() -> None:
         },
         "daily_refresh": refreshes,
         "experiment_results": results_runs,
-        "load_average_at_end": list(os.getloadavg()),
         "reading": (
             "daily_refresh seconds per day stay flat as history grows (one day of decisions and events plus "
             "the attribution window's compact exposures); experiment_results grows linearly with history."
