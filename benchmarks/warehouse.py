@@ -161,36 +161,38 @@ def daily_refresh(root: str, index: int) -> dict[str, Any]:
     key = day_key(index)
     window = [day_key(i) for i in range(max(0, index - WINDOW_DAYS - 1), index + 1)]
     timings: dict[str, float] = {}
-    started, cpu = time.perf_counter(), time.process_time()
-    with Engine(ENGINE) as engine:
-        output = models.experiment_exposures(
+
+    def refresh(model: str, compute: Callable[[Engine], models.ModelOutput]) -> int:
+        """Compute `model` for the day and write it, recording its wall and CPU seconds; its rows."""
+        started, cpu = time.perf_counter(), time.process_time()
+        with Engine(ENGINE) as engine:
+            output = compute(engine)
+            rows, _ = write_parquet_partition(lake, partition_path(f"warehouse/{model}", key), output.rows)
+        timings[f"{model}_s"] = time.perf_counter() - started
+        timings[f"{model}_cpu_s"] = time.process_time() - cpu
+        return rows
+
+    refresh(
+        "experiment_exposures",
+        lambda engine: models.experiment_exposures(
             engine, IdentityMap(), dataset(lake, "optimizely/decisions", [key]), None
-        )
-        write_parquet_partition(lake, partition_path("warehouse/experiment_exposures", key), output.rows)
-    timings["experiment_exposures_s"] = time.perf_counter() - started
-    timings["experiment_exposures_cpu_s"] = time.process_time() - cpu
-    started, cpu = time.perf_counter(), time.process_time()
-    with Engine(ENGINE) as engine:
-        output = models.events(
+        ),
+    )
+    refresh(
+        "events",
+        lambda engine: models.events(
             engine, IdentityMap(), {"optimizely": dataset(lake, "optimizely/conversions", [key])}, None
-        )
-        write_parquet_partition(lake, partition_path("warehouse/events", key), output.rows)
-    timings["events_s"] = time.perf_counter() - started
-    timings["events_cpu_s"] = time.process_time() - cpu
-    started, cpu = time.perf_counter(), time.process_time()
-    with Engine(ENGINE) as engine:
-        output = models.experiment_conversions(
+        ),
+    )
+    timings["attributed_conversions"] = refresh(
+        "experiment_conversions",
+        lambda engine: models.experiment_conversions(
             engine,
             dataset(lake, "warehouse/events", [key]),
             dataset(lake, "warehouse/experiment_exposures", window),
             WINDOW_DAYS,
-        )
-        rows, _ = write_parquet_partition(
-            lake, partition_path("warehouse/experiment_conversions", key), output.rows
-        )
-    timings["experiment_conversions_s"] = time.perf_counter() - started
-    timings["experiment_conversions_cpu_s"] = time.process_time() - cpu
-    timings["attributed_conversions"] = rows
+        ),
+    )
     return timings
 
 
