@@ -31,8 +31,7 @@ def write_parquet_partition(lake: Lake, directory: str, batches: pa.RecordBatchR
                 writer.write_table(group)
                 rows += group.num_rows
         partition.metadata["rows"] = rows
-    manifest = lake.read_manifest(directory)
-    return rows, manifest.total_bytes if manifest else 0
+    return rows, sum(entry.bytes for entry in partition.files)
 
 
 def row_groups(batches: pa.RecordBatchReader) -> Iterator[pa.Table]:

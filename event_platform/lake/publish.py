@@ -76,10 +76,6 @@ class Manifest:
             replaced=[ReplacedFile(**entry) for entry in raw.get("replaced", [])],
         )
 
-    @property
-    def total_bytes(self) -> int:
-        return sum(entry.bytes for entry in self.files)
-
 
 def new_version() -> str:
     """Sortable by time, unique across concurrent writers."""
