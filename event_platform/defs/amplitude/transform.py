@@ -54,6 +54,7 @@ from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import partition_path, quarantine_path, raw_path
 from event_platform.lake.parquet import write_parquet_partition
 from event_platform.lake.publish import PartitionWriter
+from event_platform.staging import sql_text
 
 SOURCE = "amplitude"
 TABLE = "amplitude/events"
@@ -215,10 +216,6 @@ def reconciliation_record(summary: TransformSummary, raw_version: str) -> dict[s
 # --- SQL --------------------------------------------------------------------------------------------
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -233,7 +230,7 @@ def _typed_expression(column: Column, raw: str | None = None) -> str:
     """SQL typing the column's value, read as text by `read_json` (or given as the SQL `raw`)."""
     raw = raw or _identifier(column.key)
     if column.kind is Kind.TIMESTAMP:
-        formats = ", ".join(_literal(f) for f in TIMESTAMP_FORMATS)
+        formats = ", ".join(sql_text(f) for f in TIMESTAMP_FORMATS)
         return f"try_strptime({raw}, [{formats}])::TIMESTAMPTZ"
     if column.kind is Kind.JSON:
         return f"{raw}::VARCHAR"
@@ -266,7 +263,7 @@ def typed_select(raw_relation: str, carried: tuple[str, ...] = ()) -> str:
 
 
 def _read_json_columns() -> str:
-    return "{" + ", ".join(f"{_literal(c.key)}: {_literal(_raw_type(c))}" for c in COLUMNS) + "}"
+    return "{" + ", ".join(f"{sql_text(c.key)}: {sql_text(_raw_type(c))}" for c in COLUMNS) + "}"
 
 
 _REQUIRED = tuple(c for c in COLUMNS if c.key in (PRIMARY_KEY, "event_time"))
@@ -278,7 +275,7 @@ def _bad_lines_query(lines: str) -> str:
     """SQL selecting `_raw` of the lines of `lines` (`_raw`, `_text`) that typing could not keep: not
     JSON, or without the required values as the typing reads them (an array or a string has none).
     Each line is parsed twice (validate, then extract), never typed whole."""
-    paths = ", ".join(_literal(f"$.{c.key}") for c in _REQUIRED)
+    paths = ", ".join(sql_text(f"$.{c.key}") for c in _REQUIRED)
     checks = " AND ".join(
         f"{_typed_expression(c, f'_values[{i}]')} IS NOT NULL" for i, c in enumerate(_REQUIRED, start=1)
     )
@@ -340,7 +337,7 @@ def _type_members(
     con.register("members", pa.table({"path": [str(local[m.name]) for m in members],
                                       "member": [m.name for m in members]}))  # fmt: skip
     if members:
-        files = "[" + ", ".join(_literal(str(local[m.name])) for m in members) + "]"
+        files = "[" + ", ".join(sql_text(str(local[m.name])) for m in members) + "]"
         source = (
             f"(SELECT j.*, m.member AS {SOURCE_FILE} FROM read_json({files}, format='newline_delimited', "
             f"columns={_read_json_columns()}, compression='gzip', ignore_errors=true, filename=true) AS j "
@@ -464,7 +461,7 @@ def _summarise(
     quarantined: int,
 ) -> TransformSummary:
     kept = f"typed WHERE {ROW} NOT IN (SELECT {ROW} FROM dropped)"
-    day_start = _literal(f"{day} 00:00:00+00")
+    day_start = sql_text(f"{day} 00:00:00+00")
     per_bit = ", ".join(f"sum(({MALFORMED} >> {i}) & 1)" for i in range(len(_TYPED_COLUMNS)))
     ((rows, first, last, late, *per_column),) = con.sql(
         f"SELECT count(*), min(event_time), max(event_time), "

@@ -22,6 +22,7 @@ import duckdb
 
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import partition_keys, partition_path
+from event_platform.staging import sql_text
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,6 @@ def current_files(lake: Lake, table: CatalogTable) -> list[str]:
     return files
 
 
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def publish(lake: Lake, warehouse: Path, tables: tuple[CatalogTable, ...] = CATALOG_TABLES) -> PublishReport:
     """Replace the catalog's views and tables in one transaction."""
     report = PublishReport()
@@ -85,7 +82,7 @@ def publish(lake: Lake, warehouse: Path, tables: tuple[CatalogTable, ...] = CATA
                 report.empty.append(table.name)
                 continue
             if lake.is_local:
-                paths = ", ".join(_sql_string(lake.path(f)) for f in files)
+                paths = ", ".join(sql_text(lake.path(f)) for f in files)
                 hive = "true" if table.partitioned else "false"
                 connection.execute(
                     f'CREATE OR REPLACE VIEW "{table.name}" AS '
