@@ -17,11 +17,9 @@ Events/s count the day's lines. Results go to benchmarks/results/amplitude.json,
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import datetime as dt
 import gzip
 import json
-import multiprocessing
 import os
 import resource
 import shutil
@@ -31,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import machine
+from measure import cpu_seconds, describe_machine, in_fresh_process, peak_rss_mb
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "amplitude"
@@ -39,16 +37,6 @@ RESULTS = HERE / "results" / "amplitude.json"
 DAY = dt.date(2026, 11, 1)
 EVENTS_PER_PART = 50_000
 PEOPLE = 20_000
-
-
-def peak_rss_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
-    """User + system CPU time: unlike wall time, barely moved by other work on a shared machine."""
-    usage = resource.getrusage(who)
-    return usage.ru_utime + usage.ru_stime
 
 
 def land(base_url: str, api_key: str, secret_key: str, lake_root: str) -> dict[str, Any]:
@@ -97,12 +85,6 @@ def python_baseline(files: list[str], sample_events: int) -> dict[str, Any]:
         "seconds": time.perf_counter() - started, "cpu_seconds": cpu_seconds(), "lines": lines,
         "peak_rss_mb": peak_rss_mb(),
     }  # fmt: skip
-
-
-def in_fresh_process(function: Any, *arguments: Any) -> dict[str, Any]:
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-        return pool.submit(function, *arguments).result()
 
 
 def gzip_floor(files: list[str]) -> tuple[float, float]:
@@ -204,7 +186,7 @@ def main() -> None:
     result = {
         "benchmark": "amplitude: a landed day (gzip NDJSON members) to typed, deduplicated Parquet",
         "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine.describe(load_before),
+        "machine": describe_machine(load_before),
         "runs": runs,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

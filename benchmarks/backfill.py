@@ -47,7 +47,7 @@ from event_platform.policies import RANGE_BACKFILL_POLICY as RANGE
 from event_platform.sandbox.runner import Sandbox
 from event_platform.sandbox.world import World
 
-import machine
+from measure import describe_machine
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -173,7 +173,7 @@ def main() -> None:
             "amplitude_events_per_day": AMPLITUDE_EVENTS_PER_DAY,
             "profile_store_events_per_day": PROFILE_STORE_EVENTS_PER_DAY,
         },
-        "machine": machine.describe(load_before),
+        "machine": describe_machine(load_before),
         "plans": {},
     }
     graph, everything, warehouse_daily = asset_keys()

@@ -15,10 +15,8 @@ benchmarks/results/optimizely.json.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import datetime as dt
 import json
-import multiprocessing
 import os
 import shutil
 import tempfile
@@ -26,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import machine
+from measure import describe_machine, in_fresh_process, peak_rss_mb
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "optimizely"
@@ -57,7 +55,12 @@ def plain_copy(environment: dict[str, str], target: str) -> dict[str, Any]:
             destination.parent.mkdir(parents=True, exist_ok=True)
             size += client.download(part, destination)
             files += 1
-    return {"seconds": time.perf_counter() - started, "files": files, "bytes": size, **peak_memory()}
+    return {
+        "seconds": time.perf_counter() - started,
+        "files": files,
+        "bytes": size,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def e3_load(environment: dict[str, str], lake_root: str) -> dict[str, Any]:
@@ -94,22 +97,7 @@ def e3_load(environment: dict[str, str], lake_root: str) -> dict[str, Any]:
                 f"{e3.name}: {rows} rows written, expected {landing.part_rows - typed.stats.duplicates}"
             )
     rounded = {name: round(seconds, 3) for name, seconds in phases.items()}
-    return {"seconds": sum(phases.values()), "phase_seconds": rounded, **totals, **peak_memory()}
-
-
-def peak_memory() -> dict[str, float]:
-    """This process's peak resident memory. VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec,
-    so a spawned child would report its parent's peak."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return {"peak_rss_mb": round(int(line.split()[1]) / 1024, 1)}
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
-def in_fresh_process(function: Any, *arguments: Any) -> dict[str, Any]:
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(function, *arguments).result()
+    return {"seconds": sum(phases.values()), "phase_seconds": rounded, **totals, "peak_rss_mb": peak_rss_mb()}
 
 
 def rates(measured: dict[str, Any], rows: int) -> dict[str, Any]:
@@ -150,7 +138,7 @@ def main() -> None:
     results = {
         "benchmark": "optimizely E3: one date of decisions + conversions, loaded vs plainly copied",
         "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine.describe(load_before),
+        "machine": describe_machine(load_before),
         "data": {
             "people": arguments.people,
             "rows_per_part": arguments.rows_per_part,

@@ -37,7 +37,7 @@ from event_platform.retry import NO_WAIT
 from event_platform.sandbox.profile_store import Burst, ProfileStoreSandbox
 from event_platform.sandbox.world import World
 
-import machine
+from measure import describe_machine
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "profile_store"
@@ -177,7 +177,7 @@ def main() -> None:
             {
                 "benchmark": "profile_store",
                 "command": f".venv/bin/python benchmarks/profile_store.py --page-size {page_size}",
-                "machine": machine.describe(load_before),
+                "machine": describe_machine(load_before),
                 "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "note": "events/s of the read is bounded by the emulator (Python, one process) serving JSON",
                 "reading": results,

@@ -32,7 +32,7 @@ from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import raw_path
 from event_platform.sandbox.loopback import serve
 
-import machine
+from measure import describe_machine
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "tracking"
@@ -252,7 +252,7 @@ def main() -> None:
             {
                 "benchmark": "tracking collector: events accepted and durably landed, ack latency",
                 "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "machine": machine.describe(load_before),
+                "machine": describe_machine(load_before),
                 "budget": {"events": arguments.events, "seconds": arguments.seconds},
                 "collector": {"flush_age_seconds": FLUSH_AGE_SECONDS, "lake": "local disk"},
                 "results": [asdict(outcome) for outcome in outcomes],

@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import multiprocessing
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -42,7 +40,7 @@ from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import partition_path
 from event_platform.lake.parquet import write_parquet_partition
 
-import machine
+from measure import cpu_seconds, describe_machine, in_fresh_process, peak_rss_mb
 
 RESULTS_FILE = Path(__file__).parent / "results" / "warehouse.json"
 FIRST_DAY = dt.date(2025, 3, 1)
@@ -214,29 +212,19 @@ def experiment_results(root: str, days: int) -> dict[str, Any]:
     }
 
 
-def _child(function: Callable[..., dict[str, Any]], args: tuple[Any, ...], queue: Any) -> None:
+def timed(function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """`function(*args)` with its wall and CPU time (CPU includes the interpreter's start) and peak RSS."""
     started = time.perf_counter()
     outcome = function(*args)
-    outcome["seconds"] = round(time.perf_counter() - started, 3)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    # CPU seconds too: wall time on a shared 2-core machine depends on its neighbours.
-    outcome["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 3)
-    # Linux reports ru_maxrss in KiB.
-    outcome["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
-    queue.put(outcome)
+    outcome["seconds"] = time.perf_counter() - started
+    outcome["cpu_seconds"] = cpu_seconds()
+    outcome["peak_rss_mb"] = peak_rss_mb()
+    return outcome
 
 
 def measured(function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    """Run `function` in a fresh process: its wall and CPU time (CPU includes the interpreter's start)
-    and its own peak RSS."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_child, args=(function, args, queue))
-    process.start()
-    outcome = queue.get()
-    process.join()
-    if process.exitcode != 0:
-        raise RuntimeError(f"{function.__name__}{args} failed with exit code {process.exitcode}")
+    """`timed(function, *args)` in a fresh process, so that its memory is its own."""
+    outcome = in_fresh_process(timed, function, *args)
     return {name: round(value, 3) if isinstance(value, float) else value for name, value in outcome.items()}
 
 
@@ -270,7 +258,7 @@ def main() -> None:
             results_runs.append(run)
     report = {
         "benchmark": "warehouse experiment pipeline",
-        "machine": machine.describe(load_before),
+        "machine": describe_machine(load_before),
         "engine": {"memory_limit": ENGINE.memory_limit, "threads": ENGINE.threads},
         "input": {
             "days": arguments.days,
