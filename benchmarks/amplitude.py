@@ -8,6 +8,9 @@ a second run skips it). Then, each in a fresh process so its peak memory is its 
   commits its members to a local lake (download, a counting gunzip, the byte-identical copy);
 - ingest: `write_events`, the events asset's code path (`read_events`: DuckDB typing, quarantine,
   dedupe) into the IO manager's Parquet writer, from the landed gzip members to the committed partition;
+- parse: its first stage alone, the same members through DuckDB's `read_json` and the typing projection
+  (`typed_batches`, same memory limit) drained as Arrow batches and dropped: what ingest costs before
+  anything is spooled, deduplicated or encoded, so a reader sees which stage the time goes to;
 - gzip: `gzip -dc` of the same member files to /dev/null, one process on one core (the floor);
 - python: gzip + `json.loads` per line, on the first members up to `--python-sample-events` lines (a
   per-line loop's rate does not depend on the day's size).
@@ -71,6 +74,25 @@ def ingest(lake_root: str) -> dict[str, Any]:
     }
 
 
+def parse(lake_root: str) -> dict[str, Any]:
+    from event_platform.defs.amplitude.transform import DEFAULT_MEMORY_LIMIT, raw_members, typed_batches
+    from event_platform.lake.filesystem import Lake
+    from event_platform.staging import scratch_duckdb
+
+    lake = Lake.from_uri(lake_root)
+    members, _ = raw_members(lake, DAY.isoformat())
+    local = {member.name: Path(lake.path(member.path)) for member in members}
+    started = time.perf_counter()
+    rows = 0
+    with scratch_duckdb(memory_limit=DEFAULT_MEMORY_LIMIT, preserve_insertion_order=False) as con:
+        for batch in typed_batches(con, members, local):
+            rows += batch.num_rows
+    return {
+        "seconds": time.perf_counter() - started, "cpu_seconds": cpu_seconds(), "rows": rows,
+        "peak_rss_mb": peak_rss_mb(),
+    }  # fmt: skip
+
+
 def python_baseline(files: list[str], sample_events: int) -> dict[str, Any]:
     started = time.perf_counter()
     lines = 0
@@ -121,10 +143,11 @@ def run_size(events: int, python_sample_events: int) -> dict[str, Any]:
     lake = Lake.from_uri(str(lake_root))
     files = [lake.path(path) for path in lake.current_files(raw_path("amplitude", DAY.isoformat()))]
     typed = in_fresh_process(ingest, str(lake_root))
+    parsed = in_fresh_process(parse, str(lake_root))
     gzip_seconds, gzip_cpu_seconds = gzip_floor(files)
     python = in_fresh_process(python_baseline, files, python_sample_events)
     shutil.rmtree(lake_root, ignore_errors=True)
-    if landing["lines"] != served.lines or not typed["reconciles"]:
+    if landing["lines"] != served.lines or not typed["reconciles"] or parsed["rows"] != served.lines:
         raise RuntimeError(f"counts do not reconcile: served {served}, landed {landing}, typed {typed}")
     lines = served.lines
     return {
@@ -133,13 +156,16 @@ def run_size(events: int, python_sample_events: int) -> dict[str, Any]:
         "gzip_bytes": served.gzip_bytes,
         "files": len(files),
         "ingest_events_per_s": round(lines / typed["seconds"]),
+        "parse_events_per_s": round(lines / parsed["seconds"]),
         "gzip_events_per_s": round(lines / gzip_seconds),
         "python_events_per_s": round(python["lines"] / python["seconds"]),
         "landing_events_per_s": round(lines / landing["seconds"]),
         "peak_rss_mb": typed["peak_rss_mb"],
         "landing_peak_rss_mb": landing["peak_rss_mb"],
+        "parse_peak_rss_mb": parsed["peak_rss_mb"],
         "seconds": {
             "ingest": round(typed["seconds"], 2),
+            "parse": round(parsed["seconds"], 2),
             "gzip": round(gzip_seconds, 2),
             "python_sample": round(python["seconds"], 2),
             "landing": round(landing["seconds"], 2),
@@ -147,6 +173,7 @@ def run_size(events: int, python_sample_events: int) -> dict[str, Any]:
         },
         "cpu_seconds": {
             "ingest": round(typed["cpu_seconds"], 2),
+            "parse": round(parsed["cpu_seconds"], 2),
             "gzip": round(gzip_cpu_seconds, 2),
             "python_sample": round(python["cpu_seconds"], 2),
             "landing": round(landing["cpu_seconds"], 2),
@@ -159,13 +186,14 @@ def run_size(events: int, python_sample_events: int) -> dict[str, Any]:
 
 
 def markdown(runs: list[dict[str, Any]]) -> str:
-    header = ("events", "uncompressed MB", "ingest ev/s", "gzip -dc ev/s", "ingest / gzip", "python ev/s",
-              "landing ev/s", "ingest peak RSS MB")  # fmt: skip
+    header = ("events", "uncompressed MB", "ingest ev/s", "parse stage ev/s", "gzip -dc ev/s",
+              "ingest / gzip", "python ev/s", "landing ev/s", "ingest peak RSS MB")  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
     for run in runs:
         cells = (
             f"{run['events']:,}", f"{run['uncompressed_bytes'] / 1e6:,.0f}",
-            f"{run['ingest_events_per_s']:,}", f"{run['gzip_events_per_s']:,}",
+            f"{run['ingest_events_per_s']:,}", f"{run['parse_events_per_s']:,}",
+            f"{run['gzip_events_per_s']:,}",
             f"{run['ingest_events_per_s'] / run['gzip_events_per_s']:.2f}", f"{run['python_events_per_s']:,}",
             f"{run['landing_events_per_s']:,}", f"{run['peak_rss_mb']:,.0f}",
         )  # fmt: skip

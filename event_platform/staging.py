@@ -175,18 +175,29 @@ def deduplicate(spec: StagingSpec, staged: Path, staging: Path, stats: DayStats)
 
 @contextmanager
 def scratch_duckdb(
-    work_dir: Path | None = None, *, memory_limit: str = MEMORY_LIMIT
+    work_dir: Path | None = None,
+    *,
+    memory_limit: str = MEMORY_LIMIT,
+    threads: int | None = None,
+    preserve_insertion_order: bool = True,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory DuckDB in UTC that stays within `memory_limit`, spilling to `work_dir/spill`
-    (a temporary directory, removed afterwards, when `work_dir` is None)."""
+    (a temporary directory, removed afterwards, when `work_dir` is None). `threads` defaults to DuckDB's
+    (all cores); without `preserve_insertion_order` results stream in any order and use less memory."""
+    config: dict[str, Any] = {
+        "memory_limit": memory_limit,
+        "preserve_insertion_order": preserve_insertion_order,
+    }
+    if threads:
+        config["threads"] = threads
     with ExitStack() as stack:
         if work_dir is None:
             work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="duckdb-scratch-")))
+        config["temp_directory"] = str(work_dir / "spill")
         # Entered after the directory, so closed before it goes.
-        connection = stack.enter_context(duckdb.connect())
+        connection = stack.enter_context(duckdb.connect(config=config))
+        # Timestamps leave DuckDB as timestamp[us, tz=UTC] only when the session's zone is UTC.
         connection.execute("SET TimeZone = 'UTC'")
-        connection.execute(f"SET memory_limit = {sql_text(memory_limit)}")
-        connection.execute(f"SET temp_directory = {sql_text(work_dir / 'spill')}")
         yield connection
 
 

@@ -30,7 +30,6 @@ import gzip
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +53,7 @@ from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import partition_path, quarantine_path, raw_path
 from event_platform.lake.parquet import write_parquet_partition
 from event_platform.lake.publish import PartitionWriter
-from event_platform.staging import sql_text
+from event_platform.staging import scratch_duckdb, sql_text
 
 SOURCE = "amplitude"
 TABLE = "amplitude/events"
@@ -165,7 +164,9 @@ def read_events(
     try:
         local = _local_copies(lake, members, work / "raw")
         spool = work / "typed.arrow"
-        with _duckdb(work, memory_limit, threads) as con:
+        with scratch_duckdb(
+            work, memory_limit=memory_limit, threads=threads, preserve_insertion_order=False
+        ) as con:
             _type_members(con, members, local, spool)
             good_rows = _good_rows_per_member(con)
             dirty = [m for m in members if good_rows.get(m.name, 0) != m.lines]
@@ -288,24 +289,6 @@ def _bad_lines_query(lines: str) -> str:
 # --- passes -----------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _duckdb(work: Path, memory_limit: str, threads: int | None) -> Iterator[duckdb.DuckDBPyConnection]:
-    config: dict[str, Any] = {
-        "memory_limit": memory_limit,
-        "temp_directory": str(work / "spill"),
-        "preserve_insertion_order": False,
-    }
-    if threads:
-        config["threads"] = threads
-    con = duckdb.connect(config=config)
-    # Timestamps leave DuckDB as timestamp[us, tz=UTC] only when the session's zone is UTC.
-    con.execute("SET TimeZone = 'UTC'")
-    try:
-        yield con
-    finally:
-        con.close()
-
-
 def _local_copies(lake: Lake, members: list[RawMember], directory: Path) -> dict[str, Path]:
     """Member name -> a local path DuckDB can read: the lake's own file on disk, a streamed copy from S3."""
     if lake.is_local:
@@ -330,10 +313,11 @@ def _spool(batches: Iterator[pa.RecordBatch], path: Path, schema: pa.Schema) -> 
             row += batch.num_rows
 
 
-def _type_members(
-    con: duckdb.DuckDBPyConnection, members: list[RawMember], local: dict[str, Path], spool: Path
-) -> None:
-    """Every member through `read_json` and the typing projection into `spool`."""
+def typed_batches(
+    con: duckdb.DuckDBPyConnection, members: list[RawMember], local: dict[str, Path]
+) -> pa.RecordBatchReader:
+    """Every member through `read_json` and the typing projection, as Arrow batches in no set order
+    (`_source_file` names each row's member). Step 1 without the spool: the benchmark times it alone."""
     con.register("members", pa.table({"path": [str(local[m.name]) for m in members],
                                       "member": [m.name for m in members]}))  # fmt: skip
     if members:
@@ -343,10 +327,17 @@ def _type_members(
             f"columns={_read_json_columns()}, compression='gzip', ignore_errors=true, filename=true) AS j "
             f"JOIN members AS m ON m.path = j.filename)"
         )
-    else:  # a day without data still spools an empty file of the right shape
+    else:  # a day without data still yields the right shape
         nulls = ", ".join(f"NULL::{_raw_type(c)} AS {_identifier(c.key)}" for c in COLUMNS)
         source = f"(SELECT {nulls}, NULL::VARCHAR AS {SOURCE_FILE} WHERE false)"
-    result = con.sql(typed_select(source, (SOURCE_FILE,))).to_arrow_reader(BATCH_ROWS)
+    return con.sql(typed_select(source, (SOURCE_FILE,))).to_arrow_reader(BATCH_ROWS)
+
+
+def _type_members(
+    con: duckdb.DuckDBPyConnection, members: list[RawMember], local: dict[str, Path], spool: Path
+) -> None:
+    """Step 1: the typed batches into `spool`, registered as `typed`."""
+    result = typed_batches(con, members, local)
     _spool(iter(result), spool, result.schema)
     con.register("typed", ds.dataset(str(spool), format="ipc"))
 
