@@ -43,6 +43,7 @@ from event_platform.defs.operations.backfill import (
     running_daemon,
     submit_asset_backfill,
 )
+from event_platform.demo import last_complete_days
 from event_platform.policies import RANGE_BACKFILL_POLICY as RANGE
 from event_platform.sandbox.runner import Sandbox
 from event_platform.sandbox.world import World
@@ -161,8 +162,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     arguments = parser.parse_args()
     load_before = os.getloadavg()[0]
-    today = dt.datetime.now(dt.UTC).date()
-    days = [today - dt.timedelta(days=back) for back in range(arguments.days, 0, -1)]
+    days = last_complete_days(arguments.days)
     keys = [day.isoformat() for day in days]
 
     results: dict[str, Any] = {

@@ -17,6 +17,7 @@ from dagster import DagsterInstance, Definitions
 from dagster._core.execution.execution_result import ExecutionResult
 
 from event_platform import settings
+from event_platform.defs.amplitude.landing import export_ready_at
 from event_platform.sandbox.runner import Sandbox
 from event_platform.sandbox.world import World
 
@@ -27,9 +28,14 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 """The demo prints its own summary; every event is still in the instance for the UI."""
 
 
-def last_complete_days(count: int, today: dt.date | None = None) -> list[dt.date]:
-    today = today or dt.datetime.now(dt.UTC).date()
-    return [today - dt.timedelta(days=offset) for offset in range(count, 0, -1)]
+def last_complete_days(count: int, now: dt.datetime | None = None) -> list[dt.date]:
+    """The `count` days up to the latest that every source can deliver at `now`. Amplitude's export of
+    a day completes last, a few hours into the next day, so until then the latest is the day before."""
+    now = now or dt.datetime.now(dt.UTC)
+    latest = now.date() - dt.timedelta(days=1)
+    if now < export_ready_at(latest):
+        latest -= dt.timedelta(days=1)
+    return [latest - dt.timedelta(days=offset) for offset in range(count - 1, -1, -1)]
 
 
 def run_demo(days: Sequence[dt.date], world: World) -> bool:

@@ -15,7 +15,6 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ import requests
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect, sync_playwright
 
+from event_platform.demo import last_complete_days
 from event_platform_tests.conftest import REPO
 from event_platform_tests.debian import PackageUnavailable, apt_install
 from event_platform_tests.deploy.postgres import free_port
@@ -35,7 +35,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-backg
 UI_ASSET = ["tracking", "events"]
 """Materialized from the UI: it reads what the sandbox's tracker landed, so a day takes seconds."""
 SANDBOX_DAYS = 1
-"""Only yesterday: the partition launched from the UI."""
+"""Only the latest complete day (the sandbox's choice too): the partition launched from the UI."""
 SERVER_START_SECONDS = 120
 RUN_SECONDS = 120
 
@@ -143,7 +143,7 @@ def test_asset_graph_and_a_materialization_from_the_ui(dagster_dev: tuple[str, s
     chromium = ensure_chromium()
     url, location = dagster_dev
     expected = assets_by_group()
-    partition = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    partition = last_complete_days(SANDBOX_DAYS)[-1].isoformat()
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)

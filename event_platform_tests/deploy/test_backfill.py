@@ -8,7 +8,6 @@ with every run successful and no step, retried or not, ever failing on a DuckDB 
 About 4-5 minutes on a 2-core machine; `benchmarks/backfill.py` runs the same path and times it.
 """
 
-import datetime as dt
 import shutil
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from event_platform.defs.operations.backfill import (
     running_daemon,
     submit_asset_backfill,
 )
+from event_platform.demo import last_complete_days
 from event_platform.sandbox.runner import Sandbox
 from event_platform.sandbox.world import World
 from event_platform_tests.conftest import REPO
@@ -34,8 +34,7 @@ def test_a_30_day_backfill_of_every_asset_completes_without_lock_errors(
 ) -> None:
     from event_platform.definitions import defs
 
-    today = dt.datetime.now(dt.UTC).date()
-    days = [today - dt.timedelta(days=back) for back in range(DAYS, 0, -1)]
+    days = last_complete_days(DAYS)
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")

@@ -60,6 +60,11 @@ class LandingResult:
     members: tuple[str, ...]
 
 
+def export_ready_at(day: dt.date) -> dt.datetime:
+    """When Amplitude's export of `day` is complete: `READY_AFTER` past the end of its last hour."""
+    return ExportWindow.for_day(day).end + dt.timedelta(hours=1) + READY_AFTER
+
+
 def land_export(
     client: ExportClient,
     day: dt.date,
@@ -75,7 +80,7 @@ def land_export(
     chunk (progress bars). `now` (default: the clock) decides whether the day is complete in the export.
     """
     window = ExportWindow.for_day(day)
-    ready_at = window.end + dt.timedelta(hours=1) + READY_AFTER
+    ready_at = export_ready_at(day)
     if (now or dt.datetime.now(dt.UTC)) < ready_at:
         raise DayNotReadyError(
             f"Amplitude's export of {day} is complete only from {ready_at:%Y-%m-%d %H:%M} UTC "
