@@ -1,8 +1,10 @@
-"""Backfills from Python, planned exactly as the UI plans them, and what they cost.
+"""Backfills from Python, planned as the UI plans them, and what they cost.
 
-`submit_asset_backfill` files the same asset backfill as the UI's *Materialize → partition range*:
-the instance's backfill daemon splits it into runs by each asset's BackfillPolicy (one run for a
-range where an asset supports it, one run per day elsewhere) and the run queue and pools pace them.
+`submit_asset_backfill` files an asset backfill of exactly the given days of every given asset, as the
+API's `partitionsByAssets` does: the instance's backfill daemon splits it into runs by each asset's
+BackfillPolicy (one run for a range where an asset supports it, one run per day elsewhere) and the run
+queue and pools pace them. (The UI's *Materialize → partition range* also adds the warehouse days after
+the range that look back into it; over a range that ends at the latest partition the two are the same.)
 `follow_backfill` waits for it and reports every run's wall time against the time its steps spent in
 our code, so the rest is Dagster's own overhead. The benchmark and the backfill test use both.
 """
@@ -21,6 +23,11 @@ from pathlib import Path
 
 import dagster as dg
 from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
+from dagster._core.definitions.selector import (
+    PartitionRangeSelector,
+    PartitionsByAssetSelector,
+    PartitionsSelector,
+)
 from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
 from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES, RunsFilter
 from dagster._core.storage.tags import (
@@ -88,16 +95,23 @@ def submit_asset_backfill(
     partition_keys: Sequence[str],
     title: str,
 ) -> str:
-    """File an asset backfill of `asset_keys` over `partition_keys`; the daemon runs it. Its id."""
-    backfill = PartitionBackfill.from_asset_partitions(
+    """File an asset backfill of `asset_keys` over the consecutive days `partition_keys`; the daemon runs
+    it. Its id."""
+    days = PartitionsSelector(
+        ranges=[PartitionRangeSelector(start=partition_keys[0], end=partition_keys[-1])]
+    )
+    backfill = PartitionBackfill.from_partitions_by_assets(
         backfill_id=make_new_backfill_id(),
         asset_graph=asset_graph,
-        partition_names=list(partition_keys),
-        asset_selection=list(asset_keys),
         backfill_timestamp=time.time(),
         tags={},
         dynamic_partitions_store=instance,
-        all_partitions=False,
+        partitions_by_assets=[
+            PartitionsByAssetSelector(
+                asset_key=key, partitions=days if asset_graph.get(key).partitions_def else None
+            )
+            for key in asset_keys
+        ],
         title=title,
         description=None,
         run_config=None,
