@@ -135,7 +135,7 @@ def test_stopping_the_collector_mid_stream_loses_and_duplicates_nothing(tmp_path
     first = serve(Collector(lake, settings=FAST_COLLECTOR, clock=fixed_clock()).app, name="first")
     port = int(first.url.rsplit(":", 1)[1])
     acknowledged: list[str] = []
-    sending = threading.Event()
+    sending, stopped = threading.Event(), threading.Event()
     with tracker(first.url, tmp_path / "spool") as producer:
 
         def produce() -> None:
@@ -143,11 +143,15 @@ def test_stopping_the_collector_mid_stream_loses_and_duplicates_nothing(tmp_path
                 acknowledged.append(producer.track(LOGIN, f"learner-{n:06d}"))
                 if n == 100:
                     sending.set()
+                if n == 200:
+                    # The last hundred come after the collector is gone, however fast it stopped.
+                    stopped.wait(10)
 
         thread = threading.Thread(target=produce)
         thread.start()
         sending.wait(10)
         first.stop()  # while events keep coming and batches are in flight
+        stopped.set()
         thread.join()
         assert producer.pending > 0
         # The same address again, as after a restart; a fresh collector remembers no uuid.
