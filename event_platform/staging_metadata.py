@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from dagster import MetadataValue, TableRecord, TableSchema
 
-from event_platform.defs.warehouse.models import markdown_table
+from event_platform.markdown import markdown_table
 from event_platform.staging import DayStats
 
 
@@ -26,7 +26,5 @@ def day_metadata(stats: DayStats, preview_columns: Sequence[str]) -> dict[str, M
             [TableRecord({"event_type": name, "events": count}) for name, count in stats.event_type_counts],
             schema=TableSchema.from_name_type_dict({"event_type": "string", "events": "int"}),
         ),
-        "preview": MetadataValue.md(
-            markdown_table(stats.preview, preview_columns) if stats.preview else "_no rows_"
-        ),
+        "preview": MetadataValue.md(markdown_table(stats.preview, preview_columns)),
     }

@@ -6,7 +6,6 @@ quarantine/amplitude/events/date=D/. Both only wire resources to those modules a
 """
 
 import datetime as dt
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from event_platform.defs.amplitude.landing import LandingResult, land_export
 from event_platform.defs.amplitude.resources import AmplitudeResource
 from event_platform.defs.amplitude.transform import SOURCE, TransformSummary, read_events
 from event_platform.lake.io_manager import LakeResource
+from event_platform.markdown import markdown_table
 from event_platform.partitions import daily_partitions
 from event_platform.policies import (
     SOURCE_ASSET,
@@ -103,14 +103,3 @@ def events_metadata(summary: TransformSummary) -> dict[str, Any]:
         metadata["min_event_time"] = MetadataValue.timestamp(summary.min_event_time)
         metadata["max_event_time"] = MetadataValue.timestamp(summary.max_event_time)
     return metadata
-
-
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "(no rows)"
-    header = list(rows[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        cells = (json.dumps(row[name], default=str).strip('"').replace("|", "\\|") for name in header)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)

@@ -5,7 +5,6 @@ writes the typed, de-duplicated rows through the Parquet IO manager and evaluate
 """
 
 import datetime as dt
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +23,7 @@ from event_platform.defs.optimizely.load import Landing, SchemaMismatchError, Ty
 from event_platform.defs.optimizely.resources import OptimizelyResource
 from event_platform.defs.optimizely.schema import E3_TYPES, E3Type
 from event_platform.lake.io_manager import LakeResource
+from event_platform.markdown import markdown_table
 from event_platform.partitions import daily_partitions
 from event_platform.policies import (
     SOURCE_ASSET,
@@ -90,15 +90,11 @@ def day_metadata(landing: Landing, typed: TypedDay, raw_uri: str) -> dict[str, A
         "duplicates": MetadataValue.int(stats.duplicates),
         "has_success_marker": MetadataValue.bool(landing.listing.has_success),
         f"rows_per_{landing.e3.folder_key}": MetadataValue.md(
-            _markdown_table([folder_label, "rows"], [list(item) for item in stats.rows_by_folder.items()])
+            markdown_table([{folder_label: key, "rows": rows} for key, rows in stats.rows_by_folder.items()])
         ),
         f"rows_per_{landing.e3.folder_key}_json": MetadataValue.json(stats.rows_by_folder),
         "extra_vendor_columns": MetadataValue.json(landing.extra_columns),
-        "preview": MetadataValue.md(
-            _markdown_table(list(stats.preview[0]), [list(row.values()) for row in stats.preview])
-            if stats.preview
-            else "(no rows)"
-        ),
+        "preview": MetadataValue.md(markdown_table(stats.preview)),
     }
     for label, value in (
         ("timestamp_min", stats.timestamp_range[0]),
@@ -112,12 +108,6 @@ def day_metadata(landing: Landing, typed: TypedDay, raw_uri: str) -> dict[str, A
         metadata["processing_lag_p50_seconds"] = MetadataValue.float(stats.lag_seconds_p50)
         metadata["processing_lag_max_seconds"] = MetadataValue.float(stats.lag_seconds_max)
     return metadata
-
-
-def _markdown_table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(json.dumps(v, default=str).strip('"') for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 decisions = e3_asset(E3_TYPES["decisions"])

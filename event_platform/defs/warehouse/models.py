@@ -16,6 +16,7 @@ from event_platform.defs.optimizely.schema import DECISIONS
 from event_platform.defs.warehouse import schemas
 from event_platform.defs.warehouse.engine import Engine, has_rows_source, load_sql
 from event_platform.defs.warehouse.identity import IdentityMap
+from event_platform.markdown import markdown_table
 
 OUTPUT_TABLE = "model_output"
 PREVIEW_ROWS = 5
@@ -72,19 +73,6 @@ def _finish(
     return ModelOutput(
         engine.stream(f"SELECT {columns} FROM {OUTPUT_TABLE}", schema), {**summary, **metadata}
     )
-
-
-def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """A small preview table for Dagster's metadata; long values are shortened."""
-
-    def cell(value: object) -> str:
-        text = "" if value is None else str(value)
-        text = text.replace("|", "\\|").replace("\n", " ")
-        return text if len(text) <= 60 else text[:57] + "..."
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row.get(name)) for name in columns) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _register_sources(

@@ -28,7 +28,7 @@ import pyarrow.dataset as ds
 
 from event_platform.defs.warehouse import schemas, stats
 from event_platform.defs.warehouse.engine import Engine, load_sql
-from event_platform.defs.warehouse.models import markdown_table
+from event_platform.markdown import markdown_table
 
 Weights = Mapping[str, Mapping[str, float]]
 
