@@ -12,6 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# Sets the Arrow allocator the platform runs with, which every fresh process started here inherits.
+import event_platform  # noqa: F401
+
 
 def describe_machine(load_before: float) -> dict[str, Any]:
     """Cores, Python and OS, and the 1-minute load average before the run and now: other work on a
@@ -20,6 +23,7 @@ def describe_machine(load_before: float) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "arrow_memory_pool": os.environ["ARROW_DEFAULT_MEMORY_POOL"],
         "load_average_1m_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
 
