@@ -258,6 +258,7 @@ def main() -> None:
             results_runs.append(run)
     report = {
         "benchmark": "warehouse experiment pipeline",
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": describe_machine(load_before),
         "engine": {"memory_limit": ENGINE.memory_limit, "threads": ENGINE.threads},
         "input": {
@@ -272,7 +273,9 @@ def main() -> None:
         "experiment_results": results_runs,
         "reading": (
             "daily_refresh seconds per day stay flat as history grows (one day of decisions and events plus "
-            "the attribution window's compact exposures); experiment_results grows linearly with history."
+            "the attribution window's compact exposures); experiment_results grows linearly with history in "
+            "time, and in memory up to about the engine's memory_limit plus what DuckDB's scan of Arrow "
+            "datasets holds outside that limit, which also grows with the rows scanned (README)."
         ),
     }
     RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
