@@ -12,6 +12,8 @@ a second run skips it). Then, each in a fresh process so its peak memory is its 
 - parse: its first stage alone, the same members through DuckDB's `read_json` and the typing projection
   (`typed_batches`, same memory limit) drained as Arrow batches and dropped: what ingest costs before
   anything is spooled, deduplicated or encoded, so a reader sees which stage the time goes to;
+- JSON reading: `read_json_sql` alone (no typing), drained, over the gzip members and over the same members
+  decompressed beforehand (untimed): the difference is what DuckDB's own gunzip costs, the rest is JSON;
 - gzip: `gzip -dc` of the same member files to /dev/null, one process on one core (the floor);
 - python: gzip + `json.loads` per line, on the first members up to `--python-sample-events` lines (a
   per-line loop's rate does not depend on the day's size).
@@ -96,6 +98,32 @@ def parse(lake_root: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def json_reading(paths: list[str], compression: str) -> dict[str, Any]:
+    from event_platform.defs.amplitude.transform import BATCH_ROWS, DEFAULT_MEMORY_LIMIT, read_json_sql
+    from event_platform.staging import scratch_duckdb
+
+    started = time.perf_counter()
+    rows = 0
+    with scratch_duckdb(memory_limit=DEFAULT_MEMORY_LIMIT, preserve_insertion_order=False) as con:
+        query = f"SELECT * FROM {read_json_sql(paths, compression)}"
+        for batch in con.sql(query).to_arrow_reader(BATCH_ROWS):
+            rows += batch.num_rows
+    return {"seconds": time.perf_counter() - started, "cpu_seconds": cpu_seconds(), "rows": rows}
+
+
+def json_reading_with_and_without_gzip(files: list[str]) -> dict[str, dict[str, Any]]:
+    """`json_reading` over the members, then over decompressed copies of them (written untimed)."""
+    with tempfile.TemporaryDirectory(prefix="amplitude-bench-plain-", dir=WORK) as directory:
+        plain = [Path(directory) / f"{index}.json" for index in range(len(files))]
+        for member, copy in zip(files, plain, strict=True):
+            with gzip.open(member, "rb") as source, copy.open("wb") as target:
+                shutil.copyfileobj(source, target, 1 << 20)
+        return {
+            "gzip": in_fresh_process(json_reading, files, "gzip"),
+            "plain": in_fresh_process(json_reading, [str(path) for path in plain], "none"),
+        }
+
+
 def python_baseline(files: list[str], sample_events: int) -> dict[str, Any]:
     started = time.perf_counter()
     lines = 0
@@ -160,12 +188,13 @@ def run_size(events: int, python_sample_events: int, repeat: int) -> dict[str, A
         samples["parse"].append(in_fresh_process(parse, str(lake_root)))
         samples["gzip"].append(gzip_floor(files))
     python = in_fresh_process(python_baseline, files, python_sample_events)
+    reading = json_reading_with_and_without_gzip(files)
     shutil.rmtree(lake_root, ignore_errors=True)
     typed, parsed, unzipped = (median_sample(samples[stage]) for stage in ("ingest", "parse", "gzip"))
     if (
         landing["lines"] != served.lines
         or not all(sample["reconciles"] for sample in samples["ingest"])
-        or any(sample["rows"] != served.lines for sample in samples["parse"])
+        or any(sample["rows"] != served.lines for sample in [*samples["parse"], *reading.values()])
     ):
         raise RuntimeError(f"counts do not reconcile: served {served}, landed {landing}, typed {typed}")
     lines = served.lines
@@ -196,6 +225,8 @@ def run_size(events: int, python_sample_events: int, repeat: int) -> dict[str, A
             "gzip": round(unzipped["cpu_seconds"], 2),
             "python_sample": round(python["cpu_seconds"], 2),
             "landing": round(landing["cpu_seconds"], 2),
+            "json_reading_gzip": round(reading["gzip"]["cpu_seconds"], 2),
+            "json_reading_plain": round(reading["plain"]["cpu_seconds"], 2),
         },
         "repeats_seconds": {
             stage: [round(sample["seconds"], 2) for sample in stage_samples]
