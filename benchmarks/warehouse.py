@@ -13,6 +13,9 @@ a fresh process so its peak RSS is its own.
 What it shows: a daily refresh reads one day of decisions and events plus the attribution window's
 compact exposures, so its cost stops growing once the window is full; `experiment_results` reads all
 history's compact tables and grows linearly with it (it is measured at several history lengths).
+Under a small memory_limit it is measured again, read the asset's way (Arrow datasets) and through
+DuckDB's own `read_parquet`: DuckDB spills past its limit, but its scan of Arrow data holds memory
+outside the limit that grows with the rows read, and this shows how much.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from event_platform.defs.warehouse.identity import IdentityMap
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import partition_path
 from event_platform.lake.parquet import write_parquet_partition
+from event_platform.staging import sql_text
 
 from measure import cpu_seconds, describe_machine, in_fresh_process, peak_rss_mb
 
@@ -49,6 +53,9 @@ VISITORS = 3_000_000
 EXPERIMENTS = 4
 """Written into DECISIONS_SQL (`% 4`)."""
 ENGINE = EngineSettings(memory_limit="2GB", threads=2)
+SMALL_MEMORY_LIMIT = "512MB"
+"""experiment_results again under this limit, read the asset's way and through DuckDB's own Parquet
+reader: how far past the limit each goes as history grows."""
 
 # Each day: decisions by visitors drawn from a pool (so most visitors return on later days), bucketed
 # consistently per experiment except 0.5% shown another variation, 2% holdbacks; conversions by visitors
@@ -194,16 +201,25 @@ def daily_refresh(root: str, index: int) -> dict[str, Any]:
     return timings
 
 
-def experiment_results(root: str, days: int) -> dict[str, Any]:
+def experiment_results(
+    root: str, days: int, engine_settings: EngineSettings = ENGINE, reader: str = "arrow"
+) -> dict[str, Any]:
+    """The results mart over `days` of history. `reader` "arrow" is the asset's way (the lake's Arrow
+    datasets registered in DuckDB); "duckdb_parquet" gives DuckDB views over `read_parquet` of the same
+    files instead, to compare what each holds beyond the engine's memory_limit."""
     lake = Lake.from_uri(root)
     keys = [day_key(i) for i in range(days)]
-    with Engine(ENGINE) as engine:
-        output = results.experiment_results(
-            engine,
-            dataset(lake, "warehouse/experiment_exposures", keys),
-            dataset(lake, "warehouse/experiment_conversions", keys),
-            results.ResultsSettings(window_days=WINDOW_DAYS),
-        )
+    exposures = dataset(lake, "warehouse/experiment_exposures", keys)
+    conversions = dataset(lake, "warehouse/experiment_conversions", keys)
+    settings = results.ResultsSettings(window_days=WINDOW_DAYS)
+    with Engine(engine_settings) as engine:
+        if reader == "arrow":
+            output = results.experiment_results(engine, exposures, conversions, settings)
+        else:
+            for name, data in (("exposures", exposures), ("conversions", conversions)):
+                files = ", ".join(sql_text(path) for path in data.files)
+                engine.connection.execute(f"CREATE VIEW {name} AS FROM read_parquet([{files}])")
+            output = results.results_of_registered(engine, settings)
     return {
         "result_rows": output.table.num_rows,
         "units": output.metadata["units"],
@@ -256,6 +272,20 @@ def main() -> None:
             run = {"history_days": days, **measured(experiment_results, root, days)}
             print(run, file=sys.stderr)
             results_runs.append(run)
+        small_engine = EngineSettings(memory_limit=SMALL_MEMORY_LIMIT, threads=ENGINE.threads)
+        small_limit_runs = []
+        for days in sorted({2, max(2, arguments.days // 2), arguments.days}):
+            for reader in ("arrow", "duckdb_parquet"):
+                run = {
+                    "history_days": days,
+                    "reader": reader,
+                    **measured(experiment_results, root, days, small_engine, reader),
+                }
+                print(run, file=sys.stderr)
+                small_limit_runs.append(run)
+            arrow, parquet = small_limit_runs[-2:]
+            if (arrow["result_rows"], arrow["units"]) != (parquet["result_rows"], parquet["units"]):
+                raise RuntimeError(f"the two readers disagree: {arrow} against {parquet}")
     report = {
         "benchmark": "warehouse experiment pipeline",
         "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -271,6 +301,7 @@ def main() -> None:
         },
         "daily_refresh": refreshes,
         "experiment_results": results_runs,
+        f"experiment_results_at_{SMALL_MEMORY_LIMIT}": small_limit_runs,
         "reading": (
             "daily_refresh seconds per day stay flat as history grows (one day of decisions and events plus "
             "the attribution window's compact exposures); experiment_results grows linearly with history in "

@@ -93,6 +93,12 @@ def experiment_results(
 ) -> ResultsOutput:
     engine.register_or_empty("exposures", exposures, schemas.EXPERIMENT_EXPOSURES)
     engine.register_or_empty("conversions", conversions, schemas.EXPERIMENT_CONVERSIONS)
+    return results_of_registered(engine, settings)
+
+
+def results_of_registered(engine: Engine, settings: ResultsSettings) -> ResultsOutput:
+    """The results from the relations `exposures` and `conversions` already in `engine`, however they
+    read the lake (the benchmark compares readers)."""
     engine.create_table("visitors", load_sql("results_visitors"))
     units = engine.rows(load_sql("results_units"))
     sums = engine.rows(load_sql("results_metrics"), {"window_days": settings.window_days})
