@@ -27,6 +27,7 @@ from dagster import (
     TableSchema,
 )
 
+from event_platform.columns import column_description
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import PARTITION_KEY, partition_path
 from event_platform.lake.parquet import write_parquet_partition
@@ -164,4 +165,9 @@ def partitions_of(dataset: ds.Dataset, keys: Collection[str]) -> ds.Dataset:
 
 
 def column_schema(schema: pa.Schema) -> TableSchema:
-    return TableSchema(columns=[TableColumn(name=f.name, type=str(f.type)) for f in schema])
+    """The columns as Dagster shows them, with each one's description where the schema carries it."""
+    return TableSchema(
+        columns=[
+            TableColumn(name=f.name, type=str(f.type), description=column_description(f)) for f in schema
+        ]
+    )
