@@ -35,10 +35,10 @@ from event_platform.defs.warehouse import inference
 from event_platform.defs.warehouse.inference import (
     ArmSums,
     Decision,
+    InferenceSettings,
     Method,
     MetricKind,
     MetricRole,
-    Settings,
     WinningDirection,
 )
 
@@ -274,7 +274,7 @@ class Looks:
     """(experiments, days): the primary metric's absolute lift as the procedure estimates it."""
 
 
-def analyse(by_metric: list[list[ArmSums]], procedure: Procedure, settings: Settings) -> Looks:
+def analyse(by_metric: list[list[ArmSums]], procedure: Procedure, settings: InferenceSettings) -> Looks:
     """Every day's decisions as the warehouse would show them, carrying the sequential state forward."""
     settings = dataclasses.replace(settings, method=procedure.method)
     experiments, days = np.shape(by_metric[0][0].sum_y)
@@ -428,7 +428,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--units-per-day", type=int, default=5_000, help="new units per arm per day")
     arguments = parser.parse_args(argv)
     load_before, started, cpu_started = os.getloadavg()[0], time.monotonic(), cpu_seconds()
-    settings = Settings()
+    settings = InferenceSettings()
     seeds = np.random.SeedSequence(SEED).spawn(len(LIFTS) + 2)
 
     def scenario(seed: np.random.SeedSequence, lift: float) -> list[list[ArmSums]]:

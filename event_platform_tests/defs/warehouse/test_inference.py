@@ -23,10 +23,10 @@ from event_platform.defs.warehouse.inference import (
     ArmSums,
     Correction,
     Decision,
+    InferenceSettings,
     Method,
     MetricKind,
     MetricRole,
-    Settings,
     WinningDirection,
 )
 
@@ -175,7 +175,7 @@ def two_arms(seed: int) -> tuple[np.ndarray, np.ndarray]:
 def test_welch_matches_scipy_and_statsmodels(seed: int) -> None:
     control, treatment = two_arms(seed)
     arms = [inference.estimate(MetricKind.SUM, unit_sums(values)) for values in (control, treatment)]
-    result = inference.infer(inference.lift(*arms), Settings(method=Method.FIXED_WELCH))
+    result = inference.infer(inference.lift(*arms), InferenceSettings(method=Method.FIXED_WELCH))
     reference = scipy_stats.ttest_ind(treatment, control, equal_var=False)
     interval = reference.confidence_interval(0.95)
     assert result.p_value == pytest.approx(reference.pvalue, rel=1e-9)
@@ -198,7 +198,7 @@ def test_one_sided_welch_matches_scipy(alternative: Alternative) -> None:
 def test_z_test_matches_statsmodels() -> None:
     control, treatment = two_arms(9)
     arms = [inference.estimate(MetricKind.SUM, unit_sums(values)) for values in (control, treatment)]
-    result = inference.infer(inference.lift(*arms), Settings(method=Method.FIXED_Z, alpha=0.1))
+    result = inference.infer(inference.lift(*arms), InferenceSettings(method=Method.FIXED_Z, alpha=0.1))
     compared = CompareMeans(DescrStatsW(treatment), DescrStatsW(control))
     _, p_value = compared.ztest_ind(usevar="unequal")
     assert result.p_value == pytest.approx(p_value, rel=1e-9)
@@ -218,7 +218,7 @@ def test_conversion_z_test_matches_statsmodels_wald(
         inference.estimate(MetricKind.CONVERSION, ArmSums(units, conversions, conversions))
         for conversions, units in (control, treatment)
     ]
-    result = inference.infer(inference.lift(*arms), Settings(method=Method.FIXED_Z))
+    result = inference.infer(inference.lift(*arms), InferenceSettings(method=Method.FIXED_Z))
     reference = proportion.test_proportions_2indep(*treatment, *control, method="wald", compare="diff")
     low, high = proportion.confint_proportions_2indep(*treatment, *control, method="wald", compare="diff")
     assert result.p_value == pytest.approx(reference.pvalue, rel=1e-9)
@@ -238,7 +238,7 @@ def test_always_valid_p_value_matches_johari_et_al_balanced_formula() -> None:
     """Johari et al. (2017) for n units per arm, per-unit variance s2 and mixing variance t2:
     Lambda = sqrt(2 s2 / (2 s2 + n t2)) exp(n^2 t2 D^2 / (4 s2 (2 s2 + n t2)))."""
     n, sigma2, difference = 4_000, 2.5, 0.09
-    settings = Settings(tuning_units=20_000)
+    settings = InferenceSettings(tuning_units=20_000)
     comparison = inference.lift(ArmEstimate(n, 1.0, sigma2 / n), ArmEstimate(n, 1.0 + difference, sigma2 / n))
     tau2 = inference.mixing_variance(comparison, settings)
     likelihood_ratio = math.sqrt(2 * sigma2 / (2 * sigma2 + n * tau2)) * math.exp(
@@ -269,7 +269,7 @@ def test_always_valid_p_values_match_the_mixture_integrated_numerically(differen
     control = ArmEstimate(9_000, 0.3, 0.0004)
     treatment = ArmEstimate(8_500, 0.3 + difference, 0.0005)
     comparison = inference.lift(control, treatment)
-    settings = Settings()
+    settings = InferenceSettings()
     tau2 = float(inference.mixing_variance(comparison, settings))
     variance = float(comparison.variance)
     two_sided = inference.infer(comparison, settings)
@@ -291,7 +291,7 @@ def test_confidence_sequence_is_the_set_the_mixture_does_not_reject() -> None:
     control = ArmEstimate(30_000, 0.10, 0.1 * 0.9 / 30_000)
     treatment = ArmEstimate(30_000, 0.106, 0.106 * 0.894 / 30_000)
     comparison = inference.lift(control, treatment)
-    settings = Settings(alpha=0.1)
+    settings = InferenceSettings(alpha=0.1)
     result = inference.infer(comparison, settings)
     for bound in (result.ci_low, result.ci_high):
         shifted = inference.Lift(
@@ -309,7 +309,7 @@ def test_confidence_sequence_matches_growthbooks_published_interval() -> None:
     """GrowthBook: mu ± sigma sqrt(N) sqrt(2 (N rho^2 + 1) / (N^2 rho^2) log(sqrt(N rho^2 + 1) / alpha)),
     sigma the estimate's standard error and N both arms' units; for the relative lift too."""
     comparison = inference.lift(ArmEstimate(6_000, 2.0, 0.0009), ArmEstimate(5_000, 2.1, 0.0012))
-    settings = Settings(tuning_units=5_000)
+    settings = InferenceSettings(tuning_units=5_000)
     result = inference.infer(comparison, settings)
     n, rho2 = 11_000, inference.mixing_ratio(0.05, 5_000)
     factor = math.sqrt(n) * math.sqrt(
@@ -324,7 +324,7 @@ def test_confidence_sequence_matches_growthbooks_published_interval() -> None:
 
 
 def test_sequential_state_carries_the_running_minimum_and_intersection() -> None:
-    settings = Settings()
+    settings = InferenceSettings()
     state = inference.FIRST_LOOK
     for difference, variance in [(0.012, 0.00002), (0.004, 0.00001), (0.009, 0.000006)]:
         arms = [ArmEstimate(10_000, 0.1, variance / 2), ArmEstimate(10_000, 0.1 + difference, variance / 2)]
@@ -344,7 +344,7 @@ def test_sequential_state_carries_the_running_minimum_and_intersection() -> None
 
 def test_fixed_horizon_ignores_the_previous_look() -> None:
     comparison = inference.lift(ArmEstimate(500, 1.0, 0.01), ArmEstimate(500, 1.2, 0.01))
-    settings = Settings(method=Method.FIXED_Z)
+    settings = InferenceSettings(method=Method.FIXED_Z)
     stale = inference.Inference(1e-9, 0.5, 0.6, 0.5, 0.6)
     assert inference.infer(comparison, settings, previous=stale) == inference.infer(comparison, settings)
 
@@ -358,7 +358,7 @@ def test_sequential_stays_valid_under_peeking_where_the_fixed_test_does_not() ->
     units = per_look * np.arange(1, looks + 1)
     means = np.cumsum(draws, axis=1) / np.arange(1, looks + 1)[None, :, None]
     state = inference.FIRST_LOOK
-    settings = Settings(tuning_units=20_000)
+    settings = InferenceSettings(tuning_units=20_000)
     fixed_rejected = np.zeros(experiments, dtype=bool)
     for look in range(looks):
         arms = [ArmEstimate(units[look], means[:, look, a], sigma**2 / units[look]) for a in (0, 1)]
@@ -517,7 +517,7 @@ def test_zero_units_give_nan_and_leave_the_sequential_state_alone() -> None:
     comparison = inference.lift(empty, inference.estimate(MetricKind.SUM, ArmSums(10, 5.0, 7.0)))
     assert math.isnan(comparison.absolute)
     state = inference.Inference(0.2, -1.0, 2.0, -0.5, 0.5)
-    assert inference.infer(comparison, Settings(), previous=state) == state
+    assert inference.infer(comparison, InferenceSettings(), previous=state) == state
     assert math.isnan(inference.fixed_horizon(comparison, 0.05).p_value)
     verdict = inference.decide(PRIMARY, INCREASING, comparison.absolute, math.nan, 0.05)
     assert verdict is Decision.INCONCLUSIVE
@@ -538,14 +538,14 @@ def test_zero_variance_has_no_inference() -> None:
         comparison = inference.lift(control, treatment)
         fixed = inference.fixed_horizon(comparison, 0.05)
         assert math.isnan(fixed.p_value) and math.isnan(fixed.ci_low)
-        assert inference.infer(comparison, Settings()) == inference.FIRST_LOOK
+        assert inference.infer(comparison, InferenceSettings()) == inference.FIRST_LOOK
 
 
 def test_control_mean_zero_has_no_relative_lift_but_an_absolute_one() -> None:
     comparison = inference.lift(ArmEstimate(100, 0.0, 0.0), ArmEstimate(100, 0.2, 0.0016))
     assert comparison.absolute == pytest.approx(0.2)
     assert math.isnan(comparison.relative) and math.isnan(comparison.relative_variance)
-    result = inference.infer(comparison, Settings(method=Method.FIXED_Z))
+    result = inference.infer(comparison, InferenceSettings(method=Method.FIXED_Z))
     assert result.p_value < 0.001
     assert math.isnan(result.relative_ci_low)
 
@@ -618,6 +618,6 @@ def test_sample_ratio_test_rejects_bad_weights() -> None:
 
 def test_settings_reject_impossible_values() -> None:
     with pytest.raises(ValueError, match="alpha must be between 0 and 1"):
-        Settings(alpha=1.5)
+        InferenceSettings(alpha=1.5)
     with pytest.raises(ValueError, match="tuning_units must be a positive"):
-        Settings(tuning_units=0)
+        InferenceSettings(tuning_units=0)
