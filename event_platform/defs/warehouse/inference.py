@@ -517,18 +517,18 @@ def _adjust(p: FloatArray, method: Correction) -> FloatArray:
 def decide(
     role: MetricRole,
     direction: WinningDirection,
-    absolute_lift: Values,
-    corrected_p_value: Values,
+    absolute_lift: Values | None,
+    corrected_p_value: Values | None,
     alpha: float,
     sample_ratio_mismatch: bool | npt.NDArray[np.bool_] = False,
 ) -> Decision | npt.NDArray[np.str_]:
     """What the analyst reads: a significant lift in the winning direction wins, in the other loses; a
     guardrail can only be harmed (significant in the losing direction); a sample-ratio mismatch
     invalidates the experiment whatever the metrics say."""
-    significant = np.asarray(corrected_p_value) < alpha  # NaN: not significant
-    improved = np.asarray(absolute_lift) > 0.0
-    if direction is WinningDirection.DECREASING:
-        improved = np.asarray(absolute_lift) < 0.0
+    # None (a null from the table) becomes NaN, and NaN is never significant.
+    significant = np.asarray(corrected_p_value, dtype=np.float64) < alpha
+    lift_value = np.asarray(absolute_lift, dtype=np.float64)
+    improved = lift_value > 0.0 if direction is WinningDirection.INCREASING else lift_value < 0.0
     if role is MetricRole.GUARDRAIL:
         verdict = np.where(significant & ~improved, Decision.GUARDRAIL_HARMED, Decision.INCONCLUSIVE)
     else:

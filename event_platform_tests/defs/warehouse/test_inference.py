@@ -523,6 +523,7 @@ def test_zero_units_give_nan_and_leave_the_sequential_state_alone() -> None:
     assert math.isnan(inference.fixed_horizon(comparison, 0.05).p_value)
     verdict = inference.decide(PRIMARY, INCREASING, comparison.absolute, math.nan, 0.05)
     assert verdict is Decision.INCONCLUSIVE
+    assert inference.decide(GUARDRAIL, DECREASING, None, None, 0.05) is Decision.INCONCLUSIVE
     assert math.isnan(inference.estimate(MetricKind.RATIO, ArmSums(0, 0.0, 0.0)).mean)
 
 
