@@ -13,7 +13,15 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("amplitude", "optimizely", "profile_store", "tracking", "warehouse", "backfill")
+BENCHMARKS = (
+    "amplitude",
+    "optimizely",
+    "profile_store",
+    "tracking",
+    "warehouse",
+    "experiment_stats",
+    "backfill",
+)
 
 
 def main(names: list[str]) -> int:
