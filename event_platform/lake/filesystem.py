@@ -40,6 +40,8 @@ class Lake:
     """The root as a path of `fs`: "/abs/dir" locally, "bucket/prefix" on S3."""
     display_root: str
     """The root as a URI for people: "file:///abs/dir" or "s3://bucket/prefix"."""
+    s3_endpoint_url: str | None = None
+    """An S3 endpoint other than AWS's (MinIO, moto), for the libraries that open the lake themselves."""
     _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False, compare=False)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -211,6 +213,7 @@ def _lake_from_uri(uri: str, s3_endpoint_url: str | None) -> Lake:
             fs=_s3_filesystem(s3_endpoint_url),
             root=bucket_and_prefix,
             display_root=f"s3://{bucket_and_prefix}",
+            s3_endpoint_url=s3_endpoint_url,
         )
     if parsed.scheme not in ("", "file"):
         raise ValueError(f"Unsupported lake location {uri!r}: use a directory or s3://bucket/prefix.")
