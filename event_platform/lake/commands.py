@@ -27,8 +27,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     migration.set_defaults(run=run_migrate)
     vacuuming = commands.add_parser(
         "vacuum",
-        help=f"delete files replaced more than {delta.REMOVED_FILES_KEPT_FOR.seconds // 3600} hours ago and those no version "
-        "names (killed writers'), in every table",
+        help=f"delete files replaced more than {delta.REMOVED_FILES_KEPT_FOR.seconds // 3600} hours ago "
+        "and those no version names (killed writers'), in every table",
     )
     vacuuming.set_defaults(run=run_vacuum)
     for command in (migration, vacuuming):

@@ -122,7 +122,6 @@ def write(
     batches: pa.RecordBatchReader,
     *,
     partition: str | None = None,
-    description: str | None = None,
     commit_metadata: Mapping[str, Any] | None = None,
 ) -> Written:
     """Stream `batches` into one commit replacing the `partition` (a `date`) of `table`, or the whole
@@ -137,13 +136,11 @@ def write(
             "so drop it from the asset's output."
         )
     schema = batches.schema.append(PARTITION_FIELD) if partition is not None else batches.schema
-    delta = _create_if_missing(
-        lake, table, schema, partitioned=partition is not None, description=description
-    )
+    snapshot = _create_if_missing(lake, table, schema, partitioned=partition is not None)
     counted = _Counted()
     stream = pa.RecordBatchReader.from_batches(schema, _with_partition(batches, schema, partition, counted))
     first = _first_rows(stream)
-    replaces = bool(_files_of(delta, partition))
+    replaces = bool(_files_of(snapshot, partition))
     write_id = uuid.uuid4().hex
     properties = CommitProperties(
         custom_metadata={**(commit_metadata or {}), WRITE_ID: write_id}, max_commit_retries=MAX_COMMIT_RETRIES
@@ -151,24 +148,30 @@ def write(
     if first is None:
         # delta-rs writes no file for no rows, which would make a day that had no events look never
         # materialized; an empty Parquet file says "this day is empty" to every reader.
-        _commit_empty(lake, table, delta, partition, properties)
-        delta.load_as_version(_version_of(delta, write_id))
+        _commit_empty(lake, table, snapshot, partition, properties)
+        snapshot.load_as_version(_version_of(snapshot, write_id))
     else:
         write_deltalake(
-            delta,
+            snapshot,
             first,
             mode="overwrite",
-            predicate=f"{PARTITION_KEY} = '{partition}'" if partition is not None else None,
+            predicate=_partition_predicate(partition),
             schema_mode="merge",
             writer_properties=WRITER_PROPERTIES,
             commit_properties=properties,
         )
-    files = _files_of(delta, partition)
-    written = Written(counted.rows, sum(f.size for f in files), len(files), delta.version())
+    files = _files_of(snapshot, partition)
+    written = Written(counted.rows, sum(f.size for f in files), len(files), snapshot.version())
     if replaces:
         # As a commit replaces files, those replaced long enough ago go (see REMOVED_FILES_KEPT_FOR).
         vacuum(lake, table)
     return written
+
+
+def _partition_predicate(partition: str | None) -> str | None:
+    if partition is None:
+        return None
+    return f"{PARTITION_KEY} = '" + partition.replace("'", "''") + "'"
 
 
 @dataclass
@@ -200,9 +203,7 @@ def _chain(first: pa.RecordBatch, rest: pa.RecordBatchReader) -> Iterator[pa.Rec
     yield from rest
 
 
-def _create_if_missing(
-    lake: Lake, table: str, schema: pa.Schema, *, partitioned: bool, description: str | None
-) -> DeltaTable:
+def _create_if_missing(lake: Lake, table: str, schema: pa.Schema, *, partitioned: bool) -> DeltaTable:
     uri, options = table_uri(lake, table), storage_options(lake)
     if not is_table(lake, table):
         # Another writer of the same new table may create it first (a backfill starting): use theirs.
@@ -213,7 +214,6 @@ def _create_if_missing(
                 mode="ignore",
                 partition_by=[PARTITION_KEY] if partitioned else None,
                 name=table,
-                description=description,
                 configuration=TABLE_PROPERTIES,
                 storage_options=options,
             )
@@ -221,9 +221,9 @@ def _create_if_missing(
 
 
 def _commit_empty(
-    lake: Lake, table: str, delta: DeltaTable, partition: str | None, properties: CommitProperties
+    lake: Lake, table: str, snapshot: DeltaTable, partition: str | None, properties: CommitProperties
 ) -> None:
-    stored = pa.schema(delta.schema().to_arrow())
+    stored = pa.schema(snapshot.schema().to_arrow())
     schema = pa.schema([field for field in stored if field.name != PARTITION_KEY])
     directory = partition_path(table, partition) if partition is not None else table.strip("/")
     name = f"part-00000-{uuid.uuid4()}-empty.zstd.parquet"
@@ -231,7 +231,7 @@ def _commit_empty(
         pq.write_table(schema.empty_table(), stream, compression="zstd")
     size = lake.fs.get_file_info(lake.path(f"{directory}/{name}")).size
     relative = f"{directory[len(table.strip('/')) :].strip('/')}/{name}".lstrip("/")
-    delta.create_write_transaction(
+    snapshot.create_write_transaction(
         [
             AddAction(
                 relative,
@@ -243,20 +243,20 @@ def _commit_empty(
             )
         ],
         mode="overwrite",
-        schema=delta.schema(),
+        schema=snapshot.schema(),
         partition_by=[PARTITION_KEY] if partition is not None else None,
         partition_filters=[(PARTITION_KEY, "=", partition)] if partition is not None else None,
         commit_properties=properties,
     )
 
 
-def _version_of(delta: DeltaTable, write_id: str) -> int:
+def _version_of(snapshot: DeltaTable, write_id: str) -> int:
     """The version our commit became (delta-rs reports it for `write_deltalake`, not for this API)."""
-    delta.update_incremental()
-    for commit in delta.history(limit=MAX_COMMIT_RETRIES + 1):
+    snapshot.update_incremental()
+    for commit in snapshot.history(limit=MAX_COMMIT_RETRIES + 1):
         if commit.get(WRITE_ID) == write_id:
             return int(commit["version"])
-    raise RuntimeError(f"{delta.table_uri}: commit {write_id} is not among the latest versions.")
+    raise RuntimeError(f"{snapshot.table_uri}: commit {write_id} is not among the latest versions.")
 
 
 @dataclass(frozen=True)
@@ -267,9 +267,9 @@ class DataFile:
     partition: str | None
 
 
-def data_files(delta: DeltaTable) -> list[DataFile]:
+def data_files(snapshot: DeltaTable) -> list[DataFile]:
     """The files of the loaded snapshot, with their partition (`date`) when the table has one."""
-    actions = pa.table(delta.get_add_actions(flatten=True))
+    actions = pa.table(snapshot.get_add_actions(flatten=True))
     key = f"partition.{PARTITION_KEY}"
     partitions = actions[key].to_pylist() if key in actions.column_names else [None] * actions.num_rows
     return [
@@ -280,8 +280,8 @@ def data_files(delta: DeltaTable) -> list[DataFile]:
     ]
 
 
-def _files_of(delta: DeltaTable, partition: str | None) -> list[DataFile]:
-    return [f for f in data_files(delta) if partition is None or f.partition == partition]
+def _files_of(snapshot: DeltaTable, partition: str | None) -> list[DataFile]:
+    return [f for f in data_files(snapshot) if partition is None or f.partition == partition]
 
 
 # --- reading -----------------------------------------------------------------------------------------
@@ -298,27 +298,27 @@ def read(
     """A lazy dataset of the table's current snapshot (or `version`): the `partitions` asked for (all
     when None), with `date` as a column. Missing partitions raise `MissingPartitionsError` unless
     `allow_missing`; a table never written is an empty dataset then."""
-    delta = open_table(lake, table, version)
-    if delta is None:
+    snapshot = open_table(lake, table, version)
+    if snapshot is None:
         if allow_missing or (partitions is not None and not partitions):
             return ds.dataset([], format="parquet")
         raise MissingPartitionsError(lake, table, sorted(partitions or []))
     if partitions is not None and not allow_missing:
-        present = {row[PARTITION_KEY] for row in delta.partitions()}
+        present = {row[PARTITION_KEY] for row in snapshot.partitions()}
         if missing := sorted(set(partitions) - present):
             raise MissingPartitionsError(lake, table, missing)
-    return dataset(lake, table, delta, partitions)
+    return dataset(lake, table, snapshot, partitions)
 
 
 def dataset(
-    lake: Lake, table: str, delta: DeltaTable, partitions: Collection[str] | None = None
+    lake: Lake, table: str, snapshot: DeltaTable, partitions: Collection[str] | None = None
 ) -> ds.Dataset:
     """The loaded snapshot's files as a pyarrow dataset, read through the lake's own filesystem."""
     pruning = [(PARTITION_KEY, "in", sorted(partitions))] if partitions is not None else None
     if partitions is not None and not partitions:
         pruning = [(PARTITION_KEY, "in", [""])]
     filesystem = pafs.SubTreeFileSystem(lake.path(table), lake.fs)
-    return delta.to_pyarrow_dataset(filesystem=filesystem, file_pruning_predicate=pruning)
+    return snapshot.to_pyarrow_dataset(filesystem=filesystem, file_pruning_predicate=pruning)
 
 
 def read_partition(lake: Lake, table: str, partition: str) -> ds.Dataset:
@@ -337,8 +337,8 @@ class MissingPartitionsError(FileNotFoundError):
 
 def partition_keys(lake: Lake, table: str) -> list[str]:
     """The partitions the current snapshot holds, sorted; [] for a table never written."""
-    delta = open_table(lake, table)
-    return sorted(row[PARTITION_KEY] for row in delta.partitions()) if delta is not None else []
+    snapshot = open_table(lake, table)
+    return sorted(row[PARTITION_KEY] for row in snapshot.partitions()) if snapshot is not None else []
 
 
 # --- retention and erasure ---------------------------------------------------------------------------
@@ -347,10 +347,10 @@ def partition_keys(lake: Lake, table: str) -> list[str]:
 def vacuum(lake: Lake, table: str) -> list[str]:
     """Delete the files that versions replaced more than `REMOVED_FILES_KEPT_FOR` ago, and files no
     version names (a killed writer's) as old; the files deleted, relative to the table."""
-    delta = open_table(lake, table)
-    if delta is None:
+    snapshot = open_table(lake, table)
+    if snapshot is None:
         return []
-    return delta.vacuum(dry_run=False, full=True, commit_properties=_retrying())
+    return snapshot.vacuum(dry_run=False, full=True, commit_properties=_retrying())
 
 
 def erase(lake: Lake, table: str, predicate: str) -> int:
@@ -373,12 +373,12 @@ def erase(lake: Lake, table: str, predicate: str) -> int:
     return int(metrics.get("num_deleted_rows") or 0)
 
 
-def _drop_history(delta: DeltaTable) -> None:
+def _drop_history(snapshot: DeltaTable) -> None:
     """Checkpoint now and delete every log entry before it (the log's retention set to zero for it)."""
-    delta.alter.set_table_properties({"delta.logRetentionDuration": "interval 0 seconds"})
-    delta.create_checkpoint()
-    delta.cleanup_metadata()
-    delta.alter.set_table_properties(
+    snapshot.alter.set_table_properties({"delta.logRetentionDuration": "interval 0 seconds"})
+    snapshot.create_checkpoint()
+    snapshot.cleanup_metadata()
+    snapshot.alter.set_table_properties(
         {"delta.logRetentionDuration": TABLE_PROPERTIES["delta.logRetentionDuration"]}
     )
 

@@ -19,7 +19,6 @@ from typing import Literal
 from urllib.parse import urlparse
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from event_platform.lake.publish import (
@@ -181,22 +180,6 @@ class Lake:
         if manifest is None:
             return []
         return [f"{relative_dir.strip('/')}/{entry.path}" for entry in manifest.files]
-
-    def parquet_dataset(
-        self, files: list[str], *, partition_base: str | None = None, schema: pa.Schema | None = None
-    ) -> ds.Dataset:
-        """A lazy dataset of lake-relative Parquet files; `date=` below `partition_base` is a column."""
-        partitioning = None
-        if partition_base is not None:
-            partitioning = ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive")
-        return ds.dataset(
-            [self.path(f) for f in files],
-            filesystem=self.fs,
-            format="parquet",
-            schema=schema,
-            partitioning=partitioning,
-            partition_base_dir=self.path(partition_base) if partition_base is not None else None,
-        )
 
     def _partition_lock(self, relative_dir: str) -> threading.Lock:
         with self._locks_guard:

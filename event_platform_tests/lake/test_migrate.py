@@ -1,7 +1,6 @@
 """`event-platform lake migrate`: a lake written in the manifest format becomes Delta tables in place."""
 
 import datetime as dt
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -28,9 +27,14 @@ def write_old_partition(lake: Lake, directory: str, values: list[int]) -> None:
         partition.metadata["rows"] = len(values)
 
 
-@pytest.fixture
-def old_lake(lake_resource: LakeResource) -> Lake:
-    lake = lake_resource.lake()
+@pytest.fixture(params=["local", "s3"])
+def old_lake(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Lake:
+    resource: LakeResource = request.getfixturevalue(
+        "lake_resource" if request.param == "local" else "s3_lake_resource"
+    )
+    if resource.s3_endpoint_url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", resource.s3_endpoint_url)
+    lake = resource.lake()
     write_old_partition(lake, partition_path("amplitude/events", "2026-11-01"), [1, 2])
     write_old_partition(lake, partition_path("amplitude/events", "2026-11-02"), [3])
     write_old_partition(lake, partition_path("amplitude/events", "2026-11-02"), [4, 5])  # replaces [3]
@@ -70,7 +74,8 @@ def test_migration_converts_each_table_to_its_committed_files_and_nothing_else(
     assert events.schema.field("at").type == pa.timestamp("us", tz="UTC")
     assert delta.read(old_lake, "warehouse/experiment_results").to_table()["n"].to_pylist() == [6]
     # Any engine sees the same: the data files are where they were, the log names exactly them.
-    assert DeltaTable(old_lake.path("amplitude/events")).to_pyarrow_table().num_rows == 4
+    uri, options = delta.table_uri(old_lake, "amplitude/events"), delta.storage_options(old_lake)
+    assert DeltaTable(uri, storage_options=options).to_pyarrow_table().num_rows == 4
     files = old_lake.list_files("amplitude/events")
     assert not [f for f in files if f.endswith("_manifest.json")], "the manifests are gone"
     assert len([f for f in files if f.endswith(".parquet") and "stray" not in f]) == 2, "replaced file gone"
@@ -92,7 +97,7 @@ def test_migration_is_idempotent(old_lake: Lake, capsys: pytest.CaptureFixture[s
     assert {path: old_lake.read_bytes(path) for path in old_lake.list_files("")} == snapshot
 
 
-def test_an_interrupted_migration_finishes_on_the_next_run(old_lake: Lake, tmp_path: Path) -> None:
+def test_an_interrupted_migration_finishes_on_the_next_run(old_lake: Lake) -> None:
     manifest = old_lake.read_bytes("amplitude/events/date=2026-11-01/_manifest.json")
     main(["lake", "migrate", "--lake", old_lake.uri()])
     # As if the run had died after the commit, before removing this manifest.
