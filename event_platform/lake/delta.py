@@ -137,8 +137,8 @@ def write(
         )
     schema = batches.schema.append(PARTITION_FIELD) if partition is not None else batches.schema
     snapshot = _create_if_missing(lake, table, schema, partitioned=partition is not None)
-    counted = _Counted()
-    stream = pa.RecordBatchReader.from_batches(schema, _with_partition(batches, schema, partition, counted))
+    reading = _Reading()
+    stream = pa.RecordBatchReader.from_batches(schema, _with_partition(batches, schema, partition, reading))
     first = _first_rows(stream)
     replaces = bool(_files_of(snapshot, partition))
     write_id = uuid.uuid4().hex
@@ -151,17 +151,24 @@ def write(
         _commit_empty(lake, table, snapshot, partition, properties)
         snapshot.load_as_version(_version_of(snapshot, write_id))
     else:
-        write_deltalake(
-            snapshot,
-            first,
-            mode="overwrite",
-            predicate=_partition_predicate(partition),
-            schema_mode="merge",
-            writer_properties=WRITER_PROPERTIES,
-            commit_properties=properties,
-        )
+        try:
+            write_deltalake(
+                snapshot,
+                first,
+                mode="overwrite",
+                predicate=_partition_predicate(partition),
+                schema_mode="merge",
+                writer_properties=WRITER_PROPERTIES,
+                commit_properties=properties,
+            )
+        except Exception as error:
+            # delta-rs reports an error raised while reading the stream as its own; the asset's own
+            # (a dagster.Failure that allows no retry, say) is the one that says what went wrong.
+            if reading.error is not None:
+                raise reading.error from error
+            raise
     files = _files_of(snapshot, partition)
-    written = Written(counted.rows, sum(f.size for f in files), len(files), snapshot.version())
+    written = Written(reading.rows, sum(f.size for f in files), len(files), snapshot.version())
     if replaces:
         # As a commit replaces files, those replaced long enough ago go (see REMOVED_FILES_KEPT_FOR).
         vacuum(lake, table)
@@ -175,19 +182,24 @@ def _partition_predicate(partition: str | None) -> str | None:
 
 
 @dataclass
-class _Counted:
+class _Reading:
     rows: int = 0
+    error: Exception | None = None
 
 
 def _with_partition(
-    batches: pa.RecordBatchReader, schema: pa.Schema, partition: str | None, counted: _Counted
+    batches: pa.RecordBatchReader, schema: pa.Schema, partition: str | None, reading: _Reading
 ) -> Iterator[pa.RecordBatch]:
-    for batch in batches:
-        counted.rows += batch.num_rows
-        columns = batch.columns
-        if partition is not None:
-            columns = [*columns, pa.repeat(pa.scalar(partition, pa.string()), batch.num_rows)]
-        yield pa.RecordBatch.from_arrays(columns, schema=schema)
+    try:
+        for batch in batches:
+            reading.rows += batch.num_rows
+            columns = batch.columns
+            if partition is not None:
+                columns = [*columns, pa.repeat(pa.scalar(partition, pa.string()), batch.num_rows)]
+            yield pa.RecordBatch.from_arrays(columns, schema=schema)
+    except Exception as error:
+        reading.error = error
+        raise
 
 
 def _first_rows(stream: pa.RecordBatchReader) -> pa.RecordBatchReader | None:
