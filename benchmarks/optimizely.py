@@ -66,9 +66,8 @@ def plain_copy(environment: dict[str, str], target: str) -> dict[str, Any]:
 def e3_load(environment: dict[str, str], lake_root: str) -> dict[str, Any]:
     from event_platform.defs.optimizely.load import land_day, type_day
     from event_platform.defs.optimizely.schema import E3_TYPES
+    from event_platform.lake import delta
     from event_platform.lake.filesystem import Lake
-    from event_platform.lake.layout import partition_path
-    from event_platform.lake.parquet import write_parquet_partition
 
     client = client_from(environment)
     lake = Lake.from_uri(lake_root)
@@ -80,9 +79,7 @@ def e3_load(environment: dict[str, str], lake_root: str) -> dict[str, Any]:
         landed = time.perf_counter()
         typed = type_day(lake, landing)
         typed_at = time.perf_counter()
-        rows, _ = write_parquet_partition(
-            lake, partition_path(f"optimizely/{e3.asset_name}", DAY.isoformat()), typed.reader
-        )
+        rows = delta.write(lake, f"optimizely/{e3.asset_name}", typed.reader, partition=DAY.isoformat()).rows
         written = time.perf_counter()
         phases["land"] += landed - started
         phases["type"] += typed_at - landed

@@ -39,9 +39,8 @@ from event_platform.defs.optimizely.schema import CONVERSIONS, DECISIONS
 from event_platform.defs.warehouse import models, results
 from event_platform.defs.warehouse.engine import Engine, EngineSettings
 from event_platform.defs.warehouse.identity import IdentityMap
+from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
-from event_platform.lake.layout import partition_path
-from event_platform.lake.parquet import write_parquet_partition
 from event_platform.staging import sql_text
 
 from measure import cpu_seconds, describe_machine, in_fresh_process, peak_rss_mb
@@ -152,12 +151,11 @@ def generate(lake: Lake, days: int, rows_per_day: int) -> None:
                 stream = pa.RecordBatchReader.from_batches(
                     schema, (batch.select(schema.names).cast(schema) for batch in reader)
                 )
-                write_parquet_partition(lake, partition_path(table, key), stream)
+                delta.write(lake, table, stream, partition=key)
 
 
 def dataset(lake: Lake, table: str, keys: list[str]) -> Any:
-    files = [f for key in keys for f in lake.current_files(partition_path(table, key))]
-    return lake.parquet_dataset(files, partition_base=table)
+    return delta.read(lake, table, keys)
 
 
 def daily_refresh(root: str, index: int) -> dict[str, Any]:
@@ -172,7 +170,7 @@ def daily_refresh(root: str, index: int) -> dict[str, Any]:
         started, cpu = time.perf_counter(), time.process_time()
         with Engine(ENGINE) as engine:
             output = compute(engine)
-            rows, _ = write_parquet_partition(lake, partition_path(f"warehouse/{model}", key), output.rows)
+            rows = delta.write(lake, f"warehouse/{model}", output.rows, partition=key).rows
         timings[f"{model}_s"] = time.perf_counter() - started
         timings[f"{model}_cpu_s"] = time.process_time() - cpu
         return rows
@@ -216,8 +214,12 @@ def experiment_results(
         if reader == "arrow":
             output = results.experiment_results(engine, exposures, conversions, settings)
         else:
-            for name, data in (("exposures", exposures), ("conversions", conversions)):
-                files = ", ".join(sql_text(path) for path in data.files)
+            for name, table, data in (
+                ("exposures", "warehouse/experiment_exposures", exposures),
+                ("conversions", "warehouse/experiment_conversions", conversions),
+            ):
+                # The dataset's paths are relative to its table (the Delta table's root).
+                files = ", ".join(sql_text(lake.path(f"{table}/{path}")) for path in data.files)
                 engine.connection.execute(f"CREATE VIEW {name} AS FROM read_parquet([{files}])")
             output = results.results_of_registered(engine, settings)
     return {

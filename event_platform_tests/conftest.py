@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from event_platform.lake.io_manager import LakeResource
 from event_platform.sandbox.world import World
@@ -44,21 +48,45 @@ def lake_resource(tmp_path: Path) -> LakeResource:
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
-    """An S3 endpoint on 127.0.0.1 (moto's server, a real HTTP peer): its URL."""
+    """An S3 endpoint on 127.0.0.1 (moto's server, a real HTTP peer in its own process): its URL.
+
+    Its own process, because delta-rs holds the GIL through some of its S3 calls: a server thread of
+    this process would then never answer them."""
     saved = {name: os.environ.get(name) for name in TEST_AWS_ENVIRONMENT}
     os.environ.update(TEST_AWS_ENVIRONMENT)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        yield f"http://{host}:{port}"
+        _wait_until_listening(url, server)
+        yield url
     finally:
-        server.stop()
+        server.terminate()
+        server.wait(timeout=30)
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _wait_until_listening(url: str, server: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"moto_server exited with {server.returncode} before it listened on {url}")
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"moto_server did not listen on {url} within {timeout:.0f} s")
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from typing import Literal
 from urllib.parse import urlparse
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from event_platform.lake.publish import (
@@ -40,6 +39,8 @@ class Lake:
     """The root as a path of `fs`: "/abs/dir" locally, "bucket/prefix" on S3."""
     display_root: str
     """The root as a URI for people: "file:///abs/dir" or "s3://bucket/prefix"."""
+    s3_endpoint_url: str | None = None
+    """An S3 endpoint other than AWS's (MinIO, moto), for the libraries that open the lake themselves."""
     _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False, compare=False)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -180,22 +181,6 @@ class Lake:
             return []
         return [f"{relative_dir.strip('/')}/{entry.path}" for entry in manifest.files]
 
-    def parquet_dataset(
-        self, files: list[str], *, partition_base: str | None = None, schema: pa.Schema | None = None
-    ) -> ds.Dataset:
-        """A lazy dataset of lake-relative Parquet files; `date=` below `partition_base` is a column."""
-        partitioning = None
-        if partition_base is not None:
-            partitioning = ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive")
-        return ds.dataset(
-            [self.path(f) for f in files],
-            filesystem=self.fs,
-            format="parquet",
-            schema=schema,
-            partitioning=partitioning,
-            partition_base_dir=self.path(partition_base) if partition_base is not None else None,
-        )
-
     def _partition_lock(self, relative_dir: str) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault(relative_dir, threading.Lock())
@@ -211,6 +196,7 @@ def _lake_from_uri(uri: str, s3_endpoint_url: str | None) -> Lake:
             fs=_s3_filesystem(s3_endpoint_url),
             root=bucket_and_prefix,
             display_root=f"s3://{bucket_and_prefix}",
+            s3_endpoint_url=s3_endpoint_url,
         )
     if parsed.scheme not in ("", "file"):
         raise ValueError(f"Unsupported lake location {uri!r}: use a directory or s3://bucket/prefix.")

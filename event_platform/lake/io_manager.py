@@ -1,11 +1,18 @@
-"""The lake as Dagster sees it: a resource for raw access and one Parquet IO manager for every table.
+"""The lake as Dagster sees it: a resource for raw access and one IO manager for every typed table.
 
-An asset returns a `pyarrow.Table` or a `pyarrow.RecordBatchReader` for its partition; the IO manager
-streams it into an atomic partition (`<asset key path>/date=<key>/`). An asset that computes a range
-of partitions in one run (a single-run backfill) returns `PartitionStreams`, one stream per day,
-written one after another. Downstream assets receive a lazy `pyarrow.dataset.Dataset` over the
-partitions they asked for, with the partition key as a `date` column, so DuckDB or Arrow read only what
-a query needs; `partitions_of` narrows such a dataset to some of its days.
+Every asset's output is a Delta Lake table at `<asset key path>/` (see `lake.delta`). An asset returns a
+`pyarrow.Table` or a `pyarrow.RecordBatchReader` for its partition; the IO manager streams it into one
+Delta commit that replaces that partition (`date=<key>`). An asset that computes a range of partitions
+in one run (a single-run backfill) returns `PartitionStreams`, one stream per day, each its own commit,
+written one after another. Downstream assets receive a lazy `pyarrow.dataset.Dataset` of the table's
+current snapshot, only the partitions they asked for, with the partition key as a `date` column, so
+DuckDB or Arrow read only what a query needs; `partitions_of` narrows such a dataset to some of its days.
+
+Why our own IO manager and not `dagster-deltalake` (0.29): that one writes a run's partitions as one
+write of its whole time window, needs the partition column in every asset's output, reports no
+per-partition rows, bytes, files or version, and writes a table's first partition without a predicate,
+so two runs of a backfill starting a table together can replace each other's data. What is left here is
+the Dagster glue; delta-rs does the table format (`lake.delta`).
 """
 
 from __future__ import annotations
@@ -28,9 +35,9 @@ from dagster import (
 )
 
 from event_platform.columns import column_description
+from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import PARTITION_KEY, partition_path
-from event_platform.lake.parquet import write_parquet_partition
 
 ALLOW_MISSING_PARTITIONS = "allow_missing_partitions"
 """Input metadata flag: read the partitions that exist and skip the ones never materialized."""
@@ -47,6 +54,8 @@ class LakeResource(ConfigurableResource):
 
 
 class ParquetLakeIOManager(ConfigurableIOManager):
+    """Stores every asset as a Delta Lake table of Parquet files (the name predates the table format)."""
+
     lake: LakeResource
 
     def handle_output(
@@ -55,8 +64,9 @@ class ParquetLakeIOManager(ConfigurableIOManager):
         lake = self.lake.lake()
         table = table_path(context)
         keys = context.asset_partition_keys if context.has_asset_partitions else []
+        commit = {"dagster_run_id": context.run_id}
         if isinstance(obj, PartitionStreams):
-            written = write_partition_streams(lake, table, keys, obj)
+            written = write_partition_streams(lake, table, keys, obj, commit_metadata=commit)
             context.add_output_metadata(
                 {
                     "partitions": MetadataValue.int(len(written)),
@@ -75,15 +85,16 @@ class ParquetLakeIOManager(ConfigurableIOManager):
                 f"{context.asset_key.to_user_string()} ran for {len(keys)} partitions but returned one "
                 "table: a run over a range returns PartitionStreams, one stream per partition."
             )
-        directory = partition_path(table, keys[0]) if keys else table
-        rows, size = write_parquet_partition(
-            lake, directory, obj.to_reader() if isinstance(obj, pa.Table) else obj
+        written = delta.write(
+            lake,
+            table,
+            obj.to_reader() if isinstance(obj, pa.Table) else obj,
+            partition=keys[0] if keys else None,
+            commit_metadata=commit,
         )
         context.add_output_metadata(
             {
-                "dagster/row_count": rows,
-                "bytes": MetadataValue.int(size),
-                "uri": MetadataValue.path(lake.uri(directory)),
+                **written_metadata(lake, partition_path(table, keys[0]) if keys else table, written),
                 "dagster/column_schema": column_schema(obj.schema),
             }
         )
@@ -92,18 +103,9 @@ class ParquetLakeIOManager(ConfigurableIOManager):
         lake = self.lake.lake()
         table = table_path(context)
         if not context.has_asset_partitions:
-            return lake.parquet_dataset(lake.current_files(table))
+            return delta.read(lake, table)
         allow_missing = bool((context.definition_metadata or {}).get(ALLOW_MISSING_PARTITIONS))
-        files: list[str] = []
-        for key in context.asset_partition_keys:
-            found = lake.current_files(partition_path(table, key))
-            if not found and not allow_missing:
-                raise FileNotFoundError(
-                    f"{context.asset_key.to_user_string()} has no partition {key} in {lake.uri(table)}: "
-                    "materialize it first."
-                )
-            files.extend(found)
-        return lake.parquet_dataset(files, partition_base=table)
+        return delta.read(lake, table, context.asset_partition_keys, allow_missing=allow_missing)
 
 
 def table_path(context: InputContext | OutputContext) -> str:
@@ -127,9 +129,14 @@ class PartitionStreams:
 
 
 def write_partition_streams(
-    lake: Lake, table: str, keys: Collection[str], output: PartitionStreams
+    lake: Lake,
+    table: str,
+    keys: Collection[str],
+    output: PartitionStreams,
+    *,
+    commit_metadata: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """Write each stream of `output` to its partition of `table`; the keys written, in order."""
+    """Write each stream of `output` to its partition of `table`, a commit each; the keys written."""
     expected, written = set(keys), []
     for key, stream in output.streams:
         if key not in expected or key in written:
@@ -139,21 +146,24 @@ def write_partition_streams(
             )
         if not stream.schema.equals(output.schema):
             raise ValueError(f"{table} {key}: stream schema {stream.schema} is not {output.schema}")
-        directory = partition_path(table, key)
-        rows, size = write_parquet_partition(lake, directory, stream)
+        stored = delta.write(lake, table, stream, partition=key, commit_metadata=commit_metadata)
         written.append(key)
         if output.on_written is not None:
-            output.on_written(
-                key,
-                {
-                    "dagster/row_count": rows,
-                    "bytes": MetadataValue.int(size),
-                    "uri": MetadataValue.path(lake.uri(directory)),
-                },
-            )
+            output.on_written(key, written_metadata(lake, partition_path(table, key), stored))
     if missing := sorted(expected - set(written)):
         raise ValueError(f"{table}: no stream for partitions {', '.join(missing)} of this run.")
     return written
+
+
+def written_metadata(lake: Lake, location: str, written: delta.Written) -> dict[str, Any]:
+    """What a materialization reports of its commit: rows, bytes, files, the Delta version, where."""
+    return {
+        "dagster/row_count": written.rows,
+        "bytes": MetadataValue.int(written.bytes),
+        "files": MetadataValue.int(written.files),
+        "delta_version": MetadataValue.int(written.version),
+        "uri": MetadataValue.path(lake.uri(location)),
+    }
 
 
 def partitions_of(dataset: ds.Dataset, keys: Collection[str]) -> ds.Dataset:

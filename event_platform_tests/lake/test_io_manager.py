@@ -1,4 +1,4 @@
-"""The Parquet IO manager through real Dagster materializations, on local disk and on S3."""
+"""The lake's IO manager (Delta Lake tables) through real Dagster materializations, on disk and on S3."""
 
 from collections.abc import Iterator
 
@@ -14,6 +14,7 @@ from dagster import (
     materialize,
 )
 
+from event_platform.lake import delta
 from event_platform.lake.io_manager import (
     ALLOW_MISSING_PARTITIONS,
     LakeResource,
@@ -34,7 +35,7 @@ def numbers(context: AssetExecutionContext) -> pa.RecordBatchReader:
 @asset(key_prefix=["src"], partitions_def=days, ins={"numbers": AssetIn(key=["src", "numbers"])})
 def doubled(numbers: ds.Dataset) -> pa.Table:
     table = numbers.to_table()
-    return pa.table({"n2": [2 * n for n in table["n"].to_pylist()], "date": table["date"]})
+    return pa.table({"n2": [2 * n for n in table["n"].to_pylist()], "seen_date": table["date"]})
 
 
 @asset(ins={"numbers": AssetIn(key=["src", "numbers"], metadata={ALLOW_MISSING_PARTITIONS: True})})
@@ -99,12 +100,14 @@ def test_partitions_round_trip_as_lazy_datasets_with_metadata(lake: LakeResource
 
     materialization = result.asset_materializations_for_node("src__numbers")[0]
     assert materialization.metadata["dagster/row_count"].value == 3
+    assert materialization.metadata["files"].value == 1
+    assert materialization.metadata["bytes"].value > 0
+    assert materialization.metadata["delta_version"].value == 2, "created, then one commit per day"
     assert materialization.metadata["uri"].value.endswith("src/numbers/date=2026-11-03")
     assert [c.name for c in materialization.metadata["dagster/column_schema"].value.columns] == ["n", "label"]
-    stored = lake.lake().parquet_dataset(
-        lake.lake().current_files("src/doubled/date=2026-11-03"), partition_base="src/doubled"
-    )
-    assert stored.to_table()["n2"].to_pylist() == [0, 2, 4]
+    stored = delta.read(lake.lake(), "src/doubled", ["2026-11-03"]).to_table()
+    assert stored["n2"].to_pylist() == [0, 2, 4]
+    assert stored["seen_date"].to_pylist() == stored["date"].to_pylist() == ["2026-11-03"] * 3
 
 
 def test_an_unpartitioned_reader_sees_every_materialized_partition(lake: LakeResource) -> None:
@@ -113,7 +116,7 @@ def test_an_unpartitioned_reader_sees_every_materialized_partition(lake: LakeRes
 
     result = materialize([numbers.to_source_asset(), total], selection=[total], resources=resources(lake))
 
-    stored = lake.lake().parquet_dataset(lake.lake().current_files("total")).to_table().to_pylist()
+    stored = delta.read(lake.lake(), "total").to_table().to_pylist()
     assert result.success and stored == [{"rows": 6, "days": 2}]
 
 
@@ -128,14 +131,29 @@ def test_a_missing_upstream_partition_is_a_clear_error(lake: LakeResource) -> No
     assert "has no partition 2026-11-05" in str(result.all_events)
 
 
-def test_re_materializing_a_partition_replaces_it(lake: LakeResource) -> None:
+def test_re_materializing_a_partition_replaces_it_in_one_commit(lake: LakeResource) -> None:
     for _ in range(2):
         materialize([numbers], partition_key="2026-11-03", resources=resources(lake))
-    files = lake.lake().current_files("src/numbers/date=2026-11-03")
-    assert lake.lake().parquet_dataset(files).count_rows() == 3
-    manifest = lake.lake().read_manifest("src/numbers/date=2026-11-03")
-    assert manifest is not None and len(manifest.files) == 1 and len(manifest.replaced) == 1
-    assert len(lake.lake().list_files("src/numbers")) == 3, "the Parquet file, the replaced one, the manifest"
+    store = lake.lake()
+    assert delta.read(store, "src/numbers", ["2026-11-03"]).count_rows() == 3
+    table = delta.open_table(store, "src/numbers")
+    assert table is not None and table.version() == 2
+    assert [commit["operation"] for commit in table.history()] == ["WRITE", "WRITE", "CREATE TABLE"]
+    parquet = [f for f in store.list_files("src/numbers/date=2026-11-03") if f.endswith(".parquet")]
+    assert len(parquet) == 2, "the replaced version's file stays for readers of the previous snapshot"
+
+
+def test_an_empty_day_is_a_materialized_partition_with_no_rows(lake: LakeResource) -> None:
+    @asset(key=["src", "numbers"], partitions_def=days)
+    def no_numbers() -> pa.Table:
+        return NUMBERS.empty_table()
+
+    result = materialize([no_numbers, doubled], partition_key="2026-11-03", resources=resources(lake))
+
+    assert result.success
+    meta = result.asset_materializations_for_node("src__numbers")[0].metadata
+    assert (meta["dagster/row_count"].value, meta["files"].value) == (0, 1)
+    assert delta.read(lake.lake(), "src/numbers", ["2026-11-03"]).count_rows() == 0
 
 
 def test_anything_but_arrow_is_refused(lake: LakeResource) -> None:
@@ -162,15 +180,12 @@ def test_a_range_run_writes_each_partition_with_its_own_metadata(lake: LakeResou
         "2026-11-04": 4,
     }
     assert materializations["2026-11-03"]["uri"].value.endswith("src/numbers_by_range/date=2026-11-03")
+    assert [m["delta_version"].value for _, m in sorted(materializations.items())] == [1, 2, 3]
     store = lake.lake()
     for key, rows in (("2026-11-02", 2), ("2026-11-04", 4)):
-        assert (
-            store.parquet_dataset(store.current_files(f"src/numbers_by_range/date={key}")).count_rows()
-            == rows
-        )
+        assert delta.read(store, "src/numbers_by_range", [key]).count_rows() == rows
     # The downstream range run saw each day's slice of its range input, not the whole range.
-    files = [f for key in materializations for f in store.current_files(f"src/days_seen/date={key}")]
-    seen = store.parquet_dataset(files, partition_base="src/days_seen")
+    seen = delta.read(store, "src/days_seen")
     assert sorted(seen.to_table().to_pylist(), key=lambda row: row["date"]) == [
         {"rows": 2, "date": "2026-11-02"},
         {"rows": 3, "date": "2026-11-03"},

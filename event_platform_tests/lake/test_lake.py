@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 
-import pyarrow as pa
 import pytest
 
 from event_platform.lake import publish
@@ -126,20 +125,6 @@ def test_file_names_cannot_leave_the_partition(lake: Lake, name: str) -> None:
     with pytest.raises(ValueError, match="Invalid"), lake.write_partition(PARTITION) as writer:
         writer.open(name).__enter__()
     assert lake.read_manifest(PARTITION) is None
-
-
-def test_datasets_read_parquet_lazily_with_the_partition_key_as_a_column(lake: Lake) -> None:
-    import pyarrow.parquet as pq
-
-    for day, values in (("2026-11-01", [1, 2]), ("2026-11-02", [3])):
-        directory = partition_path("t", day)
-        with lake.write_partition(directory) as writer, writer.open("part.parquet") as stream:
-            pq.write_table(pa.table({"x": values}), stream)
-
-    files = [f for day in ("2026-11-01", "2026-11-02") for f in lake.current_files(partition_path("t", day))]
-    table = lake.parquet_dataset(files, partition_base="t").to_table().sort_by("x")
-
-    assert table.to_pydict() == {"x": [1, 2, 3], "date": ["2026-11-01", "2026-11-01", "2026-11-02"]}
 
 
 def test_layout_is_hive_style() -> None:

@@ -10,7 +10,6 @@
 import tempfile
 
 import duckdb
-import pyarrow.dataset as ds
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -21,18 +20,13 @@ from dagster import (
 )
 
 from event_platform.defs.amplitude.transform import SOURCE, TABLE
-from event_platform.lake.filesystem import Lake
+from event_platform.lake.delta import read_partition
 from event_platform.lake.io_manager import LakeResource
-from event_platform.lake.layout import partition_path, quarantine_path, raw_path
+from event_platform.lake.layout import quarantine_path, raw_path
 
 RAW_EXPORT = AssetKey([SOURCE, "raw_export"])
 EVENTS = AssetKey([SOURCE, "events"])
 CHECK_MEMORY_LIMIT = "256MB"
-
-
-def stored_events(lake: Lake, day: str) -> ds.Dataset:
-    """The committed Parquet files of the day's events, as the IO manager wrote them."""
-    return lake.parquet_dataset(lake.current_files(partition_path(TABLE, day)))
 
 
 @asset_check(
@@ -68,7 +62,7 @@ def lines_reconcile(context: AssetCheckExecutionContext, lake: LakeResource) -> 
         missing = "raw landing" if raw is None else "quarantine record"
         return AssetCheckResult(passed=False, description=f"The day's {missing} is missing from the lake.")
     landed = sum(int(entry.extra["lines"]) for entry in raw.files)
-    rows = stored_events(store, day).count_rows()
+    rows = read_partition(store, TABLE, day).count_rows()
     duplicates = int(quarantine.metadata.get("duplicates", 0))
     quarantined = sum(int(entry.extra["lines"]) for entry in quarantine.files)
     same_landing = quarantine.metadata.get("raw_version") == raw.version
@@ -93,7 +87,7 @@ def lines_reconcile(context: AssetCheckExecutionContext, lake: LakeResource) -> 
     asset=EVENTS, blocking=True, description="`uuid`, Amplitude's primary key, is unique in the day."
 )
 def uuid_unique(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
-    dataset = stored_events(lake.lake(), context.partition_key)
+    dataset = read_partition(lake.lake(), TABLE, context.partition_key)
     with (
         tempfile.TemporaryDirectory(prefix="amplitude-uuid-check-") as spill,
         duckdb.connect(config={"memory_limit": CHECK_MEMORY_LIMIT, "temp_directory": spill}) as con,
@@ -113,7 +107,7 @@ def uuid_unique(context: AssetCheckExecutionContext, lake: LakeResource) -> Asse
 
 @asset_check(asset=EVENTS, description="The day has events (WARN: an empty export is more often an outage).")
 def not_empty(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
-    rows = stored_events(lake.lake(), context.partition_key).count_rows()
+    rows = read_partition(lake.lake(), TABLE, context.partition_key).count_rows()
     return AssetCheckResult(
         passed=rows > 0, severity=AssetCheckSeverity.WARN, metadata={"rows": MetadataValue.int(rows)}
     )

@@ -49,9 +49,9 @@ from event_platform.defs.amplitude.schema import (
     Column,
     Kind,
 )
+from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
-from event_platform.lake.layout import partition_path, quarantine_path, raw_path
-from event_platform.lake.parquet import write_parquet_partition
+from event_platform.lake.layout import quarantine_path, raw_path
 from event_platform.lake.publish import PartitionWriter
 from event_platform.staging import scratch_duckdb, sql_text
 
@@ -198,7 +198,7 @@ def write_events(lake: Lake, day: dt.date | str, tmp_dir: Path | None = None) ->
     """`read_events` written to `amplitude/events/date=D/` as the IO manager writes it (for the CLI)."""
     key = day.isoformat() if isinstance(day, dt.date) else day
     typed = read_events(lake, key, tmp_dir=tmp_dir)
-    write_parquet_partition(lake, partition_path(TABLE, key), typed.reader)
+    delta.write(lake, TABLE, typed.reader, partition=key)
     return typed.summary
 
 

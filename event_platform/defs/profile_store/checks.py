@@ -5,23 +5,18 @@ from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as ds
 from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue, asset_check
 
 from event_platform.defs.profile_store import landing
 from event_platform.defs.profile_store.assets import events
 from event_platform.defs.profile_store.pseudonymise import find_personal_data
-from event_platform.defs.profile_store.transform import EVENTS_SCHEMA
+from event_platform.lake.delta import read_partition
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.io_manager import LakeResource
-from event_platform.lake.layout import partition_path, quarantine_path, raw_path
+from event_platform.lake.layout import quarantine_path, raw_path
 from event_platform.staging import gzip_lines, raw_files, scratch_duckdb
 
 SAMPLE_KEYS = 10
-
-
-def stored(lake: Lake, day: str) -> ds.Dataset:
-    return lake.parquet_dataset(lake.current_files(partition_path(landing.TABLE, day)), schema=EVENTS_SCHEMA)
 
 
 def _count(connection: duckdb.DuckDBPyConnection, sql: str) -> tuple[int, ...]:
@@ -43,7 +38,7 @@ def rows_match_reported_total(context: AssetCheckExecutionContext, lake: LakeRes
     quarantine = store.read_manifest(quarantine_path(landing.TABLE, day))
     quarantined = int(quarantine.metadata.get("lines", 0)) if quarantine else 0
     with scratch_duckdb() as connection:
-        connection.register("stored", stored(store, day))
+        connection.register("stored", read_partition(store, landing.TABLE, day))
         (rows,) = _count(connection, "SELECT count(*) FROM stored")
     hint = (
         "Counts agree."
@@ -95,7 +90,7 @@ class PersonalDataScan:
 def scan_for_personal_data(lake: Lake, day: str) -> PersonalDataScan:
     """Every string column of the day's typed rows and every line of its raw pages, by regex."""
     scan = PersonalDataScan()
-    for batch in stored(lake, day).to_batches():
+    for batch in read_partition(lake, landing.TABLE, day).to_batches():
         keys = batch.column("event_key").to_pylist()
         for field_ in batch.schema:
             if not pa.types.is_string(field_.type):
@@ -113,7 +108,7 @@ def scan_for_personal_data(lake: Lake, day: str) -> PersonalDataScan:
 @asset_check(asset=events, description="Each event_key (TrackId, or a content hash) occurs once.")
 def event_keys_unique(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
     with scratch_duckdb() as connection:
-        connection.register("stored", stored(lake.lake(), context.partition_key))
+        connection.register("stored", read_partition(lake.lake(), landing.TABLE, context.partition_key))
         rows, distinct = _count(connection, "SELECT count(*), count(DISTINCT event_key) FROM stored")
     return AssetCheckResult(
         passed=rows == distinct,

@@ -4,14 +4,16 @@ Who: an e-mail address (matched through its pseudonym, `user_email_key`) or a De
 1. Find the person's events in `profile_store/events` (every partition): their keys, scopes, TrackIds.
 2. Delete each at the vendor (`DELETE api/v2.0/TrackEvents/{scope}/{TrackId}`; 404 = already gone).
    This comes first: if it fails, the lake still holds what a re-run needs to find the events again.
-3. Rewrite, through `lake.write_partition` (atomic), every partition that holds them, deleting the
-   replaced versions at once (`ERASE_AT_ONCE`) rather than keeping them for readers as re-runs do:
-   - every Parquet table in the lake (profile_store/events and anything derived from it, such as
-     warehouse/events): rows whose string columns hold one of the events' keys or the e-mail pseudonym;
-   - raw/profile_store pages: events whose key is one of those, or whose own User.Email / DeviceId is
-     the person's;
-   - quarantine/profile_store/events (untypable, maybe not even JSON): lines holding the identifier or
-     a key anywhere.
+3. Remove them from the lake:
+   - every Delta table (profile_store/events and anything derived from it, such as warehouse/events):
+     one Delta DELETE of the rows whose string columns hold one of the events' keys or the e-mail
+     pseudonym, then the files of earlier versions and the log entries before it go at once
+     (`lake.delta.erase`): no old version, and no DELETE predicate in the log, still names them;
+   - raw/profile_store pages, rewritten through `lake.write_partition` (atomic), replaced versions
+     deleted at once (`ERASE_AT_ONCE`): events whose key is one of those, or whose own User.Email /
+     DeviceId is the person's;
+   - quarantine/profile_store/events (untypable, maybe not even JSON), likewise: lines holding the
+     identifier or a key anywhere.
    The raw manifest's `total_reported` drops by what was removed, so the row-count check stays true.
 4. In the warehouse DuckDB file (if it exists): delete rows of every base table whose VARCHAR columns
    hold the pseudonym or a key; then re-publish the catalog so its views name the rewritten files.
@@ -30,18 +32,17 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from event_platform.defs.profile_store import landing
 from event_platform.defs.profile_store.client import ProfileStoreClient
 from event_platform.defs.profile_store.pseudonymise import Pseudonymiser
-from event_platform.defs.profile_store.transform import EVENTS_SCHEMA, event_key
+from event_platform.defs.profile_store.transform import event_key
+from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
-from event_platform.lake.layout import partition_keys, partition_path, quarantine_path, raw_path
-from event_platform.lake.publish import MANIFEST_NAME, Manifest, ManifestFile
-from event_platform.staging import gzip_lines
+from event_platform.lake.layout import PARTITION_KEY, partition_keys, quarantine_path, raw_path
+from event_platform.lake.publish import MANIFEST_NAME, ManifestFile
+from event_platform.staging import gzip_lines, sql_text
 
 ERASE_AT_ONCE = dt.timedelta(0)
 """Forgotten data must not outlive the rewrite, even for a reader mid-scan."""
@@ -88,9 +89,9 @@ class ForgetReport:
     vendor_unknown: int = 0
     vendor_without_track_id: int = 0
     replaced_files_deleted: int = 0
-    """Files of replaced partition versions, kept for readers, deleted before the search."""
-    parquet_rows: dict[str, int] = field(default_factory=dict)
-    """Lake partition directory -> rows removed."""
+    """Files of replaced raw and quarantine versions, kept for readers, deleted before the search."""
+    table_rows: dict[str, int] = field(default_factory=dict)
+    """Lake table (Delta) -> rows deleted."""
     raw_events: dict[str, int] = field(default_factory=dict)
     quarantine_lines: dict[str, int] = field(default_factory=dict)
     warehouse_rows: dict[str, int] = field(default_factory=dict)
@@ -100,16 +101,14 @@ class ForgetReport:
 
 def find_events(lake: Lake, person: Person) -> list[FoundEvent]:
     """The person's events in every partition of `profile_store/events`."""
-    found: list[FoundEvent] = []
-    for day in partition_keys(lake.list_dirs(landing.TABLE)):
-        files = lake.current_files(partition_path(landing.TABLE, day))
-        if not files:
-            continue
-        matches = lake.parquet_dataset(files, schema=EVENTS_SCHEMA).to_table(
-            columns=["event_key", "scope", "track_id"], filter=ds.field(person.column) == person.value
-        )
-        found += [FoundEvent(day, **row) for row in matches.to_pylist()]
-    return found
+    matches = delta.read(lake, landing.TABLE, allow_missing=True)
+    if not matches.schema.names:
+        return []
+    rows = matches.to_table(
+        columns=[PARTITION_KEY, "event_key", "scope", "track_id"],
+        filter=ds.field(person.column) == person.value,
+    )
+    return [FoundEvent(row.pop(PARTITION_KEY), **row) for row in rows.to_pylist()]
 
 
 def delete_at_vendor(client: ProfileStoreClient, found: Iterable[FoundEvent], report: ForgetReport) -> None:
@@ -132,7 +131,7 @@ def forget(
     log: Callable[[str], None] = lambda message: None,
 ) -> ForgetReport:
     report = ForgetReport()
-    # Versions kept for readers of re-materialized partitions may hold the person too: they go first.
+    # Raw and quarantine versions kept for readers may hold the person too: they go first.
     report.replaced_files_deleted = drop_replaced_versions(lake)
     found = find_events(lake, person)
     report.events_found = len(found)
@@ -141,76 +140,50 @@ def forget(
     keys = {event.event_key for event in found}
     # The e-mail pseudonym names the person anywhere; a DeviceId only inside Profile Store data.
     everywhere = keys | ({person.value} if person.column == "user_email_key" else set())
-    report.parquet_rows = remove_from_parquet_tables(lake, everywhere)
+    report.table_rows = remove_from_tables(lake, everywhere)
     report.raw_events = remove_from_raw_pages(lake, keys, person)
     report.quarantine_lines = remove_from_quarantine(lake, keys | {person.value})
     report.warehouse_rows, report.warehouse = remove_from_warehouse(warehouse, everywhere)
-    if report.warehouse != "absent" and (report.parquet_rows or report.raw_events):
+    if report.warehouse != "absent" and (report.table_rows or report.raw_events):
         republish(lake, warehouse)
         report.warehouse += "; catalog re-published"
     return report
 
 
 def drop_replaced_versions(lake: Lake) -> int:
-    """Delete every partition's kept replaced versions (see `lake.publish`); how many files."""
-    manifests = [path for path in lake.list_files("") if path.rpartition("/")[2] == MANIFEST_NAME]
+    """Delete the kept replaced versions of every raw and quarantine partition (see `lake.publish`)."""
+    manifests = [
+        path
+        for place in ("raw", "quarantine")
+        for path in lake.list_files(place)
+        if path.rpartition("/")[2] == MANIFEST_NAME
+    ]
     return sum(lake.drop_replaced(path.rpartition("/")[0]) for path in manifests)
 
 
-# ---- Parquet tables ------------------------------------------------------------------------------
+# ---- Delta tables --------------------------------------------------------------------------------
 
 
-def parquet_partitions(lake: Lake) -> list[tuple[str, Manifest]]:
-    """(directory, manifest) of every committed partition whose files are all Parquet, raw/ and
-    quarantine/ aside."""
-    partitions = []
-    for path in lake.list_files(""):
-        directory, _, name = path.rpartition("/")
-        if name != MANIFEST_NAME or directory.split("/", 1)[0] in ("raw", "quarantine"):
-            continue
-        manifest = lake.read_manifest(directory)
-        if manifest and manifest.files and all(entry.path.endswith(".parquet") for entry in manifest.files):
-            partitions.append((directory, manifest))
-    return partitions
-
-
-def _matches(batch: pa.RecordBatch, identifiers: pa.Array) -> pa.Array:
-    mask = pa.array([False] * batch.num_rows)
-    for column, field_ in zip(batch.columns, batch.schema, strict=True):
-        if pa.types.is_string(field_.type) or pa.types.is_large_string(field_.type):
-            hits = pc.fill_null(pc.is_in(column.cast(pa.string()), value_set=identifiers), False)
-            mask = pc.or_(mask, hits)
-    return mask
-
-
-def remove_from_parquet_tables(lake: Lake, identifiers: set[str]) -> dict[str, int]:
+def remove_from_tables(lake: Lake, identifiers: set[str]) -> dict[str, int]:
+    """Delete the rows holding an identifier in any string column, table by table; table -> rows."""
     if not identifiers:
         return {}
-    values = pa.array(sorted(identifiers), pa.string())
+    values = ", ".join(sql_text(value) for value in sorted(identifiers))
     removed: dict[str, int] = {}
-    for directory, manifest in parquet_partitions(lake):
-        count = 0
-        for entry in manifest.files:
-            parquet = pq.ParquetFile(lake.open_input_file(f"{directory}/{entry.path}"))
-            count += sum(pc.sum(_matches(batch, values)).as_py() or 0 for batch in parquet.iter_batches())
-        if count:
-            _rewrite_parquet_partition(lake, directory, manifest, values, count)
-            removed[directory] = count
+    for table in delta.tables(lake):
+        snapshot = delta.open_table(lake, table)
+        schema = pa.schema(snapshot.schema().to_arrow()) if snapshot is not None else pa.schema([])
+        columns = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+        if not columns:
+            continue
+        predicate = " OR ".join(f"{_quoted_identifier(column)} IN ({values})" for column in columns)
+        if deleted := delta.erase(lake, table, predicate):
+            removed[table] = deleted
     return removed
 
 
-def _rewrite_parquet_partition(
-    lake: Lake, directory: str, manifest: Manifest, values: pa.Array, removed: int
-) -> None:
-    with lake.write_partition(directory, keep_replaced_for=ERASE_AT_ONCE) as partition:
-        for entry in manifest.files:
-            source = pq.ParquetFile(lake.open_input_file(f"{directory}/{entry.path}"))
-            with partition.open(entry.name, **entry.extra) as stream:
-                writer = pq.ParquetWriter(stream, source.schema_arrow, compression="zstd")
-                for batch in source.iter_batches():
-                    writer.write_batch(batch.filter(pc.invert(_matches(batch, values))))
-                writer.close()
-        partition.metadata.update(_less(manifest.metadata, ("rows",), removed))
+def _quoted_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _less(metadata: dict[str, Any], count_names: tuple[str, ...], removed: int) -> dict[str, Any]:

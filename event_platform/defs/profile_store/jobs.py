@@ -46,8 +46,9 @@ def forget_person(
     profile_store: ProfileStoreResource,
     lake: LakeResource,
 ) -> None:
-    """Find the person's events, delete them at the vendor, rewrite every lake partition and warehouse
-    table that holds them. It writes the warehouse file, hence the `warehouse` pool."""
+    """Find the person's events, delete them at the vendor, then from every lake table (a Delta DELETE,
+    then their old versions), raw page and warehouse table that holds them. It writes the warehouse
+    file, hence the `warehouse` pool."""
     who = person(config, profile_store)
     warehouse = Path(
         config.warehouse_path
@@ -64,7 +65,7 @@ def forget_person(
     )
     context.log.info(
         f"Forgot {who.description}: {report.events_found} event(s) found, {report.vendor_deleted} deleted at "
-        f"the vendor, {sum(report.parquet_rows.values())} Parquet row(s), {sum(report.raw_events.values())} "
+        f"the vendor, {sum(report.table_rows.values())} lake table row(s), {sum(report.raw_events.values())} "
         f"raw event(s), {sum(report.warehouse_rows.values())} warehouse row(s) removed."
     )
     context.add_output_metadata(
@@ -74,7 +75,7 @@ def forget_person(
             "vendor_unknown": dg.MetadataValue.int(report.vendor_unknown),
             "vendor_without_track_id": dg.MetadataValue.int(report.vendor_without_track_id),
             "replaced_files_deleted": dg.MetadataValue.int(report.replaced_files_deleted),
-            "parquet_rows_removed": dg.MetadataValue.json(report.parquet_rows),
+            "table_rows_removed": dg.MetadataValue.json(report.table_rows),
             "raw_events_removed": dg.MetadataValue.json(report.raw_events),
             "quarantine_lines_removed": dg.MetadataValue.json(report.quarantine_lines),
             "warehouse_rows_removed": dg.MetadataValue.json(report.warehouse_rows),

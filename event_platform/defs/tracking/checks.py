@@ -1,6 +1,5 @@
 """Checks of `tracking/events`, read back from the lake after each materialization."""
 
-import pyarrow.dataset as ds
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -12,9 +11,9 @@ from dagster import (
 from event_platform.defs.tracking import landed
 from event_platform.defs.tracking.assets import events
 from event_platform.defs.tracking.events import CONTEXT_FIELDS, EMAIL_PATTERN, PERSONAL_KEY_ALTERNATIVES
+from event_platform.lake.delta import read_partition
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.io_manager import LakeResource
-from event_platform.lake.layout import partition_path
 from event_platform.staging import scratch_duckdb
 
 PERSONAL_KEY_PATTERN = f'(?i)"({PERSONAL_KEY_ALTERNATIVES})":' + r'\s*("[^"]|[-0-9tf\[{])'
@@ -38,7 +37,7 @@ def compare_rows_with_landing(store: Lake, day: str, duplicates: int) -> AssetCh
     landed_events = landed.landed_line_count(store, day)
     quarantined = landed.quarantined_line_count(store, day)
     with scratch_duckdb() as connection:
-        connection.register("stored", _stored(store, day))
+        connection.register("stored", read_partition(store, landed.TABLE, day))
         rows, distinct = connection.execute("SELECT count(*), count(DISTINCT uuid) FROM stored").fetchone()
     expected = landed_events - duplicates - quarantined
     if rows == expected == distinct:
@@ -68,7 +67,7 @@ def compare_rows_with_landing(store: Lake, day: str, duplicates: int) -> AssetCh
 def no_personal_data(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
     emails = " OR ".join(f"regexp_matches({column}, $email)" for column in TEXT_COLUMNS)
     with scratch_duckdb() as connection:
-        connection.register("stored", _stored(lake.lake(), context.partition_key))
+        connection.register("stored", read_partition(lake.lake(), landed.TABLE, context.partition_key))
         offending = connection.execute(
             f"SELECT uuid FROM stored WHERE {emails} OR regexp_matches(event_data, $key) ORDER BY uuid",
             {"email": EMAIL_PATTERN.pattern, "key": PERSONAL_KEY_PATTERN},
@@ -81,10 +80,6 @@ def no_personal_data(context: AssetCheckExecutionContext, lake: LakeResource) ->
             "sample_uuids": MetadataValue.text(", ".join(row[0] for row in offending[:10]) or "none"),
         },
     )
-
-
-def _stored(store: Lake, day: str) -> ds.Dataset:
-    return store.parquet_dataset(store.current_files(partition_path(landed.TABLE, day)))
 
 
 def _reported_duplicates(context: AssetCheckExecutionContext, day: str) -> int:

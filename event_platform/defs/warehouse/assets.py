@@ -323,6 +323,7 @@ def publish_catalog(context: AssetExecutionContext, warehouse: WarehouseResource
                 "path": str(path.resolve()),
                 "views": report.views,
                 "tables": report.tables,
+                "delta_versions": report.versions,
                 "empty": report.empty,
                 "not_published": report.not_published,
             }

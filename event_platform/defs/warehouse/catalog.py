@@ -1,10 +1,12 @@
 """Publishing the lake into the analysts' `warehouse.duckdb`, so `duckdb data/warehouse.duckdb -c
 "from experiment_results"` just works.
 
-Each table becomes a view over exactly the Parquet files its partitions' manifests name: a glob over
-the hive layout would also read a version being written or a killed writer's leftovers. A view
-therefore names files of one moment; the catalog is re-published after materializations (it is
-cheap: it reads manifests, not data). The views and tables are replaced in one transaction, so an
+Each table is a Delta Lake table; its view reads exactly the Parquet files of the table's current
+snapshot (DuckDB's delta extension cannot be installed offline, so the view lists the files the Delta
+log names): a glob over the directory would also read replaced versions, a version being written or a
+killed writer's leftovers. A view therefore shows one Delta version, recorded in `catalog_versions`
+(table, Delta version, files, when published); the catalog is re-published after materializations (it
+is cheap: it reads the logs, not data). The views and tables are replaced in one transaction, so an
 analyst sees the previous catalog or the new one.
 
 On S3 a view would need DuckDB's httpfs extension and credentials inside the analysts' file; httpfs
@@ -19,10 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+from deltalake import DeltaTable
 
+from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
-from event_platform.lake.layout import partition_keys, partition_path
+from event_platform.lake.layout import PARTITION_KEY
 from event_platform.staging import sql_text
+
+VERSIONS_TABLE = "catalog_versions"
 
 
 @dataclass(frozen=True)
@@ -54,18 +60,25 @@ CATALOG_TABLES: tuple[CatalogTable, ...] = (
 class PublishReport:
     views: dict[str, int] = field(default_factory=dict)
     """name -> number of Parquet files behind it."""
+    versions: dict[str, int] = field(default_factory=dict)
+    """name -> the Delta version its view or table shows."""
     tables: dict[str, int] = field(default_factory=dict)
     """name -> rows copied."""
     empty: list[str] = field(default_factory=list)
     not_published: list[str] = field(default_factory=list)
 
 
-def current_files(lake: Lake, table: CatalogTable) -> list[str]:
-    if not table.partitioned:
-        return lake.current_files(table.lake_path)
-    files: list[str] = []
-    for key in partition_keys(lake.list_dirs(table.lake_path)):
-        files.extend(lake.current_files(partition_path(table.lake_path, key)))
+def snapshot_files(lake: Lake, table: CatalogTable, snapshot: DeltaTable) -> list[str]:
+    """Lake paths of the snapshot's files. A view reads `date` from their hive-style directories, which
+    delta-rs writes (and migration keeps); a file anywhere else would lose its partition, so it is refused."""
+    files = []
+    for data_file in delta.data_files(snapshot):
+        if table.partitioned and not data_file.path.startswith(f"{PARTITION_KEY}={data_file.partition}/"):
+            raise ValueError(
+                f"{lake.uri(table.lake_path)}: {data_file.path} is not under {PARTITION_KEY}="
+                f"{data_file.partition}/, so a view could not tell its partition; rewrite the partition."
+            )
+        files.append(f"{table.lake_path}/{data_file.path}")
     return files
 
 
@@ -77,29 +90,32 @@ def publish(lake: Lake, warehouse: Path, tables: tuple[CatalogTable, ...] = CATA
     try:
         connection.execute("BEGIN TRANSACTION")
         for table in tables:
-            files = current_files(lake, table)
-            if not files:
+            snapshot = delta.open_table(lake, table.lake_path)
+            files = snapshot_files(lake, table, snapshot) if snapshot is not None else []
+            if snapshot is None or not files:
                 report.empty.append(table.name)
                 continue
             if lake.is_local:
                 paths = ", ".join(sql_text(lake.path(f)) for f in files)
                 hive = "true" if table.partitioned else "false"
+                # union_by_name: a table's partitions may differ by columns added over time.
                 connection.execute(
-                    f'CREATE OR REPLACE VIEW "{table.name}" AS '
-                    f"SELECT * FROM read_parquet([{paths}], hive_partitioning = {hive})"
+                    f'CREATE OR REPLACE VIEW "{table.name}" AS SELECT * FROM '
+                    f"read_parquet([{paths}], hive_partitioning = {hive}, union_by_name = true)"
                 )
                 report.views[table.name] = len(files)
+                report.versions[table.name] = snapshot.version()
             elif table.mart:
-                dataset = lake.parquet_dataset(
-                    files, partition_base=table.lake_path if table.partitioned else None
-                )
+                dataset = delta.dataset(lake, table.lake_path, snapshot)
                 connection.register("mart_source", dataset)
                 connection.execute(f'CREATE OR REPLACE TABLE "{table.name}" AS SELECT * FROM mart_source')
                 connection.unregister("mart_source")
                 [(count,)] = connection.execute(f'SELECT count(*) FROM "{table.name}"').fetchall()
                 report.tables[table.name] = int(count)
+                report.versions[table.name] = snapshot.version()
             else:
                 report.not_published.append(table.name)
+        record_versions(connection, lake, tables, report)
         connection.execute("COMMIT")
     except BaseException:
         connection.execute("ROLLBACK")
@@ -107,3 +123,23 @@ def publish(lake: Lake, warehouse: Path, tables: tuple[CatalogTable, ...] = CATA
     finally:
         connection.close()
     return report
+
+
+def record_versions(
+    connection: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    tables: tuple[CatalogTable, ...],
+    report: PublishReport,
+) -> None:
+    """`catalog_versions`: which Delta version of which lake table each published name shows."""
+    connection.execute(
+        f'CREATE OR REPLACE TABLE "{VERSIONS_TABLE}" (name VARCHAR, lake_table VARCHAR, '
+        "delta_version BIGINT, files BIGINT, published_at TIMESTAMPTZ)"
+    )
+    rows = [
+        (table.name, lake.uri(table.lake_path), report.versions[table.name], report.views.get(table.name))
+        for table in tables
+        if table.name in report.versions
+    ]
+    if rows:
+        connection.executemany(f'INSERT INTO "{VERSIONS_TABLE}" VALUES (?, ?, ?, ?, current_timestamp)', rows)

@@ -14,9 +14,10 @@ from dagster import AssetCheckEvaluation, DagsterInstance, materialize
 from event_platform.defs.amplitude import assets, checks
 from event_platform.defs.amplitude.resources import AmplitudeResource
 from event_platform.defs.amplitude.schema import EVENT_SCHEMA
+from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.io_manager import LakeResource, ParquetLakeIOManager
-from event_platform.lake.layout import partition_path, quarantine_path
+from event_platform.lake.layout import quarantine_path
 from event_platform.sandbox.amplitude import AmplitudeEmulator
 from event_platform.sandbox.world import World
 
@@ -76,8 +77,12 @@ def run_day(emulator: AmplitudeEmulator, lake: LakeResource, day: dt.date) -> Da
 
 
 def stored(lake: Lake, day: dt.date) -> pa.Table:
-    files = lake.current_files(partition_path("amplitude/events", day.isoformat()))
-    return lake.parquet_dataset(files).to_table().sort_by("uuid")
+    return (
+        delta.read(lake, "amplitude/events", [day.isoformat()])
+        .to_table()
+        .drop_columns(["date"])
+        .sort_by("uuid")
+    )
 
 
 def test_two_days_land_type_and_reconcile_with_what_the_emulator_served(

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from event_platform.defs.amplitude.commands import add_commands
+from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
 from event_platform.sandbox.amplitude import AmplitudeEmulator
 from event_platform.sandbox.world import World
@@ -53,7 +54,7 @@ def test_export_writes_raw_and_typed_partitions_for_each_day(
         == amplitude_env.day_summary(dt.date(2026, 11, 1)).lines
     )
     assert second is not None and second.files == [], "a day without data is an empty, committed partition"
-    assert lake.current_files("amplitude/events/date=2026-11-01"), "typed Parquet written by the transform"
+    assert delta.partition_keys(lake, "amplitude/events"), "the typed Delta table written by the transform"
     assert "2026-11-01:" in output and "days" in output
 
 

@@ -23,8 +23,8 @@ from event_platform.defs.optimizely.checks import (
 from event_platform.defs.optimizely.load import raw_dir
 from event_platform.defs.optimizely.resources import OptimizelyResource
 from event_platform.defs.optimizely.schema import CONVERSIONS, DECISIONS, E3_TYPES
+from event_platform.lake import delta
 from event_platform.lake.io_manager import LakeResource, ParquetLakeIOManager
-from event_platform.lake.layout import partition_path
 from event_platform.sandbox.optimizely import OptimizelySandbox
 from event_platform.settings import MissingSettingsError
 
@@ -87,10 +87,7 @@ def test_two_days_of_both_assets_and_their_checks(
             ("decisions", "decisions", DECISIONS),
             ("conversions", "events", CONVERSIONS),
         ):
-            table = lake.parquet_dataset(
-                lake.current_files(partition_path(f"optimizely/{asset}", day.isoformat()))
-            )
-            rows = table.to_table()
+            rows = delta.read(lake, f"optimizely/{asset}", [day.isoformat()]).to_table()
             assert rows.schema.names[: len(schema)] == schema.names
             assert rows.num_rows == metadata_value(result, asset, "dagster/row_count")
             assert rows.num_rows == published[day][e3] - metadata_value(result, asset, "duplicates")
@@ -114,8 +111,8 @@ def test_a_corrupt_part_fails_the_run_by_name_and_the_previous_version_stays(
     e3_sandbox.publish_day(day)
     assert materialize(e3_sandbox, lake_resource, day, (decisions,)).success
     lake = lake_resource.lake()
-    typed_dir = partition_path("optimizely/decisions", day.isoformat())
-    before = (lake.read_manifest(typed_dir), lake.read_manifest(raw_dir(E3_TYPES["decisions"], day)))
+    typed = delta.open_table(lake, "optimizely/decisions")
+    before = (typed and typed.version(), lake.read_manifest(raw_dir(E3_TYPES["decisions"], day)))
     name = "experiment=9300000001/part-00007-deadbeef.c000.snappy.parquet"
     e3_sandbox.put_object(f"type=decisions/date={day}/{name}", b"PAR1 this is not parquet PAR1")
 
@@ -124,9 +121,10 @@ def test_a_corrupt_part_fails_the_run_by_name_and_the_previous_version_stays(
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert name in str(failure.step_failure_data.error)
-    after = (lake.read_manifest(typed_dir), lake.read_manifest(raw_dir(E3_TYPES["decisions"], day)))
-    assert [m.version for m in after if m] == [m.version for m in before if m]
-    assert len([m for m in after if m]) == 2
+    typed = delta.open_table(lake, "optimizely/decisions")
+    after = (typed and typed.version(), lake.read_manifest(raw_dir(E3_TYPES["decisions"], day)))
+    assert after[0] == before[0] is not None, "the typed table stays at its version"
+    assert after[1] is not None and before[1] is not None and after[1].version == before[1].version
 
 
 @pytest.mark.integration

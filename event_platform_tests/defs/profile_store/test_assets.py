@@ -18,6 +18,7 @@ from event_platform.defs.profile_store.assets import events
 from event_platform.defs.profile_store.client import parse_event_time
 from event_platform.defs.profile_store.pseudonymise import Pseudonymiser, find_personal_data
 from event_platform.defs.profile_store.resources import ProfileStoreResource, profile_store_resource
+from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.io_manager import LakeResource, ParquetLakeIOManager
 from event_platform.sandbox.profile_store import Burst, ProfileStoreSandbox
@@ -83,7 +84,7 @@ def test_events_land_pseudonymised_complete_and_checked(
     assert max(r.skip_plus_top for r in listed) < 10_000
 
     lake = lake_resource.lake()
-    table = pq.read_table(lake.path(lake.current_files(f"profile_store/events/date={DAY}")[0]))
+    table = delta.read(lake, "profile_store/events", [DAY]).to_table()
     assert str(table.schema.field("event_time").type) == "timestamp[us, tz=UTC]"
     expected = sandbox.events_on(dt.date.fromisoformat(DAY))
     ticks = table.column("event_time_ticks").to_pylist()

@@ -19,9 +19,10 @@ from event_platform.defs.profile_store.assets import events
 from event_platform.defs.profile_store.jobs import forget_profile_store_person
 from event_platform.defs.profile_store.pseudonymise import Pseudonymiser
 from event_platform.defs.profile_store.resources import ProfileStoreResource
+from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
-from event_platform.lake.io_manager import LakeResource, ParquetLakeIOManager, write_parquet_partition
-from event_platform.lake.layout import partition_path, quarantine_path, raw_path
+from event_platform.lake.io_manager import LakeResource, ParquetLakeIOManager
+from event_platform.lake.layout import quarantine_path, raw_path
 from event_platform.sandbox.profile_store import ProfileStoreSandbox
 from event_platform.sandbox.world import World
 from event_platform.staging import gzip_lines, publish_quarantine, raw_files
@@ -52,10 +53,7 @@ def land(sandbox: ProfileStoreSandbox, lake_resource: LakeResource, day: str) ->
 
 
 def typed_rows(lake: Lake, days: tuple[str, ...] = DAYS) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for day in days:
-        files = lake.current_files(partition_path(landing.TABLE, day))
-        rows += lake.parquet_dataset(files).to_table().to_pylist()
+    rows = delta.read(lake, landing.TABLE, days).to_table().drop_columns(["date"]).to_pylist()
     return rows
 
 
@@ -73,7 +71,7 @@ def plant_derived_data(lake: Lake, warehouse: Path, rows: list[dict[str, Any]]) 
             "device_id": [row["device_id"] for row in rows],
         }
     )
-    write_parquet_partition(lake, partition_path("warehouse/events", DAYS[0]), derived.to_reader())
+    delta.write(lake, "warehouse/events", derived.to_reader(), partition=DAYS[0])
     with duckdb.connect(str(warehouse)) as connection:
         connection.execute("CREATE TABLE people_marts (person_key VARCHAR, events INTEGER)")
         keys = sorted({row["user_email_key"] for row in rows})
@@ -96,9 +94,13 @@ def test_forgetting_removes_the_person_everywhere_and_nothing_else(
     email = sandbox.events_on(dt.date(2026, 11, 1))[0]["User"]["Email"]
     email_key = Pseudonymiser(KEY).email(email)
     # A partition whose current version no longer holds them, but whose replaced one, kept, does.
-    stale = partition_path("warehouse/experiment_exposures", DAYS[0])
     for person_key in (email_key, "someone-else"):
-        write_parquet_partition(lake, stale, pa.table({"person_key": [person_key]}).to_reader())
+        delta.write(
+            lake,
+            "warehouse/experiment_exposures",
+            pa.table({"person_key": [person_key]}).to_reader(),
+            partition=DAYS[0],
+        )
     theirs = [row for row in before if row["user_email_key"] == email_key]
     others = [row for row in before if row["user_email_key"] != email_key]
     assert theirs and others
@@ -137,16 +139,23 @@ def test_forgetting_removes_the_person_everywhere_and_nothing_else(
     for day in DAYS:
         manifest = lake.read_manifest(raw_path(landing.SOURCE, day))
         assert manifest is not None
-        rows = lake.read_manifest(partition_path(landing.TABLE, day))
-        assert rows is not None and manifest.metadata[landing.TOTAL_REPORTED] == rows.metadata["rows"]
-    derived = lake.parquet_dataset(lake.current_files(partition_path("warehouse/events", DAYS[0]))).to_table()
+        rows = delta.read(lake, landing.TABLE, [day]).count_rows()
+        assert manifest.metadata[landing.TOTAL_REPORTED] == rows
+    derived = delta.read(lake, "warehouse/events").to_table()
     assert sorted(derived.column("event_id").to_pylist()) == sorted(row["event_key"] for row in others)
     quarantine = quarantine_path(landing.TABLE, DAYS[1])
     quarantined = list(gzip_lines(lake, lake.current_files(quarantine)))
     assert quarantined == untypable[1:]
     assert (lake.read_manifest(quarantine) or pytest.fail("no quarantine")).metadata["lines"] == 1
-    # No file anywhere in the lake, current or kept for readers, still holds their pseudonym.
+    # No file anywhere in the lake, current or kept for readers, data or Delta log, holds their pseudonym.
     assert not [path for path, text in lake_texts(lake) if email_key in text]
+    assert not [path for path, text in lake_texts(lake) if any(r["event_key"] in text for r in theirs)]
+    # The tables still read, at a version after the erasure, and the one without them was not rewritten.
+    exposures = delta.open_table(lake, "warehouse/experiment_exposures")
+    assert exposures is not None and exposures.history()[-1]["operation"] != "CREATE TABLE"
+    assert delta.read(lake, "warehouse/experiment_exposures").to_table()["person_key"].to_pylist() == [
+        "someone-else"
+    ]
     # The warehouse: their row gone from the base table, the catalog's views re-pointed.
     with duckdb.connect(str(warehouse), read_only=True) as connection:
         keys = {key for (key,) in connection.execute("SELECT person_key FROM people_marts").fetchall()}
@@ -161,10 +170,9 @@ def test_forgetting_removes_the_person_everywhere_and_nothing_else(
     metadata = output.event_specific_data.metadata  # type: ignore[union-attr]
     assert metadata["events_found"].value == len(theirs)
     assert metadata["vendor_deleted"].value == len(sandbox.deleted)
-    assert metadata["replaced_files_deleted"].value >= 1
-    removed = metadata["parquet_rows_removed"].value
-    assert removed[partition_path("warehouse/events", DAYS[0])] == len(theirs)
-    assert sum(removed.values()) == 2 * len(theirs)  # profile_store/events and the derived table
+    removed = metadata["table_rows_removed"].value
+    # profile_store/events and the derived table; the stale exposures only in a replaced version.
+    assert removed == {landing.TABLE: len(theirs), "warehouse/events": len(theirs)}
     assert metadata["warehouse_rows_removed"].value == {"main.people_marts": 1}
     for event in result.all_events:
         text = (event.message or "") + json.dumps(
@@ -195,7 +203,7 @@ def test_forgetting_a_device_spares_everyone_else(
         resources=resources(sandbox, lake_resource),
     )
     assert result.success
-    remaining = lake.parquet_dataset(lake.current_files(partition_path(landing.TABLE, DAYS[0]))).to_table()
+    remaining = delta.read(lake, landing.TABLE, DAYS[:1]).to_table()
     assert device not in remaining.column("device_id").to_pylist()
     assert remaining.num_rows == sum(row["device_id"] != device for row in before)
     assert not (tmp_path / "absent.duckdb").exists()

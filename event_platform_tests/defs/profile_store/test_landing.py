@@ -12,9 +12,10 @@ from event_platform import staging
 from event_platform.defs.profile_store import landing
 from event_platform.defs.profile_store.checks import scan_for_personal_data
 from event_platform.defs.profile_store.transform import EVENTS_SCHEMA, event_key, typed_row
+from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
-from event_platform.lake.io_manager import LakeResource, write_parquet_partition
-from event_platform.lake.layout import partition_path, quarantine_path, raw_path
+from event_platform.lake.io_manager import LakeResource
+from event_platform.lake.layout import quarantine_path, raw_path
 
 DAY = "2026-11-01"
 
@@ -92,7 +93,7 @@ def test_leak_scan_finds_clear_addresses_in_any_column_and_in_raw_pages(lake_res
     rows = [typed_row(track_event("t-1", "2026-11-01T09:00:00Z")), typed_row(leaking)]
     rows[0]["city"] = "seen from 198.51.100.7"
     table = pa.Table.from_pylist(rows, schema=EVENTS_SCHEMA)
-    write_parquet_partition(lake, partition_path(landing.TABLE, DAY), table.to_reader())
+    delta.write(lake, landing.TABLE, table.to_reader(), partition=DAY)
     scan = scan_for_personal_data(lake, DAY)
     assert dict(scan.columns) == {"payload": 1, "city": 1}
     assert sorted(scan.event_keys) == ["t-1", "t-2"]

@@ -15,6 +15,7 @@ from event_platform.defs.optimizely.schema import CONVERSIONS, DECISIONS
 from event_platform.defs.profile_store.transform import EVENTS_SCHEMA as PROFILE_STORE_EVENTS
 from event_platform.defs.tracking.landed import EVENTS_SCHEMA as TRACKING_EVENTS
 from event_platform.defs.warehouse.identity import IdentityMap
+from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
 from event_platform_tests.defs.warehouse.conftest import (
     DAILY_WAREHOUSE,
@@ -160,8 +161,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def results_rows(platform: dict[str, Any]) -> list[dict[str, Any]]:
     lake: Lake = platform["resources"]["lake"].lake()
-    dataset = lake.parquet_dataset(lake.current_files("warehouse/experiment_results"))
-    return dataset.to_table().to_pylist()
+    return delta.read(lake, "warehouse/experiment_results").to_table().to_pylist()
 
 
 def find(rows: list[dict[str, Any]], **where: Any) -> list[dict[str, Any]]:
@@ -215,19 +215,9 @@ def test_absent_sources_do_not_block_a_day(platform: dict[str, Any]) -> None:
 
 def test_person_keys_are_stable_pseudonyms_shared_across_sources(platform: dict[str, Any]) -> None:
     lake: Lake = platform["resources"]["lake"].lake()
-    events = (
-        lake.parquet_dataset(
-            lake.current_files("warehouse/events/date=2025-03-02"), partition_base="warehouse/events"
-        )
-        .to_table()
-        .to_pylist()
-    )
+    events = delta.read(lake, "warehouse/events", ["2025-03-02"]).to_table().to_pylist()
     keys = {(row["source"], row["person_key"]) for row in events}
-    erin_exposure = (
-        lake.parquet_dataset(lake.current_files("warehouse/experiment_exposures/date=2025-03-02"))
-        .to_table()
-        .to_pylist()
-    )
+    erin_exposure = delta.read(lake, "warehouse/experiment_exposures", ["2025-03-02"]).to_table().to_pylist()
     erin_key = next(row["person_key"] for row in erin_exposure if row["visitor_id"] == "erin")
     assert ("tracking", erin_key) in keys
     assert all(len(key) == 32 and "erin" not in key and "alice" not in key for _, key in keys)
@@ -301,13 +291,9 @@ def test_a_range_run_of_the_warehouse_matches_one_run_per_day(
         events = [e for e in result.get_asset_materialization_events() if e.asset_key == key]
         assert sorted(e.partition for e in events) == [DAY_1, DAY_2]
         for event in events:
-            path = f"{'/'.join(key.path)}/date={event.partition}"
-            expected = sorted(
-                map(repr, per_run.parquet_dataset(per_run.current_files(path)).to_table().to_pylist())
-            )
-            got = sorted(
-                map(repr, in_one_run.parquet_dataset(in_one_run.current_files(path)).to_table().to_pylist())
-            )
+            path, day = "/".join(key.path), [str(event.partition)]
+            expected = sorted(map(repr, delta.read(per_run, path, day).to_table().to_pylist()))
+            got = sorted(map(repr, delta.read(in_one_run, path, day).to_table().to_pylist()))
             assert got == expected, path
             assert event.materialization.metadata["dagster/row_count"].value == len(expected), path
     dau = materialized_metadata(result, dg.AssetKey(["warehouse", "daily_active_users"]), DAY_2)

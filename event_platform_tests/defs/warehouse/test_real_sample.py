@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats as scipy_stats
 
+from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
 from event_platform_tests.defs.warehouse.conftest import resources_at, run_platform
 
@@ -42,8 +43,7 @@ def sample_results(
         [DAY],
     )
     lake: Lake = resources["lake"].lake()
-    [results_file] = lake.current_files("warehouse/experiment_results")
-    return pq.read_table(lake.path(results_file), filesystem=lake.fs).to_pylist()
+    return delta.read(lake, "warehouse/experiment_results").to_table().to_pylist()
 
 
 def independent_counts(
