@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import requests
 
 from event_platform.dates import day_start
+from event_platform.lake.layout import UnsafeNameError, checked_relative_name
 from event_platform.retry import Backoff, TransientError, call_with_retries, retry_after_seconds
 
 REGION_HOSTS = {"us": "https://amplitude.com", "eu": "https://analytics.eu.amplitude.com"}
@@ -484,12 +485,10 @@ def iter_members(
 
 
 def _parse_member_name(name: str) -> re.Match[str]:
-    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        raise ArchiveError(f"ZIP member {name!r} has an absolute path; refusing the archive.")
-    if "\\" in name or "\0" in name:
-        raise ArchiveError(f"ZIP member {name!r} contains a backslash or NUL; refusing the archive.")
-    if ".." in name.split("/"):
-        raise ArchiveError(f"ZIP member {name!r} climbs out of its folder with '..'; refusing the archive.")
+    try:
+        checked_relative_name(name, "the export ZIP")
+    except UnsafeNameError as error:
+        raise ArchiveError(f"ZIP member {error}") from None
     match = MEMBER_NAME.fullmatch(name)
     if match is None:
         raise ArchiveError(
