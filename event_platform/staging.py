@@ -51,6 +51,8 @@ class StagingSpec:
     quarantine_file: str
     batch_rows: int
     event_type_column: str = "event_type"
+    landed_files: Callable[[Lake, str], list[str]] | None = None
+    """The day's landed files, for a source whose landing is not one manifest (default: the manifest's)."""
 
 
 @dataclass
@@ -88,7 +90,7 @@ def gzip_lines(lake: Lake, files: Iterable[str]) -> Iterator[bytes]:
 
 def stage_day(spec: StagingSpec, lake: Lake, day: str, staging: Path) -> tuple[Path, DayStats]:
     """Type the day's landed lines into `staging/landed.parquet`, quarantine the rest; (file, stats)."""
-    files = raw_files(lake, spec.source, day)
+    files = spec.landed_files(lake, day) if spec.landed_files else raw_files(lake, spec.source, day)
     stats = DayStats(landed_files=len(files))
     staged = staging / "landed.parquet"
     rejected = staging / "quarantine.ndjson.gz"

@@ -39,6 +39,8 @@ PREVIEW_COLUMNS = ("time", "event_type", "anon_username", "course_slug", "event_
 def events(context: AssetExecutionContext, lake: LakeResource) -> Iterator[Output[pa.RecordBatchReader]]:
     with only_outages_retry():
         day = context.partition_key
+        # The day is over (its partition is open): its commit records fold into one index for readers.
+        landed.compact_day(lake.lake(), day)
         with tempfile.TemporaryDirectory(prefix="tracking-events-") as work_dir:
             staged, stats = staging.stage_day(landed.STAGING, lake.lake(), day, Path(work_dir))
             if stats.landed_files == 0:

@@ -10,7 +10,10 @@ import uvicorn
 from event_platform import settings
 from event_platform.defs.tracking.collector import Collector
 from event_platform.defs.tracking.events import InvalidEventError, load_registry
-from event_platform.defs.tracking.resources import collector_settings, tracking_resource
+from event_platform.defs.tracking.resources import collector_settings, server_limits, tracking_resource
+from event_platform.defs.tracking.server import uvicorn_config
+
+DATA_EXAMPLE = """--data '{"page": "home"}'"""
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -31,7 +34,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     track.add_argument("event_type")
     track.add_argument("anon_username")
-    track.add_argument("--data", default="{}", help="event_data as a JSON object")
+    track.add_argument("--data", default="{}", type=_json_object, help="event_data as a JSON object")
     track.add_argument("--course-slug")
     track.add_argument("--course-run")
     track.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for delivery")
@@ -46,8 +49,22 @@ def _serve(arguments: argparse.Namespace) -> int:
     )
     endpoint = f"http://{arguments.host}:{arguments.port}/api/tracking"
     print(f"Collector on {endpoint}, landing in {collector.lake.uri()}")
-    uvicorn.run(collector.app, host=arguments.host, port=arguments.port, log_level="info")
+    config = uvicorn_config(
+        collector.app, host=arguments.host, port=arguments.port, limits=server_limits(), log_level="info"
+    )
+    uvicorn.Server(config).run()
     return 0
+
+
+def _json_object(text: str) -> dict[str, object]:
+    """An argparse `type`: `--data` must be a JSON object (argparse turns the error into one line)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text[:80]!r} is not a JSON object: give e.g. {DATA_EXAMPLE}")
+    return value
 
 
 def _track(arguments: argparse.Namespace) -> int:
@@ -57,7 +74,7 @@ def _track(arguments: argparse.Namespace) -> int:
             uuid = tracker.track(
                 arguments.event_type,
                 arguments.anon_username,
-                json.loads(arguments.data),
+                arguments.data,
                 **{name: value for name, value in context.items() if value is not None},
             )
         except InvalidEventError as error:

@@ -1,0 +1,109 @@
+"""How `event-platform tracking serve` runs the collector: uvicorn, with limits for slow and hostile clients.
+
+uvicorn bounds idle keep-alive connections (`timeout_keep_alive`), concurrent connections and requests
+(`limit_concurrency`: past it, 503 at once) and, with h11, the size of a request head
+(`h11_max_incomplete_event_size`); it has no deadline for a request's head, so a client sending a
+byte a second would hold its connection for ever. `HeaderDeadline` adds one: a connection whose next
+request head has not arrived within `header_seconds` of its opening (or of its previous response) is
+closed. The body has its own deadline in the collector (`CollectorSettings.body_seconds`). The
+concurrency limit stays below the process's descriptor limit, so a flood of connections is answered
+503 and closed rather than leaving the collector unable to accept, or to open a file to land events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+DESCRIPTORS_KEPT_FREE = 64
+"""Descriptors the concurrency limit leaves for landing files, logs and the lake's client."""
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    header_seconds: float = 10.0
+    """A request head must arrive within this many seconds."""
+    keep_alive_seconds: float = 5.0
+    """An idle keep-alive connection is closed after this long."""
+    max_connections: int = 1000
+    """Connections and requests in flight; lowered to fit the descriptor limit."""
+    max_head_bytes: int = 16 * 1024
+    """The largest request line and headers accepted (h11's incomplete-event limit)."""
+
+
+class HeaderDeadline:
+    """Mixed into a uvicorn HTTP protocol: closes a connection whose request head is not complete in
+    time. Both of uvicorn's protocols start `cycle` when a head is complete and call
+    `on_response_complete` when a response is sent; this relies only on those."""
+
+    header_seconds: float = ServerLimits.header_seconds
+    cycle: Any
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._arm_header_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)  # type: ignore[misc]
+        if self.cycle is not self._waiting_after and self._header_deadline is not None:
+            self._header_deadline.cancel()  # a new request's head arrived: the body has its own deadline
+            self._header_deadline = None
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # type: ignore[misc]
+        self._arm_header_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if getattr(self, "_header_deadline", None) is not None:
+            self._header_deadline.cancel()
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def _arm_header_deadline(self) -> None:
+        if getattr(self, "_header_deadline", None) is not None:
+            self._header_deadline.cancel()
+        self._waiting_after: Any = self.cycle
+        self._header_deadline: asyncio.TimerHandle | None = self.loop.call_later(
+            self.header_seconds, self._close_slow_connection
+        )
+
+    def _close_slow_connection(self) -> None:
+        self._header_deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def protocol_with(limits: ServerLimits) -> type:
+    """uvicorn's h11 protocol (its head-size limit is ours) with the head deadline."""
+    return type("CollectorProtocol", (HeaderDeadline, H11Protocol), {"header_seconds": limits.header_seconds})
+
+
+def concurrency_limit(wanted: int) -> int:
+    """`wanted`, lowered so that connections cannot take every descriptor; raises the soft descriptor
+    limit to the hard one first (the usual 1,024 soft limit is a default, not a decision)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = 65_536 if hard == resource.RLIM_INFINITY else hard
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, target), hard))
+        soft = max(soft, target)
+    return max(1, min(wanted, soft - DESCRIPTORS_KEPT_FREE))
+
+
+def uvicorn_config(app: Any, *, host: str, port: int, limits: ServerLimits, **options: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=protocol_with(limits),
+        timeout_keep_alive=int(max(1, limits.keep_alive_seconds)),
+        limit_concurrency=concurrency_limit(limits.max_connections),
+        h11_max_incomplete_event_size=limits.max_head_bytes,
+        lifespan="off",
+        **options,
+    )
