@@ -45,7 +45,7 @@ import gzip
 import hmac
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +66,7 @@ from event_platform.defs.tracking.events import (
     check_size,
     encode_event,
     format_time,
+    needs_value_check,
     new_uuid,
     parse_body,
 )
@@ -87,7 +88,10 @@ class CollectorSettings:
     flush_bytes: int = 8 * 1024 * 1024
     """A group is written once its events reach this many (uncompressed) bytes..."""
     flush_age_seconds: float = 0.5
-    """...or once its first event has waited this long: the bound on an acknowledgement's latency."""
+    """...or once its first event has waited this long: the bound on an acknowledgement's latency..."""
+    early_flush_events: int = 32
+    """...or at once when it holds this many events and every request in flight waits on a commit:
+    no one else can add to it, so waiting longer would only add latency (many concurrent clients)."""
     seen_uuids: int = 200_000
     """How many recent uuids are remembered for idempotency (about 150 bytes each)."""
     concurrent_flushes: int = 4
@@ -144,11 +148,15 @@ class Collector:
         self._seen: OrderedDict[str, asyncio.Future[None]] = OrderedDict()
         self._flush_slots: asyncio.Semaphore | None = None
         self._flushes: set[asyncio.Task[None]] = set()
+        self._requests = 0
+        """Requests being handled now; `_waiting` of them wait for a commit."""
+        self._waiting = 0
         self.app = Starlette(
             routes=[
-                Route("/api/tracking", self._post_event, methods=["POST"]),
-                Route("/api/tracking/batch", self._post_batch, methods=["POST"]),
+                Route("/api/tracking", self._counted(self._post_event), methods=["POST"]),
+                Route("/api/tracking/batch", self._counted(self._post_batch), methods=["POST"]),
             ],
+            # Without allowed origins no CORS header is ever sent, so browsers refuse every cross-site post.
             middleware=[
                 Middleware(
                     CORSMiddleware,
@@ -157,20 +165,37 @@ class Collector:
                     allow_headers=["Content-Type", "Authorization", IDENTITY_HEADER],
                     max_age=3600,
                 )
-            ],
+            ]
+            if self.settings.allowed_origins
+            else [],
         )
 
     # -- HTTP ----------------------------------------------------------------------------------------
 
+    def _counted(
+        self, handler: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def counted(request: Request) -> Response:
+            self._requests += 1
+            try:
+                return await handler(request)
+            finally:
+                self._requests -= 1
+                self._flush_if_everyone_waits()
+
+        return counted
+
     async def _post_event(self, request: Request) -> Response:
         try:
-            payload = await self._parsed_body(request, self.settings.max_event_bytes)
+            body = await _read_body(request, self.settings.max_event_bytes, self.settings.body_seconds)
+            self._check_request(request)
+            payload = _parsed(body)
             if not isinstance(payload, dict):
                 raise _Refused(Problem.MALFORMED, "the body must be a JSON object")
             payload["anon_username"] = _identity(request, payload)
             payload["uuid"] = payload.get("uuid") or new_uuid()
             payload["time"] = payload.get("time") or format_time(self.clock())
-            line, uuid = self._validated_line(payload)
+            line, uuid = self._validated_line(payload, check_values=needs_value_check(body))
         except _Refused as refusal:
             return _refused(refusal)
         try:
@@ -233,11 +258,6 @@ class Collector:
                 )
         return validated
 
-    async def _parsed_body(self, request: Request, limit: int) -> Any:
-        body = await _read_body(request, limit, self.settings.body_seconds)
-        self._check_request(request)
-        return _parsed(body)
-
     def _check_request(self, request: Request) -> None:
         """JSON only, and the shared secret when one is set (checked after the body: a refused client
         still gets its answer rather than a reset connection)."""
@@ -258,9 +278,9 @@ class Collector:
                     status=401,
                 )
 
-    def _validated_line(self, event: Any) -> tuple[bytes, str]:
+    def _validated_line(self, event: Any, *, check_values: bool = True) -> tuple[bytes, str]:
         try:
-            valid = self.registry.validate(event)
+            valid = self.registry.validate(event, check_values=check_values)
             line = encode_event(valid)
             check_size(line, self.settings.max_event_bytes)
         except InvalidEventError as error:
@@ -295,9 +315,20 @@ class Collector:
             waits.append(group.done)
             if group.size >= self.settings.flush_bytes:
                 self._start_flush(group)
-        for done in set(waits):
-            await asyncio.shield(done)
+        self._waiting += 1
+        try:
+            self._flush_if_everyone_waits()
+            for done in set(waits):
+                await asyncio.shield(done)
+        finally:
+            self._waiting -= 1
         return duplicates
+
+    def _flush_if_everyone_waits(self) -> None:
+        if self._waiting and self._waiting >= self._requests:
+            for group in list(self._groups.values()):
+                if len(group.lines) >= self.settings.early_flush_events:
+                    self._start_flush(group)
 
     def _group(self, day: str) -> _Group:
         group = self._groups.get(day)

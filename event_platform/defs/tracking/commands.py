@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-import uvicorn
-
 from event_platform import settings
 from event_platform.defs.tracking.collector import Collector
 from event_platform.defs.tracking.events import InvalidEventError, load_registry
 from event_platform.defs.tracking.resources import collector_settings, server_limits, tracking_resource
-from event_platform.defs.tracking.server import uvicorn_config
+from event_platform.defs.tracking.server import run_workers
 
 DATA_EXAMPLE = """--data '{"page": "home"}'"""
 
@@ -27,6 +25,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8400)
+    serve.add_argument(
+        "--workers", type=_positive, default=1, help="processes sharing the port (at most one per core)"
+    )
     serve.set_defaults(run=_serve)
 
     track = commands.add_parser(
@@ -42,18 +43,25 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _serve(arguments: argparse.Namespace) -> int:
-    collector = Collector(
-        settings.lake_resource().lake(),
-        registry=load_registry(settings.setting("TRACKING_EVENT_TYPES_FILE")),
-        settings=collector_settings(),
+    lake = settings.lake_resource().lake()
+    registry = load_registry(settings.setting("TRACKING_EVENT_TYPES_FILE"))
+    limits, collector_limits = server_limits(), collector_settings()
+    print(f"Collector on http://{arguments.host}:{arguments.port}/api/tracking, landing in {lake.uri()}")
+    run_workers(
+        lambda: Collector(lake, registry=registry, settings=collector_limits).app,
+        host=arguments.host,
+        port=arguments.port,
+        limits=limits,
+        workers=arguments.workers,
+        log_level="info",
     )
-    endpoint = f"http://{arguments.host}:{arguments.port}/api/tracking"
-    print(f"Collector on {endpoint}, landing in {collector.lake.uri()}")
-    config = uvicorn_config(
-        collector.app, host=arguments.host, port=arguments.port, limits=server_limits(), log_level="info"
-    )
-    uvicorn.Server(config).run()
     return 0
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
 
 
 def _json_object(text: str) -> dict[str, object]:

@@ -297,11 +297,13 @@ class EventTypeRegistry:
         """This registry plus (or with redefinitions from) the types of `config` (see `parse_event_types`)."""
         return EventTypeRegistry((*self._types.values(), *parse_event_types(config)))
 
-    def validate(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """The event with every field present (context fields default to null), or InvalidEventError."""
+    def validate(self, event: Mapping[str, Any], *, check_values: bool = True) -> dict[str, Any]:
+        """The event with every field present (context fields default to null), or InvalidEventError.
+        `check_values=False` skips `check_json_values` for a body `needs_value_check` cleared."""
         if not isinstance(event, Mapping):
             raise InvalidEventError(Problem.MALFORMED, "an event must be a JSON object")
-        check_json_values(event)
+        if check_values:
+            check_json_values(event)
         unknown = sorted(set(event) - set(EVENT_FIELDS))
         if unknown:
             raise InvalidEventError(
@@ -520,6 +522,17 @@ def parse_body(body: bytes) -> Any:
         raise BodyError(
             f"the body is not JSON: {error.msg} at line {error.lineno} column {error.colno}"
         ) from None
+
+
+def needs_value_check(body: bytes) -> bool:
+    """Whether a parsed body may hold what `check_json_values` looks for: nesting past MAX_NESTING
+    needs that many brackets, and markers come only from these spellings. Most single events have
+    neither, and skip the walk."""
+    return body.count(b"[") + body.count(b"{") > MAX_NESTING or _MARKED.search(body) is not None
+
+
+_MARKED = re.compile(rb"NaN|Infinity|\d{19}|\d[eE][+-]?\d{3}")
+"""What the parser turns into `_Unacceptable` markers: NaN, Infinity, long integers, huge exponents."""
 
 
 def check_json_values(value: object) -> None:
