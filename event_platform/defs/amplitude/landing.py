@@ -90,12 +90,11 @@ def land_export(
     stats = ExportStats()
     members: list[str] = []
     landed_bytes = lines = uncompressed = 0
+    budget = client.budget()
     with lake.write_partition(partition) as writer:
         for archive in client.export(window.start, window.end, Path(tmp_dir), stats=stats, on_bytes=on_bytes):
             try:
-                for member in iter_members(
-                    archive.path, max_uncompressed_bytes=client.max_uncompressed_bytes
-                ):
+                for member in iter_members(archive.path, budget=budget, day=day):
                     counted = member.scan()
                     entry = {"member": member.name, "lines": counted.lines,
                              "uncompressed_bytes": counted.uncompressed_bytes}  # fmt: skip
