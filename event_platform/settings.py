@@ -7,6 +7,7 @@ the moment something asks it for a client.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -50,8 +51,23 @@ def require(source: str, values: Mapping[str, object | None]) -> None:
         )
 
 
+class InvalidSettingError(ValueError):
+    """A variable is set to something the platform cannot use; the message names it and what it needs."""
+
+
 def start_date() -> str:
-    return setting("EVENT_PLATFORM_START_DATE", DEFAULT_START_DATE) or DEFAULT_START_DATE
+    """The first daily partition, YYYY-MM-DD; an unusable value is named at load, not deep in a run."""
+    value = setting("EVENT_PLATFORM_START_DATE", DEFAULT_START_DATE) or DEFAULT_START_DATE
+    try:
+        day = dt.date.fromisoformat(value)
+    except ValueError:
+        day = None
+    if day is None or len(value) != len("YYYY-MM-DD") or day > dt.datetime.now(dt.UTC).date():
+        raise InvalidSettingError(
+            f"EVENT_PLATFORM_START_DATE must be a past day as YYYY-MM-DD (e.g. {DEFAULT_START_DATE}), "
+            f"got {value!r}: fix it in the environment or in .env"
+        )
+    return value
 
 
 def lake_resource() -> LakeResource:

@@ -37,10 +37,26 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--start", type=iso_date, required=True, help="first day, YYYY-MM-DD")
     export.add_argument("--end", type=iso_date, required=True, help="last day, YYYY-MM-DD, inclusive")
     export.add_argument("--output", required=True, help="lake root: a directory or s3://bucket/prefix")
+    export.add_argument(
+        "--yes", action="store_true", help=f"do not ask before exporting more than {CONFIRM_DAYS} days"
+    )
     export.set_defaults(run=run_export, export_parser=export)
 
 
-def run_export(arguments: argparse.Namespace, out: TextIO = sys.stderr) -> int:
+CONFIRM_DAYS = 31
+"""Longer exports say what they will do and wait for a yes (or `--yes`): a typo in a year is costly."""
+
+
+def _confirmed(out: TextIO) -> bool:
+    """Ask on a terminal; anywhere else (a script, CI) there is no one to answer, so the answer is no."""
+    if not sys.stdin.isatty():
+        return False
+    print("This is a long export. Go ahead? [y/N] ", end="", file=out, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def run_export(arguments: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stderr
     start: dt.date = arguments.start
     end: dt.date = arguments.end
     if end < start:
@@ -55,8 +71,17 @@ def run_export(arguments: argparse.Namespace, out: TextIO = sys.stderr) -> int:
     except settings.MissingSettingsError as error:
         print(error, file=out)
         return 2
-    lake = Lake.from_uri(arguments.output, s3_endpoint_url=settings.setting("AWS_ENDPOINT_URL_S3"))
+    try:
+        lake = Lake.from_uri(arguments.output, s3_endpoint_url=settings.setting("AWS_ENDPOINT_URL_S3"))
+    except ValueError as error:
+        print(f"error: --output: {error}", file=out)
+        return 2
     days = [start + dt.timedelta(days=offset) for offset in range((end - start).days + 1)]
+    plan = f"Exporting {len(days)} day(s), {start} to {end}, from {client.host} into {lake.uri()}"
+    print(f"{plan}.", file=out)
+    if len(days) > CONFIRM_DAYS and not arguments.yes and not _confirmed(out):
+        print(f"Not exporting. Add --yes to export {len(days)} days without being asked.", file=out)
+        return 2
     with (
         tempfile.TemporaryDirectory(prefix="amplitude-export-") as tmp_dir,
         tqdm(total=len(days), unit="day", desc="days", file=out) as day_bar,
