@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
-import tempfile
 from pathlib import Path
 from typing import TextIO
 
@@ -25,6 +24,7 @@ from event_platform.defs.amplitude.resources import build_client
 from event_platform.defs.amplitude.transform import write_events
 from event_platform.lake.filesystem import Lake
 from event_platform.retry import RetriesExhaustedError
+from event_platform.scratch import scratch_dir
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -83,7 +83,7 @@ def run_export(arguments: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"Not exporting. Add --yes to export {len(days)} days without being asked.", file=out)
         return 2
     with (
-        tempfile.TemporaryDirectory(prefix="amplitude-export-") as tmp_dir,
+        scratch_dir("amplitude-export") as tmp_dir,
         tqdm(total=len(days), unit="day", desc="days", file=out) as day_bar,
         tqdm(unit="B", unit_scale=True, unit_divisor=1024, desc="downloaded", file=out) as byte_bar,
     ):

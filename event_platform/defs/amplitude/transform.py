@@ -29,7 +29,6 @@ import datetime as dt
 import gzip
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +53,7 @@ from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import partition_path, quarantine_path, raw_path
 from event_platform.lake.parquet import write_parquet_partition
 from event_platform.lake.publish import PartitionWriter
+from event_platform.scratch import new_scratch_dir
 from event_platform.staging import scratch_duckdb, sql_text
 
 SOURCE = "amplitude"
@@ -161,7 +161,7 @@ def read_events(
     end or closed; the summary is complete before it is returned.
     """
     members, raw_version = raw_members(lake, day)
-    work = Path(tempfile.mkdtemp(prefix=f"amplitude-events-{day}-", dir=tmp_dir))
+    work = new_scratch_dir(f"amplitude-events-{day}", tmp_dir)
     try:
         local = _local_copies(lake, members, work / "raw")
         spool = work / "typed.arrow"

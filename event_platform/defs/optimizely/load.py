@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from event_platform.defs.optimizely.client import DayListing, E3Client
 from event_platform.defs.optimizely.schema import SOURCE_FILE_COLUMN, E3Type, SchemaDifference, compare_schema
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import quarantine_path, raw_path
+from event_platform.scratch import scratch_dir
 from event_platform.staging import scratch_duckdb
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def land_day(client: E3Client, lake: Lake, e3: E3Type, day: dt.date) -> Landing:
         )
     target = raw_dir(e3, day)
     checked: dict[str, tuple[int, SchemaDifference]] = {}
-    with tempfile.TemporaryDirectory(prefix="e3-land-") as scratch, lake.write_partition(target) as writer:
+    with scratch_dir("e3-land") as scratch, lake.write_partition(target) as writer:
         local = Path(scratch) / "part.parquet"
         for part in listing.parts:
             client.download(part, local)
