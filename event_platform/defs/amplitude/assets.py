@@ -41,7 +41,13 @@ def raw_export(
 ) -> MaterializeResult:
     day = dt.date.fromisoformat(context.partition_key)
     with only_outages_retry(), scratch_dir("amplitude-export") as tmp_dir:
-        landed = land_export(amplitude.client(), day, lake.lake(), tmp_dir=Path(tmp_dir))
+        landed = land_export(
+            amplitude.client(),
+            day,
+            lake.lake(),
+            pseudonymiser=amplitude.pseudonymiser(),
+            tmp_dir=Path(tmp_dir),
+        )
     context.log.info("Landed %d members (%d lines) of %s in %d requests", landed.files, landed.lines, day,
                      landed.requests)  # fmt: skip
     return MaterializeResult(metadata=landing_metadata(landed))

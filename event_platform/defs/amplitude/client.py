@@ -21,6 +21,7 @@ window, not a broken download.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import re
 import tempfile
@@ -30,7 +31,6 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import urlsplit
 
 import requests
@@ -359,6 +359,8 @@ class MemberStats:
     size: int
     lines: int
     uncompressed_bytes: int
+    sha256: str
+    """Of the gzip bytes as the vendor sent them."""
 
 
 @dataclass
@@ -432,26 +434,21 @@ class Member:
             while chunk := stream.read(chunk_size):
                 yield chunk
 
-    def scan(self) -> MemberStats:
-        """Stream-gunzip the member to count its lines and bytes, within the archive's budget."""
-        counter = GzipLineCounter(self._budget.meter(self.name, self.size))
+    def scan(self, sink: Callable[[bytes], None] | None = None) -> MemberStats:
+        """Stream-gunzip the member to count its lines and bytes, within the archive's budget; `sink`
+        is handed each decompressed chunk, in order."""
+        counter = GzipLineCounter(self._budget.meter(self.name, self.size), sink)
         size = 0
+        vendor = hashlib.sha256()
         try:
             for chunk in self.chunks():
                 size += len(chunk)
+                vendor.update(chunk)
                 counter.feed(chunk)
             counter.finish()
         except (zlib.error, EOFError, zipfile.BadZipFile) as error:
             raise ArchiveError(f"Member {self.name} is corrupt: {error}") from error
-        return MemberStats(size=size, lines=counter.lines, uncompressed_bytes=counter.uncompressed_bytes)
-
-    def copy_to(self, target: BinaryIO) -> int:
-        """Write the raw bytes to `target`; returns how many."""
-        size = 0
-        for chunk in self.chunks():
-            target.write(chunk)
-            size += len(chunk)
-        return size
+        return MemberStats(size, counter.lines, counter.uncompressed_bytes, vendor.hexdigest())
 
 
 class GzipLineCounter:
@@ -461,8 +458,11 @@ class GzipLineCounter:
     chunk before it is counted, so it can stop a bomb after at most one chunk of output.
     """
 
-    def __init__(self, spend: Callable[[int], None] = lambda count: None) -> None:
+    def __init__(
+        self, spend: Callable[[int], None] = lambda count: None, sink: Callable[[bytes], None] | None = None
+    ) -> None:
         self._spend = spend
+        self._sink = sink
         self._inflater = zlib.decompressobj(wbits=31)
         self._last_byte = b"\n"
         self._started = False
@@ -486,6 +486,8 @@ class GzipLineCounter:
     def _count(self, output: bytes) -> None:
         if output:
             self._spend(len(output))
+            if self._sink is not None:
+                self._sink(output)
             self.uncompressed_bytes += len(output)
             self.lines += output.count(b"\n")
             self._last_byte = output[-1:]

@@ -68,6 +68,7 @@ def run_export(arguments: argparse.Namespace, out: TextIO | None = None) -> int:
             region=settings.setting("AMPLITUDE_REGION", "us"),
             base_url=settings.setting("AMPLITUDE_BASE_URL"),
         )
+        pseudonymiser = settings.pseudonymiser("Amplitude", settings.setting(settings.PSEUDONYM_KEY))
     except settings.MissingSettingsError as error:
         print(error, file=out)
         return 2
@@ -89,7 +90,14 @@ def run_export(arguments: argparse.Namespace, out: TextIO | None = None) -> int:
     ):
         for day in days:
             try:
-                landed = land_export(client, day, lake, tmp_dir=Path(tmp_dir), on_bytes=byte_bar.update)
+                landed = land_export(
+                    client,
+                    day,
+                    lake,
+                    pseudonymiser=pseudonymiser,
+                    tmp_dir=Path(tmp_dir),
+                    on_bytes=byte_bar.update,
+                )
                 typed = write_events(lake, day, Path(tmp_dir))
             except (AmplitudeError, RetriesExhaustedError) as error:
                 tqdm.write(f"{day}: {error}", file=out)

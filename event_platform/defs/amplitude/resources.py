@@ -11,6 +11,7 @@ from event_platform.defs.amplitude.client import (
     DEFAULT_MAX_UNCOMPRESSED_BYTES,
     ExportClient,
 )
+from event_platform.pseudonymise import Pseudonymiser
 
 SOURCE_LABEL = "Amplitude"
 
@@ -28,10 +29,14 @@ class AmplitudeResource(ConfigurableResource):
         default=DEFAULT_MAX_UNCOMPRESSED_BYTES,
         description="AMPLITUDE_MAX_UNCOMPRESSED_BYTES: decompressed bytes allowed per day (zip bombs)",
     )
+    pseudonym_key: str | None = Field(default=None, description="EVENT_PLATFORM_PSEUDONYM_KEY (secret)")
     max_compression_ratio: float = Field(
         default=DEFAULT_MAX_COMPRESSION_RATIO,
         description="AMPLITUDE_MAX_COMPRESSION_RATIO: decompressed bytes allowed per compressed byte",
     )
+
+    def pseudonymiser(self) -> Pseudonymiser:
+        return settings.pseudonymiser(SOURCE_LABEL, self.pseudonym_key)
 
     def client(self) -> ExportClient:
         return build_client(
@@ -69,6 +74,7 @@ def amplitude_resource() -> AmplitudeResource:
         api_key=settings.secret("AMPLITUDE_API_KEY"),
         secret_key=settings.secret("AMPLITUDE_SECRET_KEY"),
         region=settings.setting("AMPLITUDE_REGION", "us") or "us",
+        pseudonym_key=settings.secret(settings.PSEUDONYM_KEY),
         base_url=settings.setting("AMPLITUDE_BASE_URL"),
         max_uncompressed_bytes=int(
             settings.setting("AMPLITUDE_MAX_UNCOMPRESSED_BYTES") or DEFAULT_MAX_UNCOMPRESSED_BYTES

@@ -10,11 +10,11 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue,
 
 from event_platform.defs.profile_store import landing
 from event_platform.defs.profile_store.assets import events
-from event_platform.defs.profile_store.pseudonymise import find_personal_data
 from event_platform.defs.profile_store.transform import EVENTS_SCHEMA
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.io_manager import LakeResource
 from event_platform.lake.layout import partition_path, quarantine_path, raw_path
+from event_platform.pseudonymise import find_personal_data
 from event_platform.staging import gzip_lines, raw_files, scratch_duckdb
 
 SAMPLE_KEYS = 10

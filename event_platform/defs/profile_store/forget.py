@@ -36,11 +36,11 @@ import pyarrow.parquet as pq
 
 from event_platform.defs.profile_store import landing
 from event_platform.defs.profile_store.client import ProfileStoreClient
-from event_platform.defs.profile_store.pseudonymise import Pseudonymiser
 from event_platform.defs.profile_store.transform import EVENTS_SCHEMA, event_key
 from event_platform.lake.filesystem import Lake
-from event_platform.lake.layout import partition_keys, partition_path, quarantine_path, raw_path
+from event_platform.lake.layout import STAGING_ROOT, partition_keys, partition_path, quarantine_path, raw_path
 from event_platform.lake.publish import MANIFEST_NAME, Manifest, ManifestFile
+from event_platform.pseudonymise import Pseudonymiser
 from event_platform.staging import gzip_lines
 
 ERASE_AT_ONCE = dt.timedelta(0)
@@ -153,7 +153,11 @@ def forget(
 
 def drop_replaced_versions(lake: Lake) -> int:
     """Delete every partition's kept replaced versions (see `lake.publish`); how many files."""
-    manifests = [path for path in lake.list_files("") if path.rpartition("/")[2] == MANIFEST_NAME]
+    manifests = [
+        path
+        for path in lake.list_files("")
+        if path.rpartition("/")[2] == MANIFEST_NAME and not path.startswith(f"{STAGING_ROOT}/")
+    ]
     return sum(lake.drop_replaced(path.rpartition("/")[0]) for path in manifests)
 
 
@@ -166,7 +170,7 @@ def parquet_partitions(lake: Lake) -> list[tuple[str, Manifest]]:
     partitions = []
     for path in lake.list_files(""):
         directory, _, name = path.rpartition("/")
-        if name != MANIFEST_NAME or directory.split("/", 1)[0] in ("raw", "quarantine"):
+        if name != MANIFEST_NAME or directory.split("/", 1)[0] in ("raw", "quarantine", STAGING_ROOT):
             continue
         manifest = lake.read_manifest(directory)
         if manifest and manifest.files and all(entry.path.endswith(".parquet") for entry in manifest.files):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from dagster import ConfigurableResource, EnvVar
+from dagster import ConfigurableResource
 from pydantic import Field
 
 from event_platform import settings
@@ -54,14 +54,12 @@ class TrackingResource(ConfigurableResource):
             SOURCE_LABEL, {"TRACKING_COLLECTOR_URL": self.collector_url, "TRACKING_SPOOL_DIR": self.spool_dir}
         )
         assert self.collector_url is not None and self.spool_dir is not None
-        secret = self.shared_secret
         return Tracker(
             self.collector_url,
             self.spool_dir,
             registry=self.registry(),
             max_event_bytes=self.max_event_bytes,
-            # Outside a run (the CLI) the field still holds the EnvVar, whose str is the variable's name.
-            shared_secret=secret.get_value() if isinstance(secret, EnvVar) else secret,
+            shared_secret=settings.resolved(self.shared_secret),
         )
 
 

@@ -21,6 +21,7 @@ from event_platform_tests.defs.amplitude.test_landing import (
     DAY,
     MEMBERS,
     PARTITION,
+    PSEUDONYMISER,
     US_URL,
     gzip_lines,
     zip_bytes,
@@ -52,13 +53,13 @@ def client(**bounds: Any) -> ExportClient:
 @responses.activate
 def test_a_bomb_past_the_ratio_fails_before_the_good_day_is_replaced(lake: Lake, downloads: Path) -> None:
     responses.get(US_URL, body=zip_bytes(MEMBERS))
-    land_export(client(), DAY, lake, tmp_dir=downloads)
+    land_export(client(), DAY, lake, pseudonymiser=PSEUDONYMISER, tmp_dir=downloads)
     good = lake.read_manifest(PARTITION)
 
     bomb = gzip.compress(b"\n" * 20_000_000)  # 20 MB from about 20 KB: a thousand times
     responses.get(US_URL, body=zip_bytes({MEMBER: bomb}))
     with pytest.raises(ArchiveError, match="AMPLITUDE_MAX_COMPRESSION_RATIO=200"):
-        land_export(client(), DAY, lake, tmp_dir=downloads)
+        land_export(client(), DAY, lake, pseudonymiser=PSEUDONYMISER, tmp_dir=downloads)
 
     assert lake.read_manifest(PARTITION) == good
     assert list(downloads.iterdir()) == []  # the downloaded ZIP went too
@@ -70,7 +71,9 @@ def test_the_day_is_bounded_across_its_archives(lake: Lake, downloads: Path) -> 
     responses.get(US_URL, body=zip_bytes({"374182/374182_2026-11-01_0#0.json.gz": gzip_lines(2000, "a")}))
     responses.get(US_URL, body=zip_bytes({"374182/374182_2026-11-01_13#0.json.gz": gzip_lines(2000, "b")}))
     with pytest.raises(ArchiveError, match="AMPLITUDE_MAX_UNCOMPRESSED_BYTES=50000"):
-        land_export(client(max_uncompressed_bytes=50_000), DAY, lake, tmp_dir=downloads)
+        land_export(
+            client(max_uncompressed_bytes=50_000), DAY, lake, pseudonymiser=PSEUDONYMISER, tmp_dir=downloads
+        )
     assert lake.read_manifest(PARTITION) is None
 
 
@@ -79,7 +82,7 @@ def test_a_member_of_another_day_is_refused_by_name(lake: Lake, downloads: Path)
     other_day = "374182/374182_2026-11-02_0#0.json.gz"
     responses.get(US_URL, body=zip_bytes({**MEMBERS, other_day: gzip_lines(1, "x")}))
     with pytest.raises(ArchiveError, match=f"{other_day!r} holds 2026-11-02, not the requested 2026-11-01"):
-        land_export(client(), DAY, lake, tmp_dir=downloads)
+        land_export(client(), DAY, lake, pseudonymiser=PSEUDONYMISER, tmp_dir=downloads)
     assert lake.read_manifest(PARTITION) is None
 
 
@@ -88,7 +91,7 @@ def test_an_empty_zip_is_an_empty_day_not_an_outage(lake: Lake, downloads: Path)
     empty = io.BytesIO()
     zipfile.ZipFile(empty, "w").close()  # only the end-of-central-directory record
     responses.get(US_URL, body=empty.getvalue())
-    result = land_export(client(), DAY, lake, tmp_dir=downloads)
+    result = land_export(client(), DAY, lake, pseudonymiser=PSEUDONYMISER, tmp_dir=downloads)
     assert (result.files, result.lines, result.requests) == (0, 0, 1)
     manifest = lake.read_manifest(PARTITION)
     assert manifest is not None and manifest.files == []

@@ -1,10 +1,16 @@
-"""Keyed hashing of personal data before a Profile Store event goes anywhere (VENDORS.md §3).
+"""Keyed hashing of personal data before any source's event is written (DESIGN.md principle 9).
 
-`User.Email`, `User.Name` and `RemoteAddress` become `pii1:<hex>` (HMAC-SHA256 under a secret key), and
-any e-mail or IP address found inside other strings (Payload, User.Info, PageUri, …) is replaced the same
-way, so free-form fields cannot carry personal data past the edge either. The key is stable, so the same
-person hashes the same in every run and joins keep working; the prefix makes a pseudonym recognisable
-and versions the scheme. The same patterns serve the asset check that scans the lake for leaks.
+One key (`EVENT_PLATFORM_PSEUDONYM_KEY`) and one scheme for every source, so an address hashes the
+same whichever vendor saw it and joins keep working: a value becomes `pii1:<hex>` (HMAC-SHA256 under
+the key); the prefix makes a pseudonym recognisable and versions the scheme.
+
+- Profile Store (`event`): `User.Email`, `User.Name` and `RemoteAddress` are hashed, and any e-mail or IP
+  address inside other strings (Payload, User.Info, PageUri, …) is replaced the same way.
+- Amplitude (`json_lines`, on the export's NDJSON bytes): `ip_address` is hashed, the coordinates Amplitude
+  derives from it are dropped (`location_lat`/`location_lng` become null), and any e-mail or IP address in
+  other strings (user_properties, event_properties, …) is hashed.
+- Optimizely E3 (`ip_column`, vectorised over an Arrow column): `user_ip` is hashed.
+The same patterns serve the asset checks that scan the lake for leaks.
 """
 
 from __future__ import annotations
@@ -13,9 +19,14 @@ import contextlib
 import hashlib
 import hmac
 import ipaddress
+import json
 import re
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 PSEUDONYM_PREFIX = "pii1:"
 PERSONAL_EVENT_FIELDS = ("User", "RemoteAddress")
@@ -27,6 +38,15 @@ IPV4_PATTERN = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
 IPV6_CANDIDATE_PATTERN = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 # Cheap test for "might hold an address": most strings (titles, ids, URLs) skip the three patterns.
 SUSPECT_PATTERN = re.compile(r"@|\d\.\d|[0-9A-Fa-f]:[0-9A-Fa-f]*:|::")
+
+
+EMAIL_BYTES = re.compile(EMAIL_PATTERN.pattern.encode())
+IPV4_BYTES = re.compile(IPV4_PATTERN.pattern.encode())
+IPV6_BYTES = re.compile(rb"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){3,7}[0-9A-Fa-f]{0,4}(?![\w:])")
+"""In NDJSON at least three colons: an export line holds several clock times (10:00:00), and looking at
+each would cost more than the rest of the scrub; a client's IPv6 address has three or more."""
+_STRING = rb'"((?:[^"\\]|\\.)*)"'
+_NUMBER_OR_STRING = rb'(?:-?[0-9][0-9.eE+-]*|"(?:[^"\\]|\\.)*")'
 
 
 def _is_ip(text: str) -> bool:
@@ -100,6 +120,57 @@ class Pseudonymiser:
         if isinstance(value, list):
             return [self.scrub(item) for item in value]
         return value
+
+    def json_lines(
+        self, data: bytes, *, hashed_ip_keys: tuple[str, ...] = (), nulled_keys: tuple[str, ...] = ()
+    ) -> tuple[bytes, Counter[str]]:
+        """NDJSON bytes (whole lines) with the string values of `hashed_ip_keys` hashed as addresses,
+        the values of `nulled_keys` replaced by null, and every other e-mail or IP address in the text
+        hashed; how many values each rule replaced. Works on the bytes, a regular expression per rule
+        over many lines at once, never parsing a line; the line count and the rest of each line stay."""
+        counts: Counter[str] = Counter()
+        for key in hashed_ip_keys:
+            pattern = re.compile(rb'("' + re.escape(key.encode()) + rb'"\s*:\s*)' + _STRING)
+
+            def hashed(match: re.Match[bytes], key: str = key) -> bytes:
+                counts[key] += 1
+                address = json.loads(b'"' + match.group(2) + b'"')
+                return match.group(1) + b'"' + self.ip_address(address).encode() + b'"'
+
+            data = pattern.sub(hashed, data)
+        for key in nulled_keys:
+            pattern = re.compile(rb'("' + re.escape(key.encode()) + rb'"\s*:\s*)' + _NUMBER_OR_STRING)
+
+            def nulled(match: re.Match[bytes], key: str = key) -> bytes:
+                counts[key] += 1
+                return match.group(1) + b"null"
+
+            data = pattern.sub(nulled, data)
+
+        def email(match: re.Match[bytes]) -> bytes:
+            counts["email in text"] += 1
+            return self.email(match.group().decode()).encode()
+
+        def address(match: re.Match[bytes]) -> bytes:
+            text = match.group().decode()
+            if not _is_ip(text):
+                return match.group()
+            counts["ip address in text"] += 1
+            return self.ip_address(text).encode()
+
+        data = EMAIL_BYTES.sub(email, data) if b"@" in data else data
+        data = IPV4_BYTES.sub(address, data)
+        return IPV6_BYTES.sub(address, data), counts
+
+    def ip_column(self, column: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """A string column of IP addresses, each hashed; nulls and empty strings stay null. One HMAC per
+        distinct address, mapped back in Arrow."""
+        column = pa.chunked_array([column]) if isinstance(column, pa.Array) else column
+        distinct = pc.unique(column).drop_null()
+        hashed = pa.array(
+            [self.ip_address(value) if value else None for value in distinct.to_pylist()], pa.string()
+        )
+        return pc.take(hashed, pc.index_in(column, value_set=distinct)).combine_chunks()
 
     def event(self, event: dict[str, Any]) -> dict[str, Any]:
         """A copy of a track event safe to store: the personal fields hashed, free text scrubbed."""
