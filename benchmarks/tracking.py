@@ -58,6 +58,8 @@ class Scenario:
     events_per_request: int
     workers: int = 1
     """Collector processes (`tracking serve --workers`)."""
+    large_batches: int = 0
+    """Clients posting batches of about 4 MiB alongside; latencies are the other clients' only."""
 
 
 SCENARIOS = (
@@ -67,7 +69,11 @@ SCENARIOS = (
     Scenario("client events, 64 clients, 2 workers", "/api/tracking", 64, 1, workers=2),
     Scenario("client events, 256 clients, 2 workers", "/api/tracking", 256, 1, workers=2),
     Scenario("Tracker batches of 500", "/api/tracking/batch", concurrency=8, events_per_request=500),
+    # The probe's case: large batches parsed on the event loop held every single event behind them.
+    Scenario("client events, 16 clients, 4 posting 4 MiB batches", "/api/tracking", 16, 1, large_batches=4),
 )
+LARGE_BATCH_EVENTS = 9_000
+"""About 4 MiB of events: the collector's largest accepted batch."""
 DAY_SCENARIO = SCENARIOS[0]
 COMMIT_THREADS = 4
 """As many commits at once as the collector's `concurrent_flushes`."""
@@ -81,6 +87,7 @@ class Outcome:
     concurrency: int
     events_per_request: int
     workers: int
+    large_batch_clients: int
     requests: int
     events_acknowledged: int
     events_landed: int
@@ -150,6 +157,7 @@ class Load:
         self.per_request = per_request
         self.acknowledged: list[str] = []
         self.latencies: list[float] = []
+        self.large_batch_latencies: list[float] = []
 
     def next_uuids(self) -> list[str] | None:
         if self.remaining <= 0 or time.monotonic() >= self.deadline:
@@ -159,35 +167,56 @@ class Load:
         return [str(uuid.uuid4()) for _ in range(count)]
 
 
+async def post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, body: bytes) -> float:
+    """One request over a keep-alive connection; its seconds, or RuntimeError on an error status."""
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+        f"{IDENTITY_HEADER}: learner-000042\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    started = time.perf_counter()
+    writer.write(head.encode() + body)
+    await writer.drain()
+    status = int((await reader.readline()).split()[1])
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+    answer = await reader.readexactly(length)
+    if status not in (200, 201):
+        raise RuntimeError(f"HTTP {status}: {answer[:200]!r}")
+    return time.perf_counter() - started
+
+
 async def client(port: int, scenario: Scenario, load: Load) -> None:
     reader, writer = await asyncio.open_connection(HOST, port)
     try:
         while (uuids := load.next_uuids()) is not None:
-            body = request_body(scenario, uuids)
-            head = (
-                f"POST {scenario.path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
-                f"{IDENTITY_HEADER}: learner-000042\r\nContent-Length: {len(body)}\r\n\r\n"
+            load.latencies.append(await post(reader, writer, scenario.path, request_body(scenario, uuids)))
+            load.acknowledged.extend(uuids)
+    finally:
+        writer.close()
+
+
+async def large_batch_client(port: int, load: Load) -> None:
+    large = Scenario("large", "/api/tracking/batch", 1, LARGE_BATCH_EVENTS)
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        while load.remaining > 0 and time.monotonic() < load.deadline:
+            uuids = [str(uuid.uuid4()) for _ in range(LARGE_BATCH_EVENTS)]
+            load.large_batch_latencies.append(
+                await post(reader, writer, large.path, request_body(large, uuids))
             )
-            started = time.perf_counter()
-            writer.write(head.encode() + body)
-            await writer.drain()
-            status = int((await reader.readline()).split()[1])
-            length = 0
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.decode().partition(":")
-                if name.lower() == "content-length":
-                    length = int(value)
-            answer = await reader.readexactly(length)
-            load.latencies.append(time.perf_counter() - started)
-            if status not in (200, 201):
-                raise RuntimeError(f"HTTP {status}: {answer[:200]!r}")
             load.acknowledged.extend(uuids)
     finally:
         writer.close()
 
 
 async def generate(port: int, scenario: Scenario, load: Load) -> None:
-    await asyncio.gather(*(client(port, scenario, load) for _ in range(scenario.concurrency)))
+    await asyncio.gather(
+        *(client(port, scenario, load) for _ in range(scenario.concurrency)),
+        *(large_batch_client(port, load) for _ in range(scenario.large_batches)),
+    )
 
 
 def landed_uuids(lake: Lake, day: str) -> tuple[list[str], int]:
@@ -238,6 +267,7 @@ def measure(scenario: Scenario, events: int, seconds: float, lake_root: Path | N
         concurrency=scenario.concurrency,
         events_per_request=scenario.events_per_request,
         workers=scenario.workers,
+        large_batch_clients=scenario.large_batches,
         requests=len(load.latencies),
         events_acknowledged=len(load.acknowledged),
         events_landed=len(counted),
