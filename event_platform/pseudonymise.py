@@ -134,7 +134,10 @@ class Pseudonymiser:
 
             def hashed(match: re.Match[bytes], key: str = key) -> bytes:
                 counts[key] += 1
-                address = json.loads(b'"' + match.group(2) + b'"')
+                try:
+                    address = json.loads(b'"' + match.group(2) + b'"')
+                except ValueError:  # a broken escape: still personal, hashed as it stands
+                    address = match.group(2).decode("utf-8", "replace")
                 return match.group(1) + b'"' + self.ip_address(address).encode() + b'"'
 
             data = pattern.sub(hashed, data)

@@ -207,9 +207,9 @@ class PartitionWriter:
         return manifest
 
     def _move_into_place(self) -> None:
-        final = [f"{self.relative_dir}/{stored}" for stored in self._written]
         if not self.lake.is_local:
             return  # already in place, and durable once the upload completed
+        final = [f"{self.relative_dir}/{stored}" for stored in self._written]
         staged = [self._where_written(stored) for stored in self._written]
         self.lake.make_durable(staged)
         for source, target in zip(staged, final, strict=True):
@@ -219,12 +219,12 @@ class PartitionWriter:
         self.lake.delete_dir(staging_dir(self.relative_dir, self.version))
 
     def abort(self) -> None:
-        for stored in self._written:
-            for path in (self._where_written(stored), f"{self.relative_dir}/{stored}"):
-                if self.lake.exists(path):
-                    self.lake.delete(path)
         if self.lake.is_local:
             self.lake.delete_dir(staging_dir(self.relative_dir, self.version))
+            return
+        for stored in self._written:
+            if self.lake.exists(f"{self.relative_dir}/{stored}"):
+                self.lake.delete(f"{self.relative_dir}/{stored}")
 
     def _remove_unreferenced(self, manifest: Manifest, previous: Manifest | None) -> None:
         kept = {entry.path for entry in manifest.files} | {entry.path for entry in manifest.replaced}
