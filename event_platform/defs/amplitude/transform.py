@@ -392,7 +392,11 @@ def _segments(data: bytes) -> Iterator[_Segment]:
             len(data) if content is None else max(position, data.rfind(b"\n", position, content.start()) + 1)
         )
         if start > position:
-            yield _Segment(data[position:start], blank_lines=data.count(b"\n", position, start))
+            # A member's last line may lack its newline: it is a line all the same.
+            unterminated = content is None and not data.endswith(b"\n")
+            yield _Segment(
+                data[position:start], blank_lines=data.count(b"\n", position, start) + unterminated
+            )
         if content is None:
             return
         end = data.find(b"\n", content.start())

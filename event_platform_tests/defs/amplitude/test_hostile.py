@@ -111,3 +111,11 @@ def test_a_newline_flood_is_quarantined_a_run_at_a_time(
     assert events.summary.quarantined == 3_000_000 + 1000 + 2
     assert events.summary.reconciles
     assert quarantined_bytes(lake) == {MEMBER.removesuffix(".gz"): flood + b"\n\n"}
+
+
+def test_a_member_ending_in_blank_lines_without_a_newline_reconciles(
+    lake: Lake, sample: dict[str, Any], tmp_path: Path
+) -> None:
+    land(lake, {MEMBER: event_line(sample, 1) + b"\n\n  "})
+    events, table = read_all(lake, tmp_path)
+    assert table.num_rows == 1 and events.summary.quarantined == 3 and events.summary.reconciles
