@@ -66,6 +66,7 @@ def test_an_unsupported_output_is_named(
 ) -> None:
     monkeypatch.setenv("AMPLITUDE_API_KEY", "k")
     monkeypatch.setenv("AMPLITUDE_SECRET_KEY", "s")
+    monkeypatch.setenv("EVENT_PLATFORM_PSEUDONYM_KEY", "p")
     code, error = run(
         capsys,
         "amplitude",
@@ -86,6 +87,7 @@ def test_a_ten_year_export_says_what_it_would_do_and_waits_for_a_yes(
 ) -> None:
     monkeypatch.setenv("AMPLITUDE_API_KEY", "k")
     monkeypatch.setenv("AMPLITUDE_SECRET_KEY", "s")
+    monkeypatch.setenv("EVENT_PLATFORM_PSEUDONYM_KEY", "p")
     code, error = run(
         capsys,
         "amplitude",
