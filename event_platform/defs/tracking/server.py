@@ -1,11 +1,12 @@
 """How `event-platform tracking serve` runs the collector: uvicorn, with limits for slow and hostile clients.
 
-uvicorn bounds idle keep-alive connections (`timeout_keep_alive`), concurrent connections and requests
-(`limit_concurrency`: past it, 503 at once) and, with h11, the size of a request head
-(`h11_max_incomplete_event_size`); it has no deadline for a request's head, so a client sending a
-byte a second would hold its connection for ever. `HeaderDeadline` adds one: a connection whose next
-request head has not arrived within `header_seconds` of its opening (or of its previous response) is
-closed. The body has its own deadline in the collector (`CollectorSettings.body_seconds`). The
+uvicorn bounds idle keep-alive connections (`timeout_keep_alive`) and concurrent connections and
+requests (`limit_concurrency`: past it, 503 at once); it has no deadline for a request's head, so a
+client sending a byte a second would hold its connection for ever, and its httptools protocol (the
+faster of its two) no bound on the head's size. `HeaderDeadline` adds both: a connection whose next
+request head has not arrived within `header_seconds` of its opening (or of its previous response), or
+has sent more than `max_head_bytes` without completing one, is closed. The body has its own deadline
+in the collector (`CollectorSettings.body_seconds`). The
 concurrency limit stays below the process's descriptor limit, so a flood of connections is answered
 503 and closed rather than leaving the collector unable to accept, or to open a file to land events.
 """
@@ -36,7 +37,7 @@ class ServerLimits:
     max_connections: int = 1000
     """Connections and requests in flight; lowered to fit the descriptor limit."""
     max_head_bytes: int = 16 * 1024
-    """The largest request line and headers accepted (h11's incomplete-event limit)."""
+    """The largest request line and headers accepted."""
 
 
 class HeaderDeadline:
@@ -90,8 +91,7 @@ class HeaderDeadline:
 
 
 def protocol_with(limits: ServerLimits) -> type:
-    """uvicorn's httptools protocol (llhttp, in C: a third of h11's cost per request) with the head
-    deadline and size limit."""
+    """uvicorn's httptools protocol (its parser is C, h11's is Python) with the head deadline and limit."""
     limits_of_class = {"header_seconds": limits.header_seconds, "max_head_bytes": limits.max_head_bytes}
     return type("CollectorProtocol", (HeaderDeadline, HttpToolsProtocol), limits_of_class)
 

@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import requests
@@ -179,12 +180,11 @@ def test_a_commit_reads_and_lists_nothing_day_wide(lake: Lake, monkeypatch: pyte
 # -- slow clients -------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def limited_server(lake: Lake) -> Iterator[tuple[str, int]]:
-    """The collector as `tracking serve` runs it, with short deadlines and a small connection limit."""
+@contextmanager
+def served(lake: Lake, limits: ServerLimits) -> Iterator[tuple[str, int]]:
+    """The collector as `tracking serve` runs it, with `limits`."""
     collector = Collector(lake, settings=CollectorSettings(flush_age_seconds=0.02, body_seconds=1.0),
                           clock=fixed_clock())  # fmt: skip
-    limits = ServerLimits(header_seconds=1.0, keep_alive_seconds=1.0, max_connections=20)
     config = uvicorn_config(collector.app, host="127.0.0.1", port=0, limits=limits, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -192,10 +192,20 @@ def limited_server(lake: Lake) -> Iterator[tuple[str, int]]:
     deadline = time.monotonic() + 10
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield "127.0.0.1", port
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield "127.0.0.1", server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def limited_server(lake: Lake) -> Iterator[tuple[str, int]]:
+    """Short deadlines and a small connection limit."""
+    with served(
+        lake, ServerLimits(header_seconds=1.0, keep_alive_seconds=1.0, max_connections=20)
+    ) as address:
+        yield address
 
 
 def closed_within(connection: socket.socket, seconds: float, trickle: bytes) -> bool:
@@ -250,3 +260,12 @@ def test_a_flood_of_slow_connections_does_not_lock_out_valid_posts(limited_serve
     finally:
         for connection in flood:
             connection.close()
+
+
+def test_a_head_past_its_size_limit_is_cut_off(lake: Lake) -> None:
+    patient = ServerLimits(header_seconds=60.0, max_head_bytes=16 * 1024)
+    with served(lake, patient) as address, socket.create_connection(address) as greedy:
+        greedy.sendall(b"POST /api/tracking HTTP/1.1\r\nX-Padding: " + b"a" * 8192)
+        greedy.settimeout(5.0)
+        greedy.sendall(b"a" * 16384)
+        assert greedy.recv(4096) == b""  # closed for its size: the deadline is a minute away
