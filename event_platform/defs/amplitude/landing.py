@@ -44,7 +44,8 @@ READY_AFTER = dt.timedelta(hours=3)
 HASHED_IP_KEYS = ("ip_address",)
 NULLED_KEYS = ("location_lat", "location_lng")
 """Coordinates Amplitude derives from the address: as personal as it, and not worth a pseudonym."""
-GZIP_LEVEL = 6
+GZIP_LEVEL = 1
+"""The re-encoded members: level 1 compresses several times faster than 6 for a fifth more bytes."""
 
 
 class DayNotReadyError(AmplitudeError):
