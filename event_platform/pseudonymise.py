@@ -7,8 +7,8 @@ the key); the prefix makes a pseudonym recognisable and versions the scheme.
 - Profile Store (`event`): `User.Email`, `User.Name` and `RemoteAddress` are hashed, and any e-mail or IP
   address inside other strings (Payload, User.Info, PageUri, …) is replaced the same way.
 - Amplitude (`json_lines`, on the export's NDJSON bytes): `ip_address` is hashed, the coordinates Amplitude
-  derives from it are dropped (`location_lat`/`location_lng` become null), and any e-mail or IP address in
-  other strings (user_properties, event_properties, …) is hashed.
+  derives from it are dropped (`location_lat`/`location_lng` become null), and any e-mail or IPv4 address
+  in other strings (user_properties, event_properties, …) is hashed.
 - Optimizely E3 (`ip_column`, vectorised over an Arrow column): `user_ip` is hashed.
 The same patterns serve the asset checks that scan the lake for leaks.
 """

@@ -2,7 +2,7 @@
 
 The day's window is T00..T23 by `server_upload_time`. Each ZIP the client downloads is read member by
 member; every `.json.gz` member is stream-gunzipped (within the day's decompression budget), its
-personal data pseudonymised (`ip_address` hashed, `location_lat`/`location_lng` nulled, e-mail and IP
+personal data pseudonymised (`ip_address` hashed, `location_lat`/`location_lng` nulled, e-mail and IPv4
 addresses in any other text hashed: `Pseudonymiser.json_lines`) and gzipped again into the atomic
 partition `raw/amplitude/date=D/`, named by its path in the ZIP. Every other byte of every line is the
 vendor's: raw is byte-identical up to the personal fields, and the manifest entry says which were
