@@ -6,7 +6,9 @@
 For each size the sandbox emulator generates one day (deterministic; cached under benchmarks/.work, so
 a second run skips it). Then, each in a fresh process so its peak memory is its own:
 - landing: the real client downloads the day's ZIP from the emulator on 127.0.0.1 and `land_export`
-  commits its members to a local lake (download, a counting gunzip, the byte-identical copy);
+  commits its members to a local lake (download, gunzip, pseudonymisation of the personal fields, gzip);
+  and, for what pseudonymising at the edge costs, the landing as it was before: download, a counting
+  gunzip and a byte copy of each member;
 - ingest: `write_events`, the events asset's code path (`read_events`: DuckDB typing, quarantine,
   dedupe) into the IO manager's Parquet writer, from the landed gzip members to the committed partition;
 - parse: its first stage alone, the same members through DuckDB's `read_json` and the typing projection
@@ -45,21 +47,53 @@ RESULTS = HERE / "results" / "amplitude.json"
 DAY = dt.date(2026, 11, 1)
 EVENTS_PER_PART = 50_000
 PEOPLE = 20_000
+BENCH_KEY = "benchmark-pseudonym-key"
 
 
 def land(base_url: str, api_key: str, secret_key: str, lake_root: str) -> dict[str, Any]:
     from event_platform.defs.amplitude.landing import land_export
     from event_platform.defs.amplitude.resources import build_client
     from event_platform.lake.filesystem import Lake
+    from event_platform.pseudonymise import Pseudonymiser
 
     client = build_client(api_key=api_key, secret_key=secret_key, region="us", base_url=base_url)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="amplitude-bench-download-") as downloads:
-        landed = land_export(client, DAY, Lake.from_uri(lake_root), tmp_dir=Path(downloads))
+        landed = land_export(
+            client,
+            DAY,
+            Lake.from_uri(lake_root),
+            pseudonymiser=Pseudonymiser(BENCH_KEY),
+            tmp_dir=Path(downloads),
+        )
     return {
         "seconds": time.perf_counter() - started, "cpu_seconds": cpu_seconds(), "lines": landed.lines,
         "peak_rss_mb": peak_rss_mb(),
     }  # fmt: skip
+
+
+def land_vendor_bytes(base_url: str, api_key: str, secret_key: str, lake_root: str) -> dict[str, Any]:
+    """The landing before personal data was pseudonymised at the edge: a counting gunzip, then the
+    member's gzip bytes copied as received (the baseline of what pseudonymising costs)."""
+    from event_platform.defs.amplitude.client import ExportWindow, iter_members
+    from event_platform.defs.amplitude.resources import build_client
+    from event_platform.lake.filesystem import Lake
+
+    client = build_client(api_key=api_key, secret_key=secret_key, region="us", base_url=base_url)
+    window, lake, lines = ExportWindow.for_day(DAY), Lake.from_uri(lake_root), 0
+    started = time.perf_counter()
+    with (
+        tempfile.TemporaryDirectory(prefix="amplitude-bench-download-") as downloads,
+        lake.write_partition(f"vendor-bytes/date={DAY}") as writer,
+    ):
+        for archive in client.export(window.start, window.end, Path(downloads)):
+            for member in iter_members(archive.path, budget=client.budget(), day=DAY):
+                lines += member.scan().lines
+                with writer.open(member.name) as target:
+                    for chunk in member.chunks():
+                        target.write(chunk)
+            archive.path.unlink()
+    return {"seconds": time.perf_counter() - started, "cpu_seconds": cpu_seconds(), "lines": lines}
 
 
 def ingest(lake_root: str) -> dict[str, Any]:
@@ -174,11 +208,10 @@ def run_size(events: int, python_sample_events: int, repeat: int) -> dict[str, A
         credentials = emulator.environment()
         print(f"{events:,} events: {served.lines:,} lines in {len(served.members)} files "
               f"({generation_seconds:.0f} s to generate or load)", flush=True)  # fmt: skip
-        landing = in_fresh_process(
-            land, emulator.url, credentials["AMPLITUDE_API_KEY"], credentials["AMPLITUDE_SECRET_KEY"],
-            str(lake_root),
-        )  # fmt: skip
-    # The landed members are the served bytes (a byte-identical landing): the baselines read them too.
+        access = (emulator.url, credentials["AMPLITUDE_API_KEY"], credentials["AMPLITUDE_SECRET_KEY"])
+        landing = in_fresh_process(land, *access, str(lake_root))
+        unpseudonymised = in_fresh_process(land_vendor_bytes, *access, str(lake_root))
+    # The landed members are the served lines, addresses hashed: the baselines read them too.
     lake = Lake.from_uri(str(lake_root))
     files = [lake.path(path) for path in lake.current_files(raw_path("amplitude", DAY.isoformat()))]
     # Interleaved, so that a change in the machine's speed touches each stage alike.
@@ -208,6 +241,9 @@ def run_size(events: int, python_sample_events: int, repeat: int) -> dict[str, A
         "gzip_events_per_s": round(lines / unzipped["seconds"]),
         "python_events_per_s": round(python["lines"] / python["seconds"]),
         "landing_events_per_s": round(lines / landing["seconds"]),
+        "landing_without_pseudonymisation_events_per_s": round(lines / unpseudonymised["seconds"]),
+        "landing_cpu_seconds": round(landing["cpu_seconds"], 2),
+        "landing_without_pseudonymisation_cpu_seconds": round(unpseudonymised["cpu_seconds"], 2),
         "peak_rss_mb": typed["peak_rss_mb"],
         "landing_peak_rss_mb": landing["peak_rss_mb"],
         "parse_peak_rss_mb": parsed["peak_rss_mb"],
@@ -241,7 +277,8 @@ def run_size(events: int, python_sample_events: int, repeat: int) -> dict[str, A
 
 def markdown(runs: list[dict[str, Any]]) -> str:
     header = ("events", "uncompressed MB", "ingest ev/s", "parse stage ev/s", "gzip -dc ev/s",
-              "ingest / gzip", "python ev/s", "landing ev/s", "ingest peak RSS MB")  # fmt: skip
+              "ingest / gzip", "python ev/s", "landing ev/s", "landing unpseudonymised ev/s",
+              "ingest peak RSS MB")  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
     for run in runs:
         cells = (
@@ -249,7 +286,8 @@ def markdown(runs: list[dict[str, Any]]) -> str:
             f"{run['ingest_events_per_s']:,}", f"{run['parse_events_per_s']:,}",
             f"{run['gzip_events_per_s']:,}",
             f"{run['ingest_events_per_s'] / run['gzip_events_per_s']:.2f}", f"{run['python_events_per_s']:,}",
-            f"{run['landing_events_per_s']:,}", f"{run['peak_rss_mb']:,.0f}",
+            f"{run['landing_events_per_s']:,}", f"{run['landing_without_pseudonymisation_events_per_s']:,}",
+            f"{run['peak_rss_mb']:,.0f}",
         )  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -6,8 +6,11 @@ The sandbox publishes one E3 date drawn from a world of `--people` people (S3 = 
 Then, each in a fresh process so its peak memory is its own:
 - "plain copy": every part file of both types downloaded to local disk, nothing else (the floor);
 - "E3 load": what the assets do per date, without Dagster's bookkeeping: land the parts (download,
-  full Parquet decode, commit to a local lake), type and de-duplicate them in DuckDB, and stream the
-  result into the lake's Parquet (the IO manager's writer), for decisions and for conversions.
+  full Parquet decode, `user_ip` hashed, commit to a local lake), type and de-duplicate them in DuckDB,
+  and stream the result into the lake's Parquet (the IO manager's writer), for decisions and for
+  conversions;
+- "landing without pseudonymisation": the landing as it was before addresses were hashed at the edge
+  (download, full decode, a byte copy), against the E3 load's landing phase: what pseudonymising costs.
 Rows/s count the part files' rows; MB/s count the part files' bytes. Results go to
 benchmarks/results/optimizely.json.
 """
@@ -30,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "optimizely"
 RESULTS = HERE / "results" / "optimizely.json"
 DAY = dt.date(2026, 11, 1)
+BENCH_KEY = "benchmark-pseudonym-key"
 
 
 def client_from(environment: dict[str, str]) -> Any:
@@ -68,14 +72,16 @@ def e3_load(environment: dict[str, str], lake_root: str) -> dict[str, Any]:
     from event_platform.defs.optimizely.schema import E3_TYPES
     from event_platform.lake import delta
     from event_platform.lake.filesystem import Lake
+    from event_platform.pseudonymise import Pseudonymiser
 
     client = client_from(environment)
+    pseudonymiser = Pseudonymiser(BENCH_KEY)
     lake = Lake.from_uri(lake_root)
     phases = {"land": 0.0, "type": 0.0, "write": 0.0}
     totals = {"files": 0, "bytes": 0, "part_rows": 0, "rows_written": 0, "duplicates": 0}
     for e3 in E3_TYPES.values():
         started = time.perf_counter()
-        landing = land_day(client, lake, e3, DAY)
+        landing = land_day(client, lake, e3, DAY, pseudonymiser)
         landed = time.perf_counter()
         typed = type_day(lake, landing)
         typed_at = time.perf_counter()
@@ -95,6 +101,35 @@ def e3_load(environment: dict[str, str], lake_root: str) -> dict[str, Any]:
             )
     rounded = {name: round(seconds, 3) for name, seconds in phases.items()}
     return {"seconds": sum(phases.values()), "phase_seconds": rounded, **totals, "peak_rss_mb": peak_rss_mb()}
+
+
+def land_vendor_bytes(environment: dict[str, str], lake_root: str) -> dict[str, Any]:
+    """The landing before addresses were hashed at the edge: download, decode every page, copy the bytes."""
+    import pyarrow.parquet as pq
+
+    from event_platform.defs.optimizely.load import raw_dir
+    from event_platform.defs.optimizely.schema import E3_TYPES
+    from event_platform.lake.filesystem import Lake
+
+    client, lake = client_from(environment), Lake.from_uri(lake_root)
+    started = time.perf_counter()
+    files = size = 0
+    for e3 in E3_TYPES.values():
+        with tempfile.TemporaryDirectory() as scratch, lake.write_partition(raw_dir(e3, DAY)) as writer:
+            local = Path(scratch) / "part.parquet"
+            for part in client.list_day(e3, DAY).parts:
+                size += client.download(part, local)
+                for _ in pq.ParquetFile(local).iter_batches():
+                    pass
+                with local.open("rb") as source, writer.open(part.relative_path) as sink:
+                    shutil.copyfileobj(source, sink, 1024 * 1024)
+                files += 1
+    return {
+        "seconds": time.perf_counter() - started,
+        "files": files,
+        "bytes": size,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def rates(measured: dict[str, Any], rows: int) -> dict[str, Any]:
@@ -131,6 +166,7 @@ def main() -> None:
         environment = sandbox.environment()
         copy = in_fresh_process(plain_copy, environment, tempfile.mkdtemp(dir=WORK))
         load = in_fresh_process(e3_load, environment, str(WORK / "lake"))
+        unpseudonymised = in_fresh_process(land_vendor_bytes, environment, str(WORK / "lake-vendor-bytes"))
     part_rows = load["part_rows"]
     results = {
         "benchmark": "optimizely E3: one date of decisions + conversions, loaded vs plainly copied",
@@ -149,7 +185,11 @@ def main() -> None:
         "plain_copy": rates(copy, part_rows),
         "e3_load": rates(load, part_rows),
     }
+    results["landing_without_pseudonymisation"] = rates(unpseudonymised, part_rows)
     results["e3_load_vs_plain_copy_time"] = round(load["seconds"] / copy["seconds"], 2)
+    results["landing_vs_landing_without_pseudonymisation_time"] = round(
+        load["phase_seconds"]["land"] / unpseudonymised["seconds"], 2
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

@@ -44,7 +44,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Our own progress at INFO; libraries (alembic, botocore, …) only when they warn.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("event_platform").setLevel(logging.DEBUG if arguments.verbose else logging.INFO)
-    return int(arguments.run(arguments) or 0)
+    try:
+        return int(arguments.run(arguments) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        # Every error reaches a person as one line that names the fix; -v shows where it came from.
+        if arguments.verbose:
+            raise
+        print(f"error: {one_line(error)} (run with -v for the traceback)", file=sys.stderr)
+        return 1
+
+
+def one_line(error: BaseException) -> str:
+    """The error's own message on one line (a dagster Failure keeps it in `description`)."""
+    message = getattr(error, "description", None) or str(error) or type(error).__name__
+    return " ".join(str(message).split())
 
 
 if __name__ == "__main__":

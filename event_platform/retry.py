@@ -2,12 +2,19 @@
 
 Plain Python, no Dagster: clients raise `TransientError` for what the vendor documents as
 retryable (429, 5xx, a truncated body) and `call_with_retries` decides when to try again.
+
+A vendor's `Retry-After` is honoured up to `EVENT_PLATFORM_MAX_RETRY_AFTER_SECONDS` (default 300): a
+vendor asking for longer (a day, a date in year 9999) fails the call at once with what it asked for in
+the message, rather than parking a run for a day; the schedule or a person tries again later.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 import logging
+import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -33,6 +40,37 @@ class RetriesExhaustedError(Exception):
     """Every attempt failed with a transient error; the last one is the cause."""
 
 
+class RetryAfterTooLongError(RetriesExhaustedError):
+    """The vendor asked to wait longer than `EVENT_PLATFORM_MAX_RETRY_AFTER_SECONDS`: no run waits that."""
+
+
+MAX_RETRY_AFTER_SETTING = "EVENT_PLATFORM_MAX_RETRY_AFTER_SECONDS"
+DEFAULT_MAX_RETRY_AFTER_SECONDS = 300.0
+
+
+def max_retry_after_seconds() -> float:
+    """The longest `Retry-After` honoured, from the environment (a positive number of seconds)."""
+    text = os.environ.get(MAX_RETRY_AFTER_SETTING)
+    if not text:
+        return DEFAULT_MAX_RETRY_AFTER_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"{MAX_RETRY_AFTER_SETTING} must be a positive number of seconds, got {text!r}")
+    return seconds
+
+
+def describe_wait(seconds: float) -> str:
+    """`3600 s (until 2026-12-01 22:00 UTC)`; the date is left out when it is past the calendar's end."""
+    try:
+        until = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
+    except OverflowError:
+        return f"{seconds:.0f} s (beyond the year 9999)"
+    return f"{seconds:.0f} s (until {until:%Y-%m-%d %H:%M} UTC)"
+
+
 @dataclass(frozen=True)
 class Backoff:
     """Exponential backoff with full jitter (AWS architecture blog, "Exponential Backoff And Jitter")."""
@@ -48,7 +86,9 @@ class Backoff:
         """
         ceiling = min(self.max_seconds, self.base_seconds * 2 ** (attempt - 1))
         jittered = random.uniform(0, ceiling)
-        return max(jittered, retry_after) if retry_after is not None else jittered
+        if retry_after is None:
+            return jittered
+        return max(jittered, min(retry_after, max_retry_after_seconds()))
 
 
 NO_WAIT = Backoff(attempts=6, base_seconds=0.0, max_seconds=0.0)
@@ -56,19 +96,25 @@ NO_WAIT = Backoff(attempts=6, base_seconds=0.0, max_seconds=0.0)
 
 
 def retry_after_seconds(response: requests.Response) -> float | None:
-    """`Retry-After` as seconds: either delta-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
+    """`Retry-After` as seconds: either delta-seconds or an HTTP-date (RFC 9110 §10.2.3). Never raises:
+    an unparsable value is None, and a huge one (a date in year 9999, `1e400`) stays a finite number
+    that the cap in `call_with_retries` refuses."""
     value = response.headers.get("Retry-After")
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=dt.UTC)
+            seconds = when.timestamp() - time.time()
+        except (TypeError, ValueError, OverflowError, IndexError):
+            return None
+    if math.isnan(seconds):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return min(max(0.0, seconds), float(2**63))
 
 
 RETRYABLE_EXCEPTIONS: tuple[type[BaseException], ...] = (
@@ -99,6 +145,13 @@ def call_with_retries(
                     f"{description} failed after {backoff.attempts} attempts: {error}"
                 ) from error
             retry_after = error.retry_after if isinstance(error, TransientError) else None
+            limit = max_retry_after_seconds()
+            if retry_after is not None and retry_after > limit:
+                raise RetryAfterTooLongError(
+                    f"{description}: the vendor asked to wait {describe_wait(retry_after)} before retrying "
+                    f"({error}), longer than {MAX_RETRY_AFTER_SETTING}={limit:g} s; not waiting. "
+                    "Try again after that time, or raise the setting."
+                ) from error
             wait = backoff.delay(number, retry_after)
             log.warning(
                 "%s failed (attempt %d of %d): %s; retrying in %.1fs",

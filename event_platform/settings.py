@@ -7,6 +7,7 @@ the moment something asks it for a client.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from dagster import EnvVar, Failure
 
 from event_platform.lake.io_manager import LakeResource, ParquetLakeIOManager
+from event_platform.pseudonymise import Pseudonymiser
 
 DEFAULT_LAKE = "./data/lake"
 DEFAULT_WAREHOUSE = "./data/warehouse.duckdb"
@@ -50,8 +52,42 @@ def require(source: str, values: Mapping[str, object | None]) -> None:
         )
 
 
+class InvalidSettingError(ValueError):
+    """A variable is set to something the platform cannot use; the message names it and what it needs."""
+
+
+PSEUDONYM_KEY = "EVENT_PLATFORM_PSEUDONYM_KEY"
+
+
+def pseudonymiser(source: str, key: str | None) -> Pseudonymiser:
+    """The one keyed hash every source pseudonymises with, or MissingSettingsError naming the key
+    (`key` is a resource's field, see `resolved`)."""
+    value = resolved(key)
+    require(source, {PSEUDONYM_KEY: value})
+    assert value  # require() raised otherwise
+    return Pseudonymiser(value)
+
+
+def resolved(value: str | None) -> str | None:
+    """A resource field's value. Dagster resolves EnvVar fields when a run starts its resources; outside
+    a run (the CLI) the field still holds the EnvVar, a str of the variable's *name*, which must never be
+    used as the secret itself."""
+    return value.get_value() if isinstance(value, EnvVar) else value
+
+
 def start_date() -> str:
-    return setting("EVENT_PLATFORM_START_DATE", DEFAULT_START_DATE) or DEFAULT_START_DATE
+    """The first daily partition, YYYY-MM-DD; an unusable value is named at load, not deep in a run."""
+    value = setting("EVENT_PLATFORM_START_DATE", DEFAULT_START_DATE) or DEFAULT_START_DATE
+    try:
+        day = dt.date.fromisoformat(value)
+    except ValueError:
+        day = None
+    if day is None or len(value) != len("YYYY-MM-DD") or day > dt.datetime.now(dt.UTC).date():
+        raise InvalidSettingError(
+            f"EVENT_PLATFORM_START_DATE must be a past day as YYYY-MM-DD (e.g. {DEFAULT_START_DATE}), "
+            f"got {value!r}: fix it in the environment or in .env"
+        )
+    return value
 
 
 def lake_resource() -> LakeResource:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import pyarrow.parquet as pq
 
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import quarantine_path, raw_path
+from event_platform.scratch import scratch_dir
 
 MEMORY_LIMIT = "1GB"
 PREVIEW_ROWS = 5
@@ -51,6 +51,8 @@ class StagingSpec:
     quarantine_file: str
     batch_rows: int
     event_type_column: str = "event_type"
+    landed_files: Callable[[Lake, str], list[str]] | None = None
+    """The day's landed files, for a source whose landing is not one manifest (default: the manifest's)."""
 
 
 @dataclass
@@ -88,7 +90,7 @@ def gzip_lines(lake: Lake, files: Iterable[str]) -> Iterator[bytes]:
 
 def stage_day(spec: StagingSpec, lake: Lake, day: str, staging: Path) -> tuple[Path, DayStats]:
     """Type the day's landed lines into `staging/landed.parquet`, quarantine the rest; (file, stats)."""
-    files = raw_files(lake, spec.source, day)
+    files = spec.landed_files(lake, day) if spec.landed_files else raw_files(lake, spec.source, day)
     stats = DayStats(landed_files=len(files))
     staged = staging / "landed.parquet"
     rejected = staging / "quarantine.ndjson.gz"
@@ -192,7 +194,7 @@ def scratch_duckdb(
         config["threads"] = threads
     with ExitStack() as stack:
         if work_dir is None:
-            work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="duckdb-scratch-")))
+            work_dir = Path(stack.enter_context(scratch_dir("duckdb-scratch")))
         config["temp_directory"] = str(work_dir / "spill")
         # Entered after the directory, so closed before it goes.
         connection = stack.enter_context(duckdb.connect(config=config))

@@ -38,7 +38,7 @@ from deltalake.transaction import AddAction
 
 from event_platform.columns import column
 from event_platform.lake.filesystem import Lake
-from event_platform.lake.layout import PARTITION_KEY, partition_path
+from event_platform.lake.layout import PARTITION_KEY, STAGING_ROOT, partition_path
 
 LOG_DIR = "_delta_log"
 REMOVED_FILES_KEPT_FOR = dt.timedelta(hours=6)
@@ -101,13 +101,15 @@ def open_table(lake: Lake, table: str, version: int | None = None) -> DeltaTable
 
 
 def tables(lake: Lake, under: str = "") -> list[str]:
-    """Every Delta table below `under` (raw landings and quarantine aside), lake-relative, sorted."""
+    """Every Delta table below `under` (raw landings, quarantine and staged writes aside), lake-relative,
+    sorted."""
     names = lake.list_dirs(under)
     if LOG_DIR in names:
         return [under]
     found: list[str] = []
     for name in names:
-        if (not under and name in ("raw", "quarantine")) or name.startswith(f"{PARTITION_KEY}="):
+        outside_tables = not under and name in ("raw", "quarantine", STAGING_ROOT)
+        if outside_tables or name.startswith(f"{PARTITION_KEY}="):
             continue
         found += tables(lake, f"{under}/{name}".strip("/"))
     return sorted(found)

@@ -9,7 +9,15 @@ A reader holds the file list it resolved for as long as its step runs, so a repl
 deleted at once: the manifest lists its files as `replaced` with the time, and a later commit of the
 partition deletes them once `REPLACED_KEPT_FOR` has passed (a run that re-materializes day D-1 while
 another reads D-1 as its look-back must not pull the files from under it). Erasure (forgetting a
-person) passes `keep_replaced_for=timedelta(0)`. Strays of killed writers go once they are old.
+person) passes `keep_replaced_for=timedelta(0)`.
+
+On local disk a file is written under `_staging/<partition>/<version>/` and moved into the partition
+only at commit, just before the manifest: a writer killed mid-file leaves nothing in the partition
+directory, so pyarrow datasets and DuckDB globs over the hive layout never meet a truncated file. The
+next commit of the partition removes staging left by writers dead for `STRAY_AGE` (their version names
+carry the time). On S3 an object appears only once its upload completes, so files go straight to
+their place. Strays in the partition itself (only a writer killed between its moves and its manifest
+leaves any, and they are whole) go once they are old.
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from event_platform.lake.layout import STAGING_ROOT, checked_relative_name
 
 if TYPE_CHECKING:
     from event_platform.lake.filesystem import Lake
@@ -77,9 +87,41 @@ class Manifest:
         )
 
 
+VERSION_TIME_FORMAT = "%Y%m%dT%H%M%S%fZ"
+
+
 def new_version() -> str:
     """Sortable by time, unique across concurrent writers."""
-    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
+    return f"{dt.datetime.now(dt.UTC):{VERSION_TIME_FORMAT}}-{uuid.uuid4().hex[:8]}"
+
+
+def version_time(version: str) -> dt.datetime | None:
+    """When a version (a `new_version()` string) was started; None for anything else."""
+    try:
+        return dt.datetime.strptime(version.partition("-")[0], VERSION_TIME_FORMAT).replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+
+
+def staging_dir(relative_dir: str, version: str) -> str:
+    """Where a local writer puts a version's files until it commits them."""
+    return f"{STAGING_ROOT}/{relative_dir}/{version}"
+
+
+def write_atomically(lake: Lake, relative: str, data: bytes) -> None:
+    """Make `data` the content of `relative` in one step, durably: staged, fsynced and renamed over it
+    locally; one PUT on S3 (an object appears only once whole)."""
+    if not lake.is_local:
+        lake.write_bytes(relative, data)
+        return
+    directory = relative.rpartition("/")[0]
+    staged = f"{staging_dir(directory, new_version())}/{relative.rpartition('/')[2]}"
+    lake.write_bytes(staged, data)
+    lake.make_durable([staged])
+    lake.fs.create_dir(lake.path(directory), recursive=True)
+    lake.fs.move(lake.path(staged), lake.path(relative))
+    lake.make_durable([directory])
+    lake.fs.delete_dir(lake.path(staged.rpartition("/")[0]))
 
 
 def versioned_name(name: str, version: str) -> str:
@@ -134,15 +176,21 @@ class PartitionWriter:
     @contextmanager
     def open(self, name: str, **extra: Any) -> Iterator[_HashingStream]:
         """A binary stream for a new file called `name`; `extra` goes into its manifest entry."""
-        escapes = posixpath.isabs(name) or ".." in name.split("/")
-        if escapes or any(entry.name == name for entry in self.files):
+        checked_relative_name(name, f"partition {self.relative_dir}")
+        if any(entry.name == name for entry in self.files):
             raise ValueError(f"Invalid or repeated file name {name!r} in partition {self.relative_dir}")
         stored = versioned_name(name, self.version)
         self._written.append(stored)
-        stream = _HashingStream(self.lake.open_output(f"{self.relative_dir}/{stored}"))
+        stream = _HashingStream(self.lake.open_output(self._where_written(stored)))
         with stream:
             yield stream
         self.files.append(ManifestFile(name, stored, stream.size, stream.hexdigest, dict(extra)))
+
+    def _where_written(self, stored: str) -> str:
+        """Locally a file is staged until commit; on S3 it goes to its place (invisible until whole)."""
+        if self.lake.is_local:
+            return f"{staging_dir(self.relative_dir, self.version)}/{stored}"
+        return f"{self.relative_dir}/{stored}"
 
     def commit(
         self, previous: Manifest | None, *, keep_previous: bool, keep_replaced_for: dt.timedelta
@@ -152,16 +200,31 @@ class PartitionWriter:
         metadata = {**(previous.metadata if previous and keep_previous else {}), **self.metadata}
         replaced = _still_kept(previous, {entry.path for entry in files}, now, keep_replaced_for)
         manifest = Manifest(self.version, now.isoformat(), files, metadata, replaced)
-        self.lake.make_durable([f"{self.relative_dir}/{stored}" for stored in self._written])
+        self._move_into_place()
         write_manifest(self.lake, self.relative_dir, manifest)
         self._remove_unreferenced(manifest, previous)
+        remove_dead_staging(self.lake, self.relative_dir)
         return manifest
 
+    def _move_into_place(self) -> None:
+        if not self.lake.is_local:
+            return  # already in place, and durable once the upload completed
+        final = [f"{self.relative_dir}/{stored}" for stored in self._written]
+        staged = [self._where_written(stored) for stored in self._written]
+        self.lake.make_durable(staged)
+        for source, target in zip(staged, final, strict=True):
+            self.lake.fs.create_dir(self.lake.path(target.rpartition("/")[0]), recursive=True)
+            self.lake.fs.move(self.lake.path(source), self.lake.path(target))
+        self.lake.make_durable(sorted({target.rpartition("/")[0] for target in final}))
+        self.lake.delete_dir(staging_dir(self.relative_dir, self.version))
+
     def abort(self) -> None:
+        if self.lake.is_local:
+            self.lake.delete_dir(staging_dir(self.relative_dir, self.version))
+            return
         for stored in self._written:
-            path = f"{self.relative_dir}/{stored}"
-            if self.lake.exists(path):
-                self.lake.delete(path)
+            if self.lake.exists(f"{self.relative_dir}/{stored}"):
+                self.lake.delete(f"{self.relative_dir}/{stored}")
 
     def _remove_unreferenced(self, manifest: Manifest, previous: Manifest | None) -> None:
         kept = {entry.path for entry in manifest.files} | {entry.path for entry in manifest.replaced}
@@ -182,13 +245,24 @@ class PartitionWriter:
 
 
 def write_manifest(lake: Lake, relative_dir: str, manifest: Manifest) -> None:
-    """Make `manifest` the partition's committed one in one step: staged under a unique name, then
-    renamed over `_manifest.json` (a single PUT on S3)."""
-    staged = f"{relative_dir}/_manifest-{new_version()}.json"
-    lake.write_bytes(staged, manifest.to_json())
-    lake.make_durable([staged])
-    lake.fs.move(lake.path(staged), lake.path(f"{relative_dir}/{MANIFEST_NAME}"))
-    lake.make_durable([relative_dir])
+    """Make `manifest` the partition's committed one in one step."""
+    write_atomically(lake, f"{relative_dir}/{MANIFEST_NAME}", manifest.to_json())
+
+
+def remove_dead_staging(lake: Lake, relative_dir: str) -> int:
+    """Delete the staging of this partition's versions started over `STRAY_AGE` ago: their writers
+    were killed (a live one commits or aborts long before). Returns how many versions went."""
+    if not lake.is_local:
+        return 0
+    root = f"{STAGING_ROOT}/{relative_dir}"
+    dead_before = dt.datetime.now(dt.UTC) - STRAY_AGE
+    removed = 0
+    for version in lake.list_dirs(root):
+        started = version_time(version)
+        if started is not None and started < dead_before:
+            lake.delete_dir(f"{root}/{version}")
+            removed += 1
+    return removed
 
 
 def _still_kept(

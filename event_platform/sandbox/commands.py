@@ -22,7 +22,9 @@ def add_commands(subcommands: argparse._SubParsersAction) -> None:
     demo = subcommands.add_parser(
         "demo", help="start the sandbox and materialize the last complete days through Dagster"
     )
-    demo.add_argument("--days", type=int, default=DEMO_DAYS, help="how many complete UTC days (default 3)")
+    demo.add_argument(
+        "--days", type=day_count, default=DEMO_DAYS, help="how many complete UTC days (default 3)"
+    )
     demo.set_defaults(run=run_demo)
 
     sandbox = subcommands.add_parser(
@@ -32,9 +34,18 @@ def add_commands(subcommands: argparse._SubParsersAction) -> None:
         "with the sandbox's environment (e.g. `event-platform sandbox -- dagster dev`) or prints that "
         "environment and waits for Ctrl-C.",
     )
-    sandbox.add_argument("--days", type=int, default=SANDBOX_DAYS, help="days of data to prepare (default 7)")
+    sandbox.add_argument(
+        "--days", type=day_count, default=SANDBOX_DAYS, help="days of data to prepare (default 7)"
+    )
     sandbox.add_argument("command", nargs=argparse.REMAINDER, help="a command to run, after --")
     sandbox.set_defaults(run=run_sandbox)
+
+
+def day_count(text: str) -> int:
+    """An argparse `type`: a whole number of days, at least one (0 would run nothing and say it passed)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days: give 1 or more")
+    return int(text)
 
 
 def run_demo(arguments: argparse.Namespace) -> int:

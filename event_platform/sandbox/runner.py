@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
+from event_platform.defs.tracking.landed import landing_version
 from event_platform.lake.filesystem import Lake
-from event_platform.lake.layout import raw_path
 from event_platform.sandbox.amplitude import AmplitudeEmulator
 from event_platform.sandbox.optimizely import OptimizelySandbox
 from event_platform.sandbox.profile_store import ProfileStoreSandbox
@@ -82,7 +82,7 @@ class Sandbox:
         for day in self.days:
             optimizely.publish_day(day)
             # The learners' events reach the collector once; a restarted sandbox does not send them again.
-            if lake.read_manifest(raw_path("tracking", day.isoformat())) is None:
+            if landing_version(lake, day.isoformat()) is None:
                 tracking.send_day(day)
         self._environment = {
             **amplitude.environment(),

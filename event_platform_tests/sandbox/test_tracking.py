@@ -3,8 +3,8 @@ from pathlib import Path
 
 from event_platform.dates import day_start
 from event_platform.defs.tracking.events import EventTypeRegistry, format_time, new_uuid
+from event_platform.defs.tracking.landed import landed_entries
 from event_platform.lake.io_manager import LakeResource
-from event_platform.lake.layout import raw_path
 from event_platform.sandbox.tracking import SimulatedClock, TrackingSandbox, day_of_events
 from event_platform.sandbox.world import World
 
@@ -39,10 +39,8 @@ def test_send_day_lands_the_day_on_its_own_partition(
     with TrackingSandbox(world, lake, tmp_path / "spool") as sandbox:
         assert sandbox.environment() == {"TRACKING_COLLECTOR_URL": sandbox.url}
         sent = sandbox.send_day(DAY, events_per_person=3)
-    manifest = lake.read_manifest(raw_path("tracking", DAY.isoformat()))
-    assert manifest is not None
-    assert sum(entry.extra["lines"] for entry in manifest.files) == sent > 0
+    entries = landed_entries(lake, DAY.isoformat())
+    assert sum(entry.extra["lines"] for entry in entries) == sent > 0
     assert all(
-        entry.extra["last_received"] < day_start(DAY + dt.timedelta(days=1)).isoformat()
-        for entry in manifest.files
+        entry.extra["last_received"] < day_start(DAY + dt.timedelta(days=1)).isoformat() for entry in entries
     )

@@ -6,7 +6,6 @@ quarantine/amplitude/events/date=D/. Both only wire resources to those modules a
 """
 
 import datetime as dt
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from event_platform.policies import (
     only_outages_retry,
     only_outages_retry_while_reading,
 )
+from event_platform.scratch import scratch_dir
 
 
 @asset(
@@ -40,8 +40,14 @@ def raw_export(
     context: AssetExecutionContext, amplitude: AmplitudeResource, lake: LakeResource
 ) -> MaterializeResult:
     day = dt.date.fromisoformat(context.partition_key)
-    with only_outages_retry(), tempfile.TemporaryDirectory(prefix="amplitude-export-") as tmp_dir:
-        landed = land_export(amplitude.client(), day, lake.lake(), tmp_dir=Path(tmp_dir))
+    with only_outages_retry(), scratch_dir("amplitude-export") as tmp_dir:
+        landed = land_export(
+            amplitude.client(),
+            day,
+            lake.lake(),
+            pseudonymiser=amplitude.pseudonymiser(),
+            tmp_dir=Path(tmp_dir),
+        )
     context.log.info("Landed %d members (%d lines) of %s in %d requests", landed.files, landed.lines, day,
                      landed.requests)  # fmt: skip
     return MaterializeResult(metadata=landing_metadata(landed))

@@ -11,12 +11,17 @@ What the vendor does and what we do about it (VENDORS.md §1):
 - 429/5xx, broken connections and timeouts go through `retry.call_with_retries`, honouring `Retry-After`.
 
 `iter_members` reads a downloaded ZIP member by member without ever extracting it: member names are
-validated (they come from outside) and the bytes any member decompresses to are bounded (zip bombs).
+validated (they come from outside), a member of another day than the one asked for is refused, and
+what the members decompress to is bounded (zip bombs) by a `DecompressionBudget`: each member at most
+`AMPLITUDE_MAX_COMPRESSION_RATIO` times its compressed size (JSON gzips 5-20x; 200x by default),
+the whole day at most `AMPLITUDE_MAX_UNCOMPRESSED_BYTES`. A 200 whose body is an empty ZIP is an empty
+window, not a broken download.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import re
 import tempfile
@@ -26,18 +31,20 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import urlsplit
 
 import requests
 
 from event_platform.dates import day_start
+from event_platform.lake.layout import UnsafeNameError, checked_relative_name
 from event_platform.retry import Backoff, TransientError, call_with_retries, retry_after_seconds
 
 REGION_HOSTS = {"us": "https://amplitude.com", "eu": "https://analytics.eu.amplitude.com"}
 EXPORT_PATH = "/api/2/export"
 WINDOW_FORMAT = "%Y%m%dT%H"
 ZIP_MAGIC = b"PK\x03\x04"
+EMPTY_ZIP_MAGIC = b"PK\x05\x06"
+"""An archive with no member starts with its end-of-central-directory record."""
 NO_DATA_TEXT = "raw data files were not found"
 VENDOR_SIZE_LIMIT = "4 GB"
 MAX_REQUEST_HOURS = 365 * 24
@@ -47,7 +54,11 @@ DEFAULT_TIMEOUT = (10.0, 300.0)
 DEFAULT_MAX_DOWNLOAD_BYTES = 8 * 1024**3
 """A body past this is treated like a 400 (window too large): it bounds the temporary file on disk."""
 DEFAULT_MAX_UNCOMPRESSED_BYTES = 64 * 1024**3
-"""Decompressed bytes allowed per ZIP: far above the vendor's 4 GB of gzip, far below a zip bomb."""
+"""Decompressed bytes allowed per day: far above the vendor's 4 GB of gzip, far below a zip bomb."""
+DEFAULT_MAX_COMPRESSION_RATIO = 200.0
+"""Decompressed bytes allowed per compressed byte of a member; NDJSON events gzip 5-20x."""
+RATIO_SETTING = "AMPLITUDE_MAX_COMPRESSION_RATIO"
+DAY_BYTES_SETTING = "AMPLITUDE_MAX_UNCOMPRESSED_BYTES"
 MEMBER_NAME = re.compile(
     r"(?P<project>\d+)/(?P=project)_(?P<day>\d{4}-\d{2}-\d{2})_(?P<hour>1?\d|2[0-3])#(?P<part>\d+)\.json\.gz"
 )
@@ -160,6 +171,7 @@ class ExportClient:
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
         max_uncompressed_bytes: int = DEFAULT_MAX_UNCOMPRESSED_BYTES,
+        max_compression_ratio: float = DEFAULT_MAX_COMPRESSION_RATIO,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
         if base_url is None:
@@ -181,6 +193,11 @@ class ExportClient:
         self._sleep = sleep or time.sleep
         self.max_download_bytes = max_download_bytes
         self.max_uncompressed_bytes = max_uncompressed_bytes
+        self.max_compression_ratio = max_compression_ratio
+
+    def budget(self) -> DecompressionBudget:
+        """A fresh budget for one day's archives."""
+        return DecompressionBudget(self.max_uncompressed_bytes, self.max_compression_ratio)
 
     def __repr__(self) -> str:
         return f"ExportClient(base_url={self.base_url!r})"
@@ -320,7 +337,7 @@ def _verify_zip(path: Path, window: ExportWindow) -> None:
     """A proxy's HTML page or a cut-off transfer is retryable: check the magic and the central directory."""
     with path.open("rb") as file:
         magic = file.read(len(ZIP_MAGIC))
-    if magic != ZIP_MAGIC:
+    if magic not in (ZIP_MAGIC, EMPTY_ZIP_MAGIC):
         raise TransientError(
             f"Amplitude export {window} answered 200 with a body that is not a ZIP ({magic!r}...)"
         )
@@ -342,23 +359,58 @@ class MemberStats:
     size: int
     lines: int
     uncompressed_bytes: int
+    sha256: str
+    """Of the gzip bytes as the vendor sent them."""
 
 
 @dataclass
-class _Budget:
-    """Decompressed bytes left for one archive, shared by its members."""
+class DecompressionBudget:
+    """What one day's archives may decompress to: in all `limit` bytes, and each member at most `ratio`
+    times its compressed size. Hitting either fails the landing before anything is committed."""
 
-    remaining: int
-    limit: int
-    archive: str
+    limit: int = DEFAULT_MAX_UNCOMPRESSED_BYTES
+    ratio: float = DEFAULT_MAX_COMPRESSION_RATIO
+    spent: int = 0
 
-    def spend(self, count: int) -> None:
-        self.remaining -= count
-        if self.remaining < 0:
+    def check_declared(self, archive: str, infos: list[zipfile.ZipInfo]) -> None:
+        """Refuse up front what the ZIP's own directory already shows to be over the bounds."""
+        declared = sum(info.file_size for info in infos)
+        if self.spent + declared > self.limit:
             raise ArchiveError(
-                f"{self.archive} decompresses to more than max_uncompressed_bytes={self.limit}; "
-                "refusing it as a possible zip bomb (raise the limit if the export is genuine)."
+                f"{archive} declares {declared} bytes of members, more than the day's "
+                f"{DAY_BYTES_SETTING}={self.limit} allows; refusing it as a possible zip bomb "
+                f"(raise {DAY_BYTES_SETTING} if the export is genuine)."
             )
+        for info in infos:
+            if info.file_size > self.ratio * max(info.compress_size, 1):
+                raise ArchiveError(
+                    f"ZIP member {info.filename!r} declares {info.file_size} bytes from {info.compress_size} "
+                    f"compressed, more than {RATIO_SETTING}={self.ratio:g} times; refusing it as a zip bomb."
+                )
+
+    def meter(self, member: str, compressed_bytes: int) -> Callable[[int], None]:
+        """A callback told of each decompressed chunk of `member`; raises once a bound is passed."""
+        allowance = self.ratio * max(compressed_bytes, 1)
+        used = 0
+
+        def spend(count: int) -> None:
+            nonlocal used
+            used += count
+            self.spent += count
+            if used > allowance:
+                raise ArchiveError(
+                    f"Member {member} decompresses to more than {self.ratio:g} times its {compressed_bytes} "
+                    f"compressed bytes ({RATIO_SETTING}={self.ratio:g}); refusing it as a possible zip bomb. "
+                    f"Nothing of the day was committed; raise {RATIO_SETTING} if the export is genuine."
+                )
+            if self.spent > self.limit:
+                raise ArchiveError(
+                    f"The day decompresses to more than {DAY_BYTES_SETTING}={self.limit} bytes (at "
+                    f"{member}); refusing it as a possible zip bomb. Nothing of the day was committed; raise "
+                    f"{DAY_BYTES_SETTING} if the export is genuine."
+                )
+
+        return spend
 
 
 @dataclass
@@ -374,7 +426,7 @@ class Member:
     """Its gzip bytes, as the ZIP's directory declares them."""
     _archive: zipfile.ZipFile = field(repr=False)
     _info: zipfile.ZipInfo = field(repr=False)
-    _budget: _Budget = field(repr=False)
+    _budget: DecompressionBudget = field(repr=False)
 
     def chunks(self, chunk_size: int = CHUNK_BYTES) -> Iterator[bytes]:
         """The member's raw bytes (the gzip as received), in chunks; CRC checked at the end."""
@@ -382,26 +434,21 @@ class Member:
             while chunk := stream.read(chunk_size):
                 yield chunk
 
-    def scan(self) -> MemberStats:
-        """Stream-gunzip the member to count its lines and bytes, within the archive's budget."""
-        counter = GzipLineCounter(self._budget.spend)
+    def scan(self, sink: Callable[[bytes], None] | None = None) -> MemberStats:
+        """Stream-gunzip the member to count its lines and bytes, within the archive's budget; `sink`
+        is handed each decompressed chunk, in order."""
+        counter = GzipLineCounter(self._budget.meter(self.name, self.size), sink)
         size = 0
+        vendor = hashlib.sha256()
         try:
             for chunk in self.chunks():
                 size += len(chunk)
+                vendor.update(chunk)
                 counter.feed(chunk)
             counter.finish()
         except (zlib.error, EOFError, zipfile.BadZipFile) as error:
             raise ArchiveError(f"Member {self.name} is corrupt: {error}") from error
-        return MemberStats(size=size, lines=counter.lines, uncompressed_bytes=counter.uncompressed_bytes)
-
-    def copy_to(self, target: BinaryIO) -> int:
-        """Write the raw bytes to `target`; returns how many."""
-        size = 0
-        for chunk in self.chunks():
-            target.write(chunk)
-            size += len(chunk)
-        return size
+        return MemberStats(size, counter.lines, counter.uncompressed_bytes, vendor.hexdigest())
 
 
 class GzipLineCounter:
@@ -411,8 +458,11 @@ class GzipLineCounter:
     chunk before it is counted, so it can stop a bomb after at most one chunk of output.
     """
 
-    def __init__(self, spend: Callable[[int], None] = lambda count: None) -> None:
+    def __init__(
+        self, spend: Callable[[int], None] = lambda count: None, sink: Callable[[bytes], None] | None = None
+    ) -> None:
         self._spend = spend
+        self._sink = sink
         self._inflater = zlib.decompressobj(wbits=31)
         self._last_byte = b"\n"
         self._started = False
@@ -436,6 +486,8 @@ class GzipLineCounter:
     def _count(self, output: bytes) -> None:
         if output:
             self._spend(len(output))
+            if self._sink is not None:
+                self._sink(output)
             self.uncompressed_bytes += len(output)
             self.lines += output.count(b"\n")
             self._last_byte = output[-1:]
@@ -448,28 +500,34 @@ class GzipLineCounter:
 
 
 def iter_members(
-    zip_path: Path, *, max_uncompressed_bytes: int = DEFAULT_MAX_UNCOMPRESSED_BYTES
+    zip_path: Path,
+    *,
+    max_uncompressed_bytes: int = DEFAULT_MAX_UNCOMPRESSED_BYTES,
+    budget: DecompressionBudget | None = None,
+    day: dt.date | None = None,
 ) -> Iterator[Member]:
     """Each `.json.gz` member of an export ZIP, in archive order; directory entries are skipped.
 
     Nothing is extracted to disk. Every name is checked before anything is read: an absolute path, `..`,
-    a backslash or a name outside Amplitude's layout is an `ArchiveError`. The members' declared sizes
-    and, while they are read, the bytes they decompress to are bounded by `max_uncompressed_bytes`.
+    a backslash, a name outside Amplitude's layout or (given `day`) a member of another day is an
+    `ArchiveError`. What the members decompress to is bounded by `budget` (shared by a day's archives;
+    by default one of `max_uncompressed_bytes` for this archive alone), up front from the ZIP's
+    directory and again while they are read.
     """
     archive_name = Path(zip_path).name
+    budget = budget or DecompressionBudget(max_uncompressed_bytes)
     with zipfile.ZipFile(zip_path) as archive:
         infos = [info for info in archive.infolist() if not info.is_dir()]
-        for info in infos:
-            _parse_member_name(info.filename)
-        declared = sum(info.file_size for info in infos)
-        if declared > max_uncompressed_bytes:
-            raise ArchiveError(
-                f"{archive_name} declares {declared} bytes of members, more than "
-                f"max_uncompressed_bytes={max_uncompressed_bytes}; refusing it as a possible zip bomb."
-            )
-        budget = _Budget(max_uncompressed_bytes, max_uncompressed_bytes, archive_name)
-        for info in infos:
-            match = _parse_member_name(info.filename)
+        matches = [_parse_member_name(info.filename) for info in infos]
+        if day is not None:
+            for info, match in zip(infos, matches, strict=True):
+                if match["day"] != day.isoformat():
+                    raise ArchiveError(
+                        f"ZIP member {info.filename!r} holds {match['day']}, not the requested {day}; "
+                        "refusing the archive rather than filing another day's events under this one."
+                    )
+        budget.check_declared(archive_name, infos)
+        for info, match in zip(infos, matches, strict=True):
             yield Member(
                 name=info.filename,
                 project_id=match["project"],
@@ -484,12 +542,10 @@ def iter_members(
 
 
 def _parse_member_name(name: str) -> re.Match[str]:
-    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        raise ArchiveError(f"ZIP member {name!r} has an absolute path; refusing the archive.")
-    if "\\" in name or "\0" in name:
-        raise ArchiveError(f"ZIP member {name!r} contains a backslash or NUL; refusing the archive.")
-    if ".." in name.split("/"):
-        raise ArchiveError(f"ZIP member {name!r} climbs out of its folder with '..'; refusing the archive.")
+    try:
+        checked_relative_name(name, "the export ZIP")
+    except UnsafeNameError as error:
+        raise ArchiveError(f"ZIP member {error}") from None
     match = MEMBER_NAME.fullmatch(name)
     if match is None:
         raise ArchiveError(

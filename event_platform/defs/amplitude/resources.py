@@ -6,7 +6,12 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from event_platform import settings
-from event_platform.defs.amplitude.client import DEFAULT_MAX_UNCOMPRESSED_BYTES, ExportClient
+from event_platform.defs.amplitude.client import (
+    DEFAULT_MAX_COMPRESSION_RATIO,
+    DEFAULT_MAX_UNCOMPRESSED_BYTES,
+    ExportClient,
+)
+from event_platform.pseudonymise import Pseudonymiser
 
 SOURCE_LABEL = "Amplitude"
 
@@ -22,13 +27,22 @@ class AmplitudeResource(ConfigurableResource):
     )
     max_uncompressed_bytes: int = Field(
         default=DEFAULT_MAX_UNCOMPRESSED_BYTES,
-        description="AMPLITUDE_MAX_UNCOMPRESSED_BYTES: decompressed bytes allowed per export ZIP (zip bombs)",
+        description="AMPLITUDE_MAX_UNCOMPRESSED_BYTES: decompressed bytes allowed per day (zip bombs)",
     )
+    pseudonym_key: str | None = Field(default=None, description="EVENT_PLATFORM_PSEUDONYM_KEY (secret)")
+    max_compression_ratio: float = Field(
+        default=DEFAULT_MAX_COMPRESSION_RATIO,
+        description="AMPLITUDE_MAX_COMPRESSION_RATIO: decompressed bytes allowed per compressed byte",
+    )
+
+    def pseudonymiser(self) -> Pseudonymiser:
+        return settings.pseudonymiser(SOURCE_LABEL, self.pseudonym_key)
 
     def client(self) -> ExportClient:
         return build_client(
             api_key=self.api_key, secret_key=self.secret_key, region=self.region, base_url=self.base_url,
             max_uncompressed_bytes=self.max_uncompressed_bytes,
+            max_compression_ratio=self.max_compression_ratio,
         )  # fmt: skip
 
 
@@ -39,6 +53,7 @@ def build_client(
     region: str | None,
     base_url: str | None,
     max_uncompressed_bytes: int = DEFAULT_MAX_UNCOMPRESSED_BYTES,
+    max_compression_ratio: float = DEFAULT_MAX_COMPRESSION_RATIO,
 ) -> ExportClient:
     """The client, or `MissingSettingsError` naming the unset variables (for the resource and the CLI)."""
     settings.require(SOURCE_LABEL, {"AMPLITUDE_API_KEY": api_key, "AMPLITUDE_SECRET_KEY": secret_key})
@@ -49,6 +64,7 @@ def build_client(
         region=region or "us",
         base_url=base_url,
         max_uncompressed_bytes=max_uncompressed_bytes,
+        max_compression_ratio=max_compression_ratio,
     )
 
 
@@ -58,8 +74,12 @@ def amplitude_resource() -> AmplitudeResource:
         api_key=settings.secret("AMPLITUDE_API_KEY"),
         secret_key=settings.secret("AMPLITUDE_SECRET_KEY"),
         region=settings.setting("AMPLITUDE_REGION", "us") or "us",
+        pseudonym_key=settings.secret(settings.PSEUDONYM_KEY),
         base_url=settings.setting("AMPLITUDE_BASE_URL"),
         max_uncompressed_bytes=int(
             settings.setting("AMPLITUDE_MAX_UNCOMPRESSED_BYTES") or DEFAULT_MAX_UNCOMPRESSED_BYTES
+        ),
+        max_compression_ratio=float(
+            settings.setting("AMPLITUDE_MAX_COMPRESSION_RATIO") or DEFAULT_MAX_COMPRESSION_RATIO
         ),
     )

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import re
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +53,7 @@ from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import quarantine_path, raw_path
 from event_platform.lake.publish import PartitionWriter
+from event_platform.scratch import new_scratch_dir
 from event_platform.staging import scratch_duckdb, sql_text
 
 SOURCE = "amplitude"
@@ -160,7 +161,7 @@ def read_events(
     end or closed; the summary is complete before it is returned.
     """
     members, raw_version = raw_members(lake, day)
-    work = Path(tempfile.mkdtemp(prefix=f"amplitude-events-{day}-", dir=tmp_dir))
+    work = new_scratch_dir(f"amplitude-events-{day}", tmp_dir)
     try:
         local = _local_copies(lake, members, work / "raw")
         spool = work / "typed.arrow"
@@ -280,7 +281,7 @@ BAD_ROW = "(" + " OR ".join(f"{_identifier(c.name)} IS NULL" for c in _REQUIRED)
 
 
 def _bad_lines_query(lines: str) -> str:
-    """SQL selecting `_raw` of the lines of `lines` (`_raw`, `_text`) that typing could not keep: not
+    """SQL selecting `_index` of the lines of `lines` (`_index`, `_text`) that typing could not keep: not
     JSON, or without the required values as the typing reads them (an array or a string has none).
     Each line is parsed twice (validate, then extract), never typed whole."""
     paths = ", ".join(sql_text(f"$.{c.key}") for c in _REQUIRED)
@@ -288,7 +289,7 @@ def _bad_lines_query(lines: str) -> str:
         f"{_typed_expression(c, f'_values[{i}]')} IS NOT NULL" for i, c in enumerate(_REQUIRED, start=1)
     )
     return (
-        f"SELECT _raw FROM (SELECT _raw, CASE WHEN json_valid(_text) THEN json_extract_string(_text, "
+        f"SELECT _index FROM (SELECT _index, CASE WHEN json_valid(_text) THEN json_extract_string(_text, "
         f"[{paths}]) END AS _values FROM {lines}) WHERE NOT coalesce({checks}, false)"
     )
 
@@ -353,17 +354,55 @@ def _good_rows_per_member(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return {name: good for name, good in counts.fetchall()}
 
 
-def _member_lines(path: Path) -> Iterator[pa.RecordBatch]:
-    """The member's lines as batches of (bytes as received, text or null when not UTF-8)."""
+MEMBER_CHUNK_BYTES = 16 * 1024 * 1024
+_NON_SPACE = re.compile(rb"\S")
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """A run of a member's bytes, in order: whitespace-only lines, or one line to classify."""
+
+    data: bytes
+    blank_lines: int
+    """For a blank run, how many lines it holds; 0 for a line."""
+
+
+def _member_segments(path: Path) -> Iterator[list[_Segment]]:
+    """The member's bytes as it decompresses, chunk by chunk, cut into blank runs and other lines.
+
+    A run of whitespace-only lines (a flood of newlines) stays one segment found by a byte search in
+    C, never split into lines in Python; only lines with content become segments of their own."""
     with gzip.open(path, "rb") as stream:
-        raw: list[bytes] = []
-        for line in stream:
-            raw.append(line)
-            if len(raw) == QUARANTINE_BATCH_LINES:
-                yield _lines_batch(raw)
-                raw = []
-        if raw:
-            yield _lines_batch(raw)
+        carried = b""
+        while chunk := stream.read(MEMBER_CHUNK_BYTES):
+            data = carried + chunk
+            cut = data.rfind(b"\n") + 1
+            carried = data[cut:]
+            if cut:
+                yield list(_segments(data[:cut]))
+        if carried:
+            yield list(_segments(carried))
+
+
+def _segments(data: bytes) -> Iterator[_Segment]:
+    position = 0
+    while position < len(data):
+        content = _NON_SPACE.search(data, position)
+        start = (
+            len(data) if content is None else max(position, data.rfind(b"\n", position, content.start()) + 1)
+        )
+        if start > position:
+            # A member's last line may lack its newline: it is a line all the same.
+            unterminated = content is None and not data.endswith(b"\n")
+            yield _Segment(
+                data[position:start], blank_lines=data.count(b"\n", position, start) + unterminated
+            )
+        if content is None:
+            return
+        end = data.find(b"\n", content.start())
+        end = len(data) if end < 0 else end + 1
+        yield _Segment(data[start:end], blank_lines=0)
+        position = end
 
 
 def _lines_batch(raw: list[bytes]) -> pa.RecordBatch:
@@ -373,7 +412,12 @@ def _lines_batch(raw: list[bytes]) -> pa.RecordBatch:
             text.append(line.decode("utf-8"))
         except UnicodeDecodeError:
             text.append(None)
-    return pa.record_batch({"_raw": pa.array(raw, pa.binary()), "_text": pa.array(text, pa.string())})
+    return pa.record_batch(
+        {
+            "_index": pa.array(range(len(raw)), pa.int64()),
+            "_text": pa.array(text, pa.string()),
+        }
+    )
 
 
 class UnreconciledMemberError(RuntimeError):
@@ -390,20 +434,34 @@ def _quarantine_member(
     quarantine: PartitionWriter,
     work: Path,
 ) -> int:
-    """Copy the member's bad lines, as received, into the quarantine; returns how many there were."""
+    """Copy the member's bad lines, as received and in order, into the quarantine; returns how many.
+
+    Blank lines are bad lines too (no event), kept byte for byte, but counted and copied a run at a
+    time: a member of nothing but newlines costs a byte search, not a Python step per line."""
     query = _bad_lines_query("member_lines")
     held = work / "quarantine.jsonl"
     bad_lines = 0
     with held.open("wb") as bad_out:
-        for lines in _member_lines(path):
-            con.register("member_lines", lines)
-            try:
-                bad = con.sql(query).to_arrow_table()["_raw"]
-            finally:
-                con.unregister("member_lines")
-            for value in bad.to_pylist():
-                bad_out.write(value)
-            bad_lines += len(bad)
+        for segments in _member_segments(path):
+            lines = [segment.data for segment in segments if not segment.blank_lines]
+            bad: set[int] = set()
+            for first in range(0, len(lines), QUARANTINE_BATCH_LINES):
+                con.register("member_lines", _lines_batch(lines[first : first + QUARANTINE_BATCH_LINES]))
+                try:
+                    found = con.sql(query).to_arrow_table()["_index"].to_pylist()
+                finally:
+                    con.unregister("member_lines")
+                bad.update(first + index for index in found)
+            index = 0
+            for segment in segments:
+                if segment.blank_lines:
+                    bad_out.write(segment.data)
+                    bad_lines += segment.blank_lines
+                    continue
+                if index in bad:
+                    bad_out.write(segment.data)
+                    bad_lines += 1
+                index += 1
     if member.lines - bad_lines != good_rows:
         raise UnreconciledMemberError(
             f"{member.name}: the raw manifest counts {member.lines} lines, {bad_lines} are bad and typing "

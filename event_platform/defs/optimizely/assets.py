@@ -54,7 +54,7 @@ def e3_asset(e3: E3Type) -> AssetsDefinition:
             day = dt.date.fromisoformat(context.partition_key)
             store = lake.lake()
             client = optimizely.client()
-            landing = land_day(client, store, e3, day)
+            landing = land_day(client, store, e3, day, optimizely.pseudonymiser())
             context.log.info(
                 "Landed %d parts (%d B) of %s %s", len(landing.parts), landing.bytes, e3.name, day
             )

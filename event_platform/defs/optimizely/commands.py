@@ -27,6 +27,7 @@ from event_platform.defs.optimizely.client import (
     E3Object,
 )
 from event_platform.defs.optimizely.schema import DATA_TYPES, e3_type
+from event_platform.lake.layout import checked_relative_name
 from event_platform.retry import RetriesExhaustedError
 
 
@@ -157,8 +158,9 @@ def run_load(arguments: argparse.Namespace) -> int:
         for day in days:
             listing = client.list_day(e3, day)
             day_dir = output / f"type={e3.name}" / f"date={day.isoformat()}"
+            # S3 keys come from outside: one with `..` must not write anywhere but under --output.
             plan += [
-                (part, day_dir / part.relative_path)
+                (part, day_dir / checked_relative_name(part.relative_path, f"{day_dir}"))
                 for part in listing.parts
                 if wanted is None or part.folder == wanted
             ]

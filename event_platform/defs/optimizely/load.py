@@ -1,10 +1,13 @@
 """Land one E3 date byte-identical in the lake, then type and de-duplicate it with DuckDB.
 
 Two steps, each atomic:
-1. `land_day`: every part file goes S3 -> temporary file -> full Parquet decode (so a corrupt part is
-   caught before anything is published) -> `raw/optimizely/type=<t>/date=<d>/<folder>/<part>` inside one
-   `lake.write_partition`. A corrupt part is copied to quarantine and fails the whole date: the
-   previous raw version stays.
+1. `land_day`: every part file goes S3 -> temporary file -> full Parquet decode, with `user_ip` hashed
+   by the platform's keyed pseudonym (`Pseudonymiser.ip_column`; raw is in the lake, so clear addresses
+   never reach it) -> `raw/optimizely/type=<t>/date=<d>/<folder>/<part>` inside one
+   `lake.write_partition`. Every other column and row is the vendor's; the manifest entry keeps the
+   vendor's `vendor_sha256`, `vendor_bytes` and `etag` and names the `pseudonymised` columns. A corrupt
+   part fails the whole date (the previous raw version stays); the quarantine records its S3 key, etag,
+   size, sha256 and the error, not its bytes (they may hold clear addresses, and S3 keeps them).
 2. `type_day`: the landed parts' key columns are staged in DuckDB (in memory, spilling), which finds
    the duplicates on the case-folded `uuid` (the earliest `timestamp` stays) and the metadata; then
    the landed parts stream out once more as record batches cast to the exact E3 schema (extra vendor
@@ -15,9 +18,9 @@ Memory stays bounded by a record batch and DuckDB's memory limit (it spills to d
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +31,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from event_platform.defs.optimizely.client import DayListing, E3Client
+from event_platform.defs.optimizely.client import DayListing, E3Client, E3Object
 from event_platform.defs.optimizely.schema import SOURCE_FILE_COLUMN, E3Type, SchemaDifference, compare_schema
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import quarantine_path, raw_path
+from event_platform.pseudonymise import Pseudonymiser
+from event_platform.scratch import scratch_dir
 from event_platform.staging import scratch_duckdb
 
 log = logging.getLogger(__name__)
 
+PERSONAL_COLUMNS = ("user_ip",)
+"""Hashed in raw and everywhere after: the visitor's address."""
 ROW_INDEX_COLUMN = "_row"
 """Staging only: a row's position in its part, the last tie-breaker of 'keep the first'."""
 BATCH_ROWS = 64 * 1024
@@ -68,6 +75,7 @@ class LandedPart:
     """The vendor's path below the date folder, e.g. `experiment=123/part-00000-….c000.snappy.parquet`."""
     lake_path: str
     bytes: int
+    """The vendor's bytes of the part (what S3 lists); the stored file differs by its hashed addresses."""
     rows: int
     schema: SchemaDifference
 
@@ -102,8 +110,9 @@ class Landing:
         }
 
 
-def land_day(client: E3Client, lake: Lake, e3: E3Type, day: dt.date) -> Landing:
-    """Copy every part of one date into a new version of its raw partition, or change nothing."""
+def land_day(client: E3Client, lake: Lake, e3: E3Type, day: dt.date, pseudonymiser: Pseudonymiser) -> Landing:
+    """Copy every part of one date, pseudonymised, into a new version of its raw partition, or change
+    nothing."""
     listing = client.list_day(e3, day)
     if not listing.parts and not listing.has_success:
         raise E3NotReadyError(
@@ -112,53 +121,80 @@ def land_day(client: E3Client, lake: Lake, e3: E3Type, day: dt.date) -> Landing:
         )
     target = raw_dir(e3, day)
     checked: dict[str, tuple[int, SchemaDifference]] = {}
-    with tempfile.TemporaryDirectory(prefix="e3-land-") as scratch, lake.write_partition(target) as writer:
-        local = Path(scratch) / "part.parquet"
+    with scratch_dir("e3-land") as scratch, lake.write_partition(target) as writer:
+        local = scratch / "part.parquet"
         for part in listing.parts:
             client.download(part, local)
+            vendor = {
+                "etag": part.etag,
+                "vendor_bytes": local.stat().st_size,
+                "vendor_sha256": _sha256(local),
+            }
             try:
-                rows, schema = decode_fully(local)
+                schema = pq.read_schema(local)
+                replaced = [name for name in PERSONAL_COLUMNS if name in schema.names]
+                with writer.open(part.relative_path, **vendor, pseudonymised=replaced) as sink:
+                    rows = copy_pseudonymised(local, sink, pseudonymiser)
             except (pa.ArrowException, OSError) as error:
-                kept = quarantine_part(lake, e3, day, part.relative_path, local)
+                kept = quarantine_part(lake, e3, day, part, vendor, error)
                 raise CorruptPartError(
                     f"E3 {e3.name} part {part.relative_path} of {day} "
                     f"(s3://{client.location.bucket}/{part.key}) is not readable Parquet ({error}); "
                     f"nothing of {e3.name} {day} was published, the previous version stays. "
-                    f"Its bytes are kept at {kept}."
+                    f"What was wrong with it is recorded at {kept}; its bytes stay on S3."
                 ) from error
-            difference = compare_schema(schema, e3.schema)
-            with (
-                local.open("rb") as source,
-                writer.open(part.relative_path, rows=rows, etag=part.etag) as sink,
-            ):
-                shutil.copyfileobj(source, sink, 1024 * 1024)
-            checked[part.relative_path] = (rows, difference)
+            writer.files[-1].extra["rows"] = rows  # counted while copying: the file's manifest entry
+            checked[part.relative_path] = (rows, compare_schema(schema, e3.schema))
         writer.metadata.update(
             listed_files=len(listing.parts), listed_bytes=listing.total_bytes, has_success=listing.has_success
         )
     # What was committed, read back from the manifest: the files_landed check compares it with S3's listing.
     manifest = lake.read_manifest(target)
     parts = [
-        LandedPart(entry.name, f"{target}/{entry.path}", entry.bytes, *checked[entry.name])
+        LandedPart(
+            entry.name, f"{target}/{entry.path}", int(entry.extra["vendor_bytes"]), *checked[entry.name]
+        )
         for entry in (manifest.files if manifest else [])
     ]
     return Landing(e3, day, listing, parts, target)
 
 
-def decode_fully(path: Path) -> tuple[int, pa.Schema]:
-    """Rows and schema of a Parquet file, after decoding every page: a damaged page fails here."""
+def copy_pseudonymised(path: Path, sink: Any, pseudonymiser: Pseudonymiser) -> int:
+    """Decode every page of a Parquet part (a damaged page fails here) and write it to `sink` as it
+    was but for `PERSONAL_COLUMNS`, hashed; returns the rows."""
+    rows = 0
     with pq.ParquetFile(path) as parquet:
-        for _ in parquet.iter_batches(batch_size=BATCH_ROWS):
-            pass
-        return parquet.metadata.num_rows, parquet.schema_arrow
+        schema = parquet.schema_arrow
+        personal = [schema.get_field_index(name) for name in PERSONAL_COLUMNS if name in schema.names]
+        with pq.ParquetWriter(sink, schema, compression="snappy") as writer:
+            for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
+                for index in personal:
+                    hashed = pseudonymiser.ip_column(batch.column(index).cast(pa.string()))
+                    batch = batch.set_column(
+                        index, schema.field(index), hashed.cast(schema.field(index).type)
+                    )
+                writer.write_batch(batch)
+                rows += batch.num_rows
+    return rows
 
 
-def quarantine_part(lake: Lake, e3: E3Type, day: dt.date, name: str, local: Path) -> str:
-    """Keep a part that could not be read next to the table, byte-identical, for inspection."""
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def quarantine_part(
+    lake: Lake, e3: E3Type, day: dt.date, part: E3Object, vendor: dict[str, Any], error: Exception
+) -> str:
+    """Record a part that could not be read beside the table: where it is and what was wrong."""
     directory = quarantine_dir(e3, day)
+    note = {"s3_key": part.key, **vendor, "error": str(error)}
     with lake.write_partition(directory, mode="append") as writer:
-        with local.open("rb") as source, writer.open(name) as sink:
-            shutil.copyfileobj(source, sink, 1024 * 1024)
+        with writer.open(f"{part.relative_path}.json") as sink:
+            sink.write(json.dumps(note, indent=1).encode())
         stored = writer.files[-1].path
     return lake.uri(f"{directory}/{stored}")
 

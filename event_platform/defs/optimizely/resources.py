@@ -7,6 +7,7 @@ from pydantic import Field
 
 from event_platform import settings
 from event_platform.defs.optimizely.client import E3Client
+from event_platform.pseudonymise import Pseudonymiser
 
 SOURCE_LABEL = "Optimizely E3"
 
@@ -20,6 +21,10 @@ class OptimizelyResource(ConfigurableResource):
     account_id: str | None = Field(default=None, description="OPTIMIZELY_ACCOUNT_ID, with AWS_* credentials")
     bucket: str | None = Field(default=None, description="OPTIMIZELY_BUCKET; E3's if unset")
     credentials_duration: str = Field(default="1h", description="Lifetime asked of the Authentication API")
+    pseudonym_key: str | None = Field(default=None, description="EVENT_PLATFORM_PSEUDONYM_KEY (secret)")
+
+    def pseudonymiser(self) -> Pseudonymiser:
+        return settings.pseudonymiser(SOURCE_LABEL, self.pseudonym_key)
 
     def client(self) -> E3Client:
         settings.require(
@@ -43,4 +48,5 @@ def optimizely_resource() -> OptimizelyResource:
         s3_endpoint_url=settings.setting("OPTIMIZELY_S3_ENDPOINT_URL"),
         account_id=settings.setting("OPTIMIZELY_ACCOUNT_ID"),
         bucket=settings.setting("OPTIMIZELY_BUCKET"),
+        pseudonym_key=settings.secret(settings.PSEUDONYM_KEY),
     )

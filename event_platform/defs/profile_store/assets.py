@@ -4,7 +4,6 @@ The work is in `landing.py` (and the client, the pseudonymiser, the transform); 
 to Dagster and describes the result.
 """
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from event_platform.policies import (
     only_outages_retry,
     only_outages_retry_while_reading,
 )
+from event_platform.scratch import scratch_dir
 from event_platform.staging_metadata import day_metadata
 
 PREVIEW_COLUMNS = ("event_time", "event_type", "device_id", "user_email_key", "page_uri", "payload")
@@ -54,7 +54,7 @@ def events(
             f"requests ({client.stats.windows_split} window splits); the API reported "
             f"{client.stats.total_reported}."
         )
-        with tempfile.TemporaryDirectory(prefix="profile-store-events-") as work_dir:
+        with scratch_dir("profile-store-events") as work_dir:
             staged, stats = staging.stage_day(landing.STAGING, store, day, Path(work_dir))
             if stats.quarantined:
                 context.log.warning(f"{stats.quarantined} event(s) of {day} were untypable: quarantined")

@@ -9,11 +9,11 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue,
 
 from event_platform.defs.profile_store import landing
 from event_platform.defs.profile_store.assets import events
-from event_platform.defs.profile_store.pseudonymise import find_personal_data
 from event_platform.lake.delta import read_partition
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.io_manager import LakeResource
 from event_platform.lake.layout import quarantine_path, raw_path
+from event_platform.pseudonymise import find_personal_data
 from event_platform.staging import gzip_lines, raw_files, scratch_duckdb
 
 SAMPLE_KEYS = 10

@@ -4,11 +4,15 @@ results pseudonymised) and `… email-key` (a pseudonym)."""
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 
 from event_platform.dates import day_window, iso_date
+from event_platform.defs.profile_store.client import ProfileStoreError
 from event_platform.defs.profile_store.resources import profile_store_resource
+from event_platform.retry import RetriesExhaustedError
+from event_platform.settings import MissingSettingsError
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -41,9 +45,19 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _read_day(arguments: argparse.Namespace) -> int:
-    client = profile_store_resource().client()
-    start, end = day_window(arguments.date)
-    events = sum(len(batch) for batch in client.track_events(start, end))
+    today = dt.datetime.now(dt.UTC).date()
+    if arguments.date > today:
+        print(
+            f"error: --date {arguments.date} is in the future: give a day up to {today} (UTC)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        client = profile_store_resource().client()
+        start, end = day_window(arguments.date)
+        events = sum(len(batch) for batch in client.track_events(start, end))
+    except VENDOR_ERRORS as error:
+        return _failed(error)
     stats = client.stats
     print(
         f"{arguments.date}: {events} events read, the API reported {stats.total_reported}; "
@@ -55,10 +69,23 @@ def _read_day(arguments: argparse.Namespace) -> int:
 
 def _preview(arguments: argparse.Namespace) -> int:
     resource = profile_store_resource()
-    pseudonymiser = resource.pseudonymiser()
-    for event in resource.client().preview(arguments.query):
+    try:
+        pseudonymiser = resource.pseudonymiser()
+        events = resource.client().preview(arguments.query)
+    except VENDOR_ERRORS as error:
+        return _failed(error)
+    for event in events:
         print(json.dumps(pseudonymiser.event(event), ensure_ascii=False))
     return 0
+
+
+VENDOR_ERRORS = (ProfileStoreError, RetriesExhaustedError, MissingSettingsError, ValueError)
+
+
+def _failed(error: Exception) -> int:
+    message = error.description if isinstance(error, MissingSettingsError) else str(error)
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+    return 2
 
 
 def _email_key(arguments: argparse.Namespace) -> int:

@@ -36,12 +36,12 @@ import pyarrow.dataset as ds
 
 from event_platform.defs.profile_store import landing
 from event_platform.defs.profile_store.client import ProfileStoreClient
-from event_platform.defs.profile_store.pseudonymise import Pseudonymiser
 from event_platform.defs.profile_store.transform import event_key
 from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import PARTITION_KEY, partition_keys, quarantine_path, raw_path
 from event_platform.lake.publish import MANIFEST_NAME, ManifestFile
+from event_platform.pseudonymise import Pseudonymiser
 from event_platform.staging import gzip_lines, sql_text
 
 ERASE_AT_ONCE = dt.timedelta(0)

@@ -19,10 +19,10 @@ from typing import Any
 
 from event_platform.dates import day_window
 from event_platform.defs.profile_store.client import ProfileStoreClient, ReadStats
-from event_platform.defs.profile_store.pseudonymise import Pseudonymiser
 from event_platform.defs.profile_store.transform import EVENTS_SCHEMA, UntypableEventError, typed_row
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import raw_path
+from event_platform.pseudonymise import Pseudonymiser
 from event_platform.staging import StagingSpec
 
 SOURCE = "profile_store"

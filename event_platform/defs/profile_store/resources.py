@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from dagster import ConfigurableResource, EnvVar
+from dagster import ConfigurableResource
 from pydantic import Field
 
 from event_platform import settings
 from event_platform.defs.profile_store.client import DEFAULT_PAGE_SIZE, ProfileStoreClient
-from event_platform.defs.profile_store.pseudonymise import Pseudonymiser
+from event_platform.pseudonymise import Pseudonymiser
 
 SOURCE_LABEL = "Profile Store"
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -40,7 +40,7 @@ class ProfileStoreResource(ConfigurableResource):
             yield name, ("<hidden>" if name in SECRET_FIELDS and value else value)
 
     def client(self) -> ProfileStoreClient:
-        base_url, api_key = resolved(self.base_url), resolved(self.api_key)
+        base_url, api_key = settings.resolved(self.base_url), settings.resolved(self.api_key)
         settings.require(SOURCE_LABEL, {"PROFILE_STORE_BASE_URL": base_url, "PROFILE_STORE_API_KEY": api_key})
         assert base_url and api_key  # for the type checker: require() raised otherwise
         return ProfileStoreClient(
@@ -48,17 +48,7 @@ class ProfileStoreResource(ConfigurableResource):
         )
 
     def pseudonymiser(self) -> Pseudonymiser:
-        key = resolved(self.pseudonym_key)
-        settings.require(SOURCE_LABEL, {"EVENT_PLATFORM_PSEUDONYM_KEY": key})
-        assert key
-        return Pseudonymiser(key)
-
-
-def resolved(value: str | None) -> str | None:
-    """A field's value. Dagster resolves EnvVar fields when a run starts its resources; outside a run
-    (the CLI) the field still holds the EnvVar, a str of the variable's *name*, which must never be
-    used as the key itself."""
-    return value.get_value() if isinstance(value, EnvVar) else value
+        return settings.pseudonymiser(SOURCE_LABEL, self.pseudonym_key)
 
 
 def profile_store_resource() -> ProfileStoreResource:

@@ -3,7 +3,6 @@
 The work is in `landed.py`; this module wires it to Dagster and describes the result.
 """
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from event_platform.policies import (
     only_outages_retry,
     only_outages_retry_while_reading,
 )
+from event_platform.scratch import scratch_dir
 from event_platform.staging_metadata import day_metadata
 
 PREVIEW_COLUMNS = ("time", "event_type", "anon_username", "course_slug", "event_data")
@@ -39,7 +39,9 @@ PREVIEW_COLUMNS = ("time", "event_type", "anon_username", "course_slug", "event_
 def events(context: AssetExecutionContext, lake: LakeResource) -> Iterator[Output[pa.RecordBatchReader]]:
     with only_outages_retry():
         day = context.partition_key
-        with tempfile.TemporaryDirectory(prefix="tracking-events-") as work_dir:
+        # The day is over (its partition is open): its commit records fold into one index for readers.
+        landed.compact_day(lake.lake(), day)
+        with scratch_dir("tracking-events") as work_dir:
             staged, stats = staging.stage_day(landed.STAGING, lake.lake(), day, Path(work_dir))
             if stats.landed_files == 0:
                 context.log.warning(f"No tracking events landed for {day}: the partition is empty.")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-import uvicorn
-
 from event_platform import settings
 from event_platform.defs.tracking.collector import Collector
 from event_platform.defs.tracking.events import InvalidEventError, load_registry
-from event_platform.defs.tracking.resources import collector_settings, tracking_resource
+from event_platform.defs.tracking.resources import collector_settings, server_limits, tracking_resource
+from event_platform.defs.tracking.server import run_workers
+
+DATA_EXAMPLE = """--data '{"page": "home"}'"""
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +25,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8400)
+    serve.add_argument(
+        "--workers", type=_positive, default=1, help="processes sharing the port (at most one per core)"
+    )
     serve.set_defaults(run=_serve)
 
     track = commands.add_parser(
@@ -31,7 +35,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     track.add_argument("event_type")
     track.add_argument("anon_username")
-    track.add_argument("--data", default="{}", help="event_data as a JSON object")
+    track.add_argument("--data", default="{}", type=_json_object, help="event_data as a JSON object")
     track.add_argument("--course-slug")
     track.add_argument("--course-run")
     track.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for delivery")
@@ -39,15 +43,36 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _serve(arguments: argparse.Namespace) -> int:
-    collector = Collector(
-        settings.lake_resource().lake(),
-        registry=load_registry(settings.setting("TRACKING_EVENT_TYPES_FILE")),
-        settings=collector_settings(),
+    lake = settings.lake_resource().lake()
+    registry = load_registry(settings.setting("TRACKING_EVENT_TYPES_FILE"))
+    limits, collector_limits = server_limits(), collector_settings()
+    print(f"Collector on http://{arguments.host}:{arguments.port}/api/tracking, landing in {lake.uri()}")
+    run_workers(
+        lambda: Collector(lake, registry=registry, settings=collector_limits).app,
+        host=arguments.host,
+        port=arguments.port,
+        limits=limits,
+        workers=arguments.workers,
+        log_level="info",
     )
-    endpoint = f"http://{arguments.host}:{arguments.port}/api/tracking"
-    print(f"Collector on {endpoint}, landing in {collector.lake.uri()}")
-    uvicorn.run(collector.app, host=arguments.host, port=arguments.port, log_level="info")
     return 0
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def _json_object(text: str) -> dict[str, object]:
+    """An argparse `type`: `--data` must be a JSON object (argparse turns the error into one line)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text[:80]!r} is not a JSON object: give e.g. {DATA_EXAMPLE}")
+    return value
 
 
 def _track(arguments: argparse.Namespace) -> int:
@@ -57,7 +82,7 @@ def _track(arguments: argparse.Namespace) -> int:
             uuid = tracker.track(
                 arguments.event_type,
                 arguments.anon_username,
-                json.loads(arguments.data),
+                arguments.data,
                 **{name: value for name, value in context.items() if value is not None},
             )
         except InvalidEventError as error:

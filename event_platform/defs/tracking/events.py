@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 import uuid
 from collections.abc import Iterator, Mapping
@@ -100,6 +101,10 @@ DEFAULT_MAX_EVENT_BYTES = 64 * 1024
 MAX_NESTING = 32
 """Deeper payloads are refused rather than walked: no legitimate event nests this far."""
 
+EARLIEST_TIME = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST_TIME = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
+"""An event's time outside these is a broken clock or a probe, and would not survive typing."""
+
 
 class JsonType(StrEnum):
     STRING = "string"
@@ -142,6 +147,8 @@ class Problem(StrEnum):
     PERSONAL_DATA = "personal_data"
     IDENTITY = "identity"
     TOO_LARGE = "too_large"
+    TOO_SLOW = "too_slow"
+    UNAUTHORIZED = "unauthorized"
 
 
 class InvalidEventError(ValueError):
@@ -290,10 +297,13 @@ class EventTypeRegistry:
         """This registry plus (or with redefinitions from) the types of `config` (see `parse_event_types`)."""
         return EventTypeRegistry((*self._types.values(), *parse_event_types(config)))
 
-    def validate(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """The event with every field present (context fields default to null), or InvalidEventError."""
+    def validate(self, event: Mapping[str, Any], *, check_values: bool = True) -> dict[str, Any]:
+        """The event with every field present (context fields default to null), or InvalidEventError.
+        `check_values=False` skips `check_json_values` for a body `needs_value_check` cleared."""
         if not isinstance(event, Mapping):
             raise InvalidEventError(Problem.MALFORMED, "an event must be a JSON object")
+        if check_values:
+            check_json_values(event)
         unknown = sorted(set(event) - set(EVENT_FIELDS))
         if unknown:
             raise InvalidEventError(
@@ -430,7 +440,17 @@ def _canonical_time(value: object) -> str:
         ) from error
     if parsed.tzinfo is None:
         raise InvalidEventError(Problem.WRONG_TYPE, f"time has no UTC offset; expected {TIME_FORMAT_EXAMPLE}")
-    return format_time(parsed)
+    try:
+        utc = parsed.astimezone(dt.UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST_TIME <= utc <= LATEST_TIME:
+        raise InvalidEventError(
+            Problem.NOT_ALLOWED,
+            f"time is out of range: it must fall between {EARLIEST_TIME:%Y-%m-%d} and "
+            f"{LATEST_TIME:%Y-%m-%d} UTC",
+        )
+    return format_time(utc)
 
 
 def format_time(moment: dt.datetime) -> str:
@@ -443,8 +463,91 @@ def new_uuid() -> str:
 
 
 def encode_event(event: Mapping[str, Any]) -> bytes:
-    """The compact JSON line the Tracker spools and the collector lands."""
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+    """The compact JSON line the Tracker spools and the collector lands; InvalidEventError for a string
+    that is not Unicode (a lone surrogate, or invalid UTF-8 the parser kept as one)."""
+    try:
+        return json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except UnicodeEncodeError as error:
+        raise InvalidEventError(
+            Problem.MALFORMED,
+            "a string holds invalid UTF-8 or a lone UTF-16 surrogate (U+D800..U+DFFF): not valid Unicode",
+        ) from error
+    except ValueError as error:
+        raise InvalidEventError(Problem.MALFORMED, "NaN and Infinity are not JSON numbers") from error
+
+
+@dataclass(frozen=True)
+class _Unacceptable:
+    """What the parser leaves where the JSON holds a value no event may carry; validation names it."""
+
+    reason: str
+
+
+MAX_INTEGER = 2**63 - 1
+"""Integers are stored as 64-bit: a longer one (a 5,000-digit number) is refused, not truncated."""
+
+
+def _integer(text: str) -> int | _Unacceptable:
+    # Checked by length first: converting thousands of digits is itself the cost to avoid.
+    if len(text) > 20 or abs(number := int(text)) > MAX_INTEGER:
+        return _Unacceptable(f"an integer of {len(text.lstrip('-'))} digits, beyond 64 bits")
+    return number
+
+
+def _number(text: str) -> float | _Unacceptable:
+    number = float(text)
+    return number if math.isfinite(number) else _Unacceptable(f"the number {text[:40]} overflows to infinity")
+
+
+def _constant(name: str) -> _Unacceptable:
+    return _Unacceptable(f"{name} is not a JSON number")
+
+
+class BodyError(ValueError):
+    """A request body that holds no event at all: not JSON, nested too deep to parse."""
+
+
+def parse_body(body: bytes) -> Any:
+    """A request body as JSON. Bytes that are not UTF-8 become lone surrogates and values the platform
+    cannot store (NaN, Infinity, integers past 64 bits, floats that overflow) become markers, so that
+    validation refuses only the events holding them; BodyError when nothing can be parsed."""
+    text = body.decode("utf-8", errors="surrogateescape")
+    try:
+        return json.loads(text, parse_constant=_constant, parse_int=_integer, parse_float=_number)
+    except RecursionError:
+        raise BodyError(
+            f"the body nests deeper than the parser allows (events nest at most {MAX_NESTING})"
+        ) from None
+    except json.JSONDecodeError as error:
+        raise BodyError(
+            f"the body is not JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
+
+
+def needs_value_check(body: bytes) -> bool:
+    """Whether a parsed body may hold what `check_json_values` looks for: nesting past MAX_NESTING
+    needs that many brackets, and markers come only from these spellings. Most single events have
+    neither, and skip the walk."""
+    return body.count(b"[") + body.count(b"{") > MAX_NESTING or _MARKED.search(body) is not None
+
+
+_MARKED = re.compile(rb"NaN|Infinity|\d{19}|\d[eE][+-]?\d{3}")
+"""What the parser turns into `_Unacceptable` markers: NaN, Infinity, long integers, huge exponents."""
+
+
+def check_json_values(value: object) -> None:
+    """InvalidEventError naming where a value nests deeper than MAX_NESTING or cannot be stored."""
+    pending: list[tuple[object, str, int]] = [(value, "$", 0)]
+    while pending:
+        item, path, depth = pending.pop()
+        if isinstance(item, _Unacceptable):
+            raise InvalidEventError(Problem.MALFORMED, f"{path} holds {item.reason}")
+        if isinstance(item, dict | list) and depth >= MAX_NESTING:
+            raise InvalidEventError(Problem.MALFORMED, f"{path} nests deeper than {MAX_NESTING} levels")
+        if isinstance(item, dict):
+            pending.extend((child, f"{path}.{key}", depth + 1) for key, child in item.items())
+        elif isinstance(item, list):
+            pending.extend((child, f"{path}[{index}]", depth + 1) for index, child in enumerate(item))
 
 
 def check_size(encoded: bytes, max_bytes: int) -> None:

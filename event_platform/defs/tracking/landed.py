@@ -1,14 +1,29 @@
-"""From the collector's landed files to the typed, deduplicated `tracking/events` table (no Dagster).
+"""The collector's landing, and from it the typed, deduplicated `tracking/events` table (no Dagster).
 
-The landed gzip NDJSON of a day (`raw/tracking/date=D/`, the files its manifest names) goes through the
-shared staging pipeline (`event_platform.staging`) with this source's schema and typing (`STAGING`):
-lines that cannot be typed go to `quarantine/tracking/events/date=D/` as they were, and DuckDB keeps the
-first copy of each `uuid` (earliest `received_at`).
+A day's landing (`raw/tracking/date=D/`) grows by one group commit at a time, up to 172,800 a day at
+the collector's flush rate, so a commit must cost the same at the end of the day as at its start:
+
+    events-<version>.ndjson.gz     one group commit's events, gzip NDJSON
+    _commits/<version>.json        its commit record: path, bytes, sha256, lines, first/last received_at
+    _manifest.json                 the index: the records folded in by `compact_day` (optional)
+
+`commit_events` writes the data file, then its record, each in one durable step (`write_atomically`:
+fsync and rename locally, one PUT on S3); the record is the commit, so a collector killed between the
+two leaves an uncommitted file that no reader counts and the client, never acknowledged, sends again.
+No commit reads or rewrites anything day-wide. Readers (`landed_files`) take the index plus every
+record not folded into it; `compact_day` folds the records into the index and deletes them, so a
+closed day is read from one file. A record deleted between a reader's listing and its read is in the
+index by then (the index is written first), so the reader retries with the new index.
+
+The landed files go through the shared staging pipeline (`event_platform.staging`) with this source's
+schema and typing (`STAGING`): lines that cannot be typed go to `quarantine/tracking/events/date=D/` as
+they were, and DuckDB keeps the first copy of each `uuid` (earliest `received_at`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from typing import Any
 
@@ -17,6 +32,7 @@ import pyarrow as pa
 from event_platform.defs.tracking.events import CONTEXT_FIELDS
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import partition_keys, quarantine_path, raw_path
+from event_platform.lake.publish import Manifest, ManifestFile, new_version, write_atomically, write_manifest
 from event_platform.staging import StagingSpec
 
 SOURCE = "tracking"
@@ -43,10 +59,103 @@ class LineError(ValueError):
     """A landed line that cannot be typed; it is quarantined, not dropped."""
 
 
+COMMITS_DIR = "_commits"
+DATA_PREFIX = "events-"
+DATA_SUFFIX = ".ndjson.gz"
+RECORD_SUFFIX = ".json"
+READ_ATTEMPTS = 3
+
+
+def commit_events(
+    lake: Lake, day: str, data: bytes, *, lines: int, first_received: str, last_received: str
+) -> str:
+    """Land one group commit's gzip NDJSON for `day`, durably, in two constant-cost steps; its version."""
+    version = new_version()
+    directory = raw_path(SOURCE, day)
+    path = f"{DATA_PREFIX}{version}{DATA_SUFFIX}"
+    write_atomically(lake, f"{directory}/{path}", data)
+    record = {
+        "path": path,
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "lines": lines,
+        "first_received": first_received,
+        "last_received": last_received,
+    }
+    write_atomically(lake, f"{directory}/{COMMITS_DIR}/{version}{RECORD_SUFFIX}", json.dumps(record).encode())
+    return version
+
+
+def _record_paths(lake: Lake, directory: str) -> dict[str, str]:
+    """Data path -> its record's lake path, for every record present (one listing, no reads)."""
+    records = {}
+    for relative in lake.list_files(f"{directory}/{COMMITS_DIR}"):
+        name = relative.rpartition("/")[2]
+        if name.endswith(RECORD_SUFFIX):
+            records[f"{DATA_PREFIX}{name.removesuffix(RECORD_SUFFIX)}{DATA_SUFFIX}"] = relative
+    return records
+
+
+def landed_entries(lake: Lake, day: str) -> list[ManifestFile]:
+    """Every committed file of the day: the index's entries and the records not folded into it."""
+    directory = raw_path(SOURCE, day)
+    for _ in range(READ_ATTEMPTS):
+        records = _record_paths(lake, directory)
+        index = lake.read_manifest(directory)  # after the listing: see the module's docstring
+        entries = {entry.path: entry for entry in (index.files if index else [])}
+        try:
+            for path, record_path in records.items():
+                if path not in entries:
+                    entries[path] = _entry(json.loads(lake.read_bytes(record_path)))
+        except FileNotFoundError:
+            continue  # folded into a newer index since the listing
+        return sorted(entries.values(), key=lambda entry: entry.path)
+    raise RuntimeError(f"{lake.uri(directory)} kept changing while it was read; try again")
+
+
+def _entry(record: dict[str, Any]) -> ManifestFile:
+    extra = {name: record[name] for name in ("lines", "first_received", "last_received")}
+    return ManifestFile(record["path"], record["path"], int(record["bytes"]), record["sha256"], extra)
+
+
+def landed_files(lake: Lake, day: str) -> list[str]:
+    """Lake-relative paths of the day's committed files (what staging reads)."""
+    directory = raw_path(SOURCE, day)
+    return [f"{directory}/{entry.path}" for entry in landed_entries(lake, day)]
+
+
 def landed_line_count(lake: Lake, day: str) -> int:
-    """What the collector acknowledged for the day, from the manifest (each file records its lines)."""
-    manifest = lake.read_manifest(raw_path(SOURCE, day))
-    return sum(int(entry.extra.get("lines", 0)) for entry in manifest.files) if manifest else 0
+    """What the collector acknowledged for the day: each commit records its lines."""
+    return sum(int(entry.extra.get("lines", 0)) for entry in landed_entries(lake, day))
+
+
+def landing_version(lake: Lake, day: str) -> str | None:
+    """Changes whenever a commit lands, not when one is folded into the index; None if nothing landed.
+    One listing and the index: no record is read."""
+    directory = raw_path(SOURCE, day)
+    records = _record_paths(lake, directory)
+    index = lake.read_manifest(directory)
+    committed = {entry.path for entry in index.files} if index else set()
+    committed |= records.keys()
+    return f"{len(committed)}:{max(committed)}" if committed else None
+
+
+def compact_day(lake: Lake, day: str) -> int:
+    """Fold the day's commit records into its index and delete them; how many were folded."""
+    directory = raw_path(SOURCE, day)
+    records = _record_paths(lake, directory)
+    entries = landed_entries(lake, day)
+    index = lake.read_manifest(directory)
+    folded = {entry.path for entry in index.files} if index else set()
+    if not records:
+        return 0
+    latest = max(entry.path for entry in entries).removeprefix(DATA_PREFIX).removesuffix(DATA_SUFFIX)
+    lines = sum(int(entry.extra.get("lines", 0)) for entry in entries)
+    now = dt.datetime.now(dt.UTC).isoformat()
+    write_manifest(lake, directory, Manifest(latest, now, entries, {"lines": lines}))
+    for record_path in records.values():
+        lake.delete(record_path)
+    return len(records.keys() - folded)
 
 
 def quarantined_line_count(lake: Lake, day: str) -> int:
@@ -104,6 +213,7 @@ STAGING = StagingSpec(
     time_column="time",
     quarantine_file=QUARANTINE_FILE,
     batch_rows=BATCH_ROWS,
+    landed_files=landed_files,
 )
 """The first copy of each uuid (earliest `received_at`) is kept, in time order."""
 
@@ -118,7 +228,7 @@ def new_landings(lake: Lake, seen_versions: dict[str, str], open_days: set[str])
     for day in partition_keys(lake.list_dirs(f"raw/{SOURCE}")):
         if day not in open_days:
             continue
-        manifest = lake.read_manifest(raw_path(SOURCE, day))
-        if manifest is not None and seen_versions.get(day) != manifest.version:
-            changed.append((day, manifest.version))
+        version = landing_version(lake, day)
+        if version is not None and seen_versions.get(day) != version:
+            changed.append((day, version))
     return changed

@@ -10,6 +10,12 @@
 | `TRACKING_FLUSH_BYTES` | the collector writes a file once its waiting events reach this | 8388608 |
 | `TRACKING_FLUSH_AGE_SECONDS` | ...or once the oldest has waited this long (bounds ack latency) | 0.5 |
 | `TRACKING_SEEN_UUIDS` | recent uuids the collector remembers for idempotency | 200000 |
+| `TRACKING_SHARED_SECRET` | when set, every request needs `Authorization: Bearer <it>` (secret) | none |
+| `TRACKING_ALLOWED_ORIGINS` | comma-separated web origins allowed to post cross-site (CORS) | none |
+| `TRACKING_HEADER_SECONDS` | a request head must arrive within this | 10 |
+| `TRACKING_BODY_SECONDS` | a request body must arrive within this | 10 |
+| `TRACKING_KEEP_ALIVE_SECONDS` | idle keep-alive connections close after this | 5 |
+| `TRACKING_MAX_CONNECTIONS` | connections and requests in flight; past it, 503 | 1000 |
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from pydantic import Field
 from event_platform import settings
 from event_platform.defs.tracking.collector import CollectorSettings
 from event_platform.defs.tracking.events import DEFAULT_MAX_EVENT_BYTES, EventTypeRegistry, load_registry
+from event_platform.defs.tracking.server import ServerLimits
 from event_platform.defs.tracking.tracker import Tracker
 
 SOURCE_LABEL = "Tracking"
@@ -36,6 +43,7 @@ class TrackingResource(ConfigurableResource):
     spool_dir: str | None = Field(default=None, description="TRACKING_SPOOL_DIR: the Tracker's durable spool")
     event_types_file: str | None = Field(default=None, description="TRACKING_EVENT_TYPES_FILE: extra types")
     max_event_bytes: int = Field(default=DEFAULT_MAX_EVENT_BYTES, description="TRACKING_MAX_EVENT_BYTES")
+    shared_secret: str | None = Field(default=None, description="TRACKING_SHARED_SECRET (secret)")
 
     def registry(self) -> EventTypeRegistry:
         return load_registry(self.event_types_file)
@@ -47,7 +55,11 @@ class TrackingResource(ConfigurableResource):
         )
         assert self.collector_url is not None and self.spool_dir is not None
         return Tracker(
-            self.collector_url, self.spool_dir, registry=self.registry(), max_event_bytes=self.max_event_bytes
+            self.collector_url,
+            self.spool_dir,
+            registry=self.registry(),
+            max_event_bytes=self.max_event_bytes,
+            shared_secret=settings.resolved(self.shared_secret),
         )
 
 
@@ -57,6 +69,7 @@ def tracking_resource() -> TrackingResource:
         spool_dir=settings.setting("TRACKING_SPOOL_DIR", DEFAULT_SPOOL_DIR),
         event_types_file=settings.setting("TRACKING_EVENT_TYPES_FILE"),
         max_event_bytes=_number("TRACKING_MAX_EVENT_BYTES", DEFAULT_MAX_EVENT_BYTES, int),
+        shared_secret=settings.secret("TRACKING_SHARED_SECRET"),
     )
 
 
@@ -69,6 +82,23 @@ def collector_settings() -> CollectorSettings:
         flush_bytes=_number("TRACKING_FLUSH_BYTES", defaults.flush_bytes, int),
         flush_age_seconds=_number("TRACKING_FLUSH_AGE_SECONDS", defaults.flush_age_seconds, float),
         seen_uuids=_number("TRACKING_SEEN_UUIDS", defaults.seen_uuids, int),
+        body_seconds=_number("TRACKING_BODY_SECONDS", defaults.body_seconds, float),
+        shared_secret=settings.setting("TRACKING_SHARED_SECRET"),
+        allowed_origins=tuple(
+            origin.strip()
+            for origin in (settings.setting("TRACKING_ALLOWED_ORIGINS") or "").split(",")
+            if origin.strip()
+        ),
+    )
+
+
+def server_limits() -> ServerLimits:
+    """How the collector's server treats slow clients and floods, from the environment."""
+    defaults = ServerLimits()
+    return ServerLimits(
+        header_seconds=_number("TRACKING_HEADER_SECONDS", defaults.header_seconds, float),
+        keep_alive_seconds=_number("TRACKING_KEEP_ALIVE_SECONDS", defaults.keep_alive_seconds, float),
+        max_connections=_number("TRACKING_MAX_CONNECTIONS", defaults.max_connections, int),
     )
 
 

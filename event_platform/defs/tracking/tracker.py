@@ -102,6 +102,7 @@ class Tracker:
         backoff: Backoff = DEFAULT_BACKOFF,
         poll_seconds: float = 0.2,
         request_timeout: float = 10.0,
+        shared_secret: str | None = None,
     ) -> None:
         self._batch_url = collector_url.rstrip("/") + BATCH_PATH
         self._collector_label = _without_credentials(collector_url)
@@ -127,6 +128,9 @@ class Tracker:
         self._stopping = threading.Event()
         self._closed = False
         self._session = requests.Session()
+        self._session.headers["Content-Type"] = "application/json"
+        if shared_secret:
+            self._session.headers["Authorization"] = f"Bearer {shared_secret}"
         self._thread = threading.Thread(target=self._deliver_forever, name="tracker-delivery", daemon=True)
         self._thread.start()
 
@@ -346,12 +350,7 @@ class Tracker:
         """POST one batch; a whole-batch 400 (our limits should prevent it) is split to find the culprit."""
         body = b'{"events":[' + b",".join(lines) + b"]}"
         try:
-            response = self._session.post(
-                self._batch_url,
-                data=body,
-                headers={"Content-Type": "application/json"},
-                timeout=self._request_timeout,
-            )
+            response = self._session.post(self._batch_url, data=body, timeout=self._request_timeout)
         except requests.RequestException as error:
             raise TransientError(f"{type(error).__name__} posting {len(lines)} event(s)") from error
         if response.status_code == 400:

@@ -54,7 +54,12 @@ class DayRun:
 
 def run_day(emulator: AmplitudeEmulator, lake: LakeResource, day: dt.date) -> DayRun:
     secret_key = emulator.environment()["AMPLITUDE_SECRET_KEY"]
-    amplitude = AmplitudeResource(api_key=emulator.api_key, secret_key=secret_key, base_url=emulator.url)
+    amplitude = AmplitudeResource(
+        api_key=emulator.api_key,
+        secret_key=secret_key,
+        base_url=emulator.url,
+        pseudonym_key="test-pseudonym-key",
+    )
     instance = DagsterInstance.ephemeral()
     result = materialize(
         DEFINITIONS,
@@ -107,6 +112,10 @@ def test_two_days_land_type_and_reconcile_with_what_the_emulator_served(
         assert table.schema == EVENT_SCHEMA
         assert table.num_rows == served.unique_uuids
         assert len(set(table["uuid"].to_pylist())) == table.num_rows
+        # Addresses reach the lake only as pseudonyms (raw included); the derived coordinates not at all.
+        addresses = {value for value in table["ip_address"].to_pylist() if value is not None}
+        assert addresses and all(value.startswith("pii1:") for value in addresses)
+        assert table["location_lat"].null_count == table["location_lng"].null_count == table.num_rows
         record = lake.read_manifest(quarantine_path("amplitude/events", day.isoformat()))
         assert record is not None
         assert (record.metadata["duplicates"], record.metadata["quarantined"]) == (served.duplicates, 0)

@@ -35,6 +35,7 @@ def emulator(world: World) -> Iterator[AmplitudeEmulator]:
 def amplitude_env(emulator: AmplitudeEmulator, monkeypatch: pytest.MonkeyPatch) -> AmplitudeEmulator:
     for name, value in emulator.environment().items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("EVENT_PLATFORM_PSEUDONYM_KEY", "test-pseudonym-key")
     return emulator
 
 

@@ -39,6 +39,7 @@ def resources(sandbox: OptimizelySandbox, lake: LakeResource, token: str | None 
             api_token=token or sandbox.token,
             auth_url=sandbox.auth_url,
             s3_endpoint_url=sandbox.s3_endpoint_url,
+            pseudonym_key="test-pseudonym-key",
         ),
     }
 
@@ -92,6 +93,8 @@ def test_two_days_of_both_assets_and_their_checks(
             assert rows.num_rows == metadata_value(result, asset, "dagster/row_count")
             assert rows.num_rows == published[day][e3] - metadata_value(result, asset, "duplicates")
             assert pc.count_distinct(pc.utf8_lower(rows["uuid"])).as_py() == rows.num_rows
+            addresses = set(rows["user_ip"].drop_null().to_pylist())
+            assert addresses and all(address.startswith("pii1:") for address in addresses)
             assert lake.read_manifest(raw_dir(E3_TYPES[e3], day)) is not None
         per_experiment = metadata_value(result, "decisions", "rows_per_experiment_json")
         assert set(per_experiment) == {experiment.id for experiment in e3_sandbox.world.experiments}

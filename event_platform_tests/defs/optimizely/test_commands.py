@@ -195,3 +195,21 @@ def test_load_refuses_what_oevents_wrongly_accepted(
 
     assert raised.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_optimizely_load_refuses_a_key_that_climbs_out(
+    sandbox_env: OptimizelySandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    day = DAY
+    sandbox_env.publish_day(day)
+    sandbox_env.put_object(
+        sandbox_env.relative_key("decisions", day, "experiment=1/../../../../escaped.parquet"), b"x"
+    )
+    output = tmp_path / "out"
+
+    code = run("load", "--type", "decisions", "--date", day.isoformat(), "--output", str(output))
+    error = capsys.readouterr().err
+
+    assert code == 2 and "experiment=1/../../../../escaped.parquet" in error and "'..'" in error
+    assert not list(tmp_path.rglob("escaped.parquet"))
+    assert not output.exists() or not list(output.rglob("*.parquet"))

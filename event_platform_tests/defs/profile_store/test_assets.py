@@ -16,11 +16,11 @@ import pytest
 from event_platform.defs.profile_store import checks
 from event_platform.defs.profile_store.assets import events
 from event_platform.defs.profile_store.client import parse_event_time
-from event_platform.defs.profile_store.pseudonymise import Pseudonymiser, find_personal_data
 from event_platform.defs.profile_store.resources import ProfileStoreResource, profile_store_resource
 from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.io_manager import LakeResource, ParquetLakeIOManager
+from event_platform.pseudonymise import Pseudonymiser, find_personal_data
 from event_platform.sandbox.profile_store import Burst, ProfileStoreSandbox
 from event_platform.sandbox.world import World
 from event_platform.settings import MissingSettingsError

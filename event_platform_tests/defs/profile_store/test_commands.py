@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from event_platform.defs.profile_store.commands import add_commands
-from event_platform.defs.profile_store.pseudonymise import Pseudonymiser, find_personal_data
+from event_platform.pseudonymise import Pseudonymiser, find_personal_data
 from event_platform.sandbox.profile_store import ProfileStoreSandbox
 from event_platform.sandbox.world import World
 

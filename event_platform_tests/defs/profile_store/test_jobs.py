@@ -17,12 +17,12 @@ import pytest
 from event_platform.defs.profile_store import landing
 from event_platform.defs.profile_store.assets import events
 from event_platform.defs.profile_store.jobs import forget_profile_store_person
-from event_platform.defs.profile_store.pseudonymise import Pseudonymiser
 from event_platform.defs.profile_store.resources import ProfileStoreResource
 from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.io_manager import LakeResource, ParquetLakeIOManager
 from event_platform.lake.layout import quarantine_path, raw_path
+from event_platform.pseudonymise import Pseudonymiser
 from event_platform.sandbox.profile_store import ProfileStoreSandbox
 from event_platform.sandbox.world import World
 from event_platform.staging import gzip_lines, publish_quarantine, raw_files

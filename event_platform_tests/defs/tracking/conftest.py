@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from event_platform.defs.tracking.collector import Collector, CollectorSettings
+from event_platform.defs.tracking.landed import landed_files
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.io_manager import LakeResource
-from event_platform.lake.layout import raw_path
 from event_platform.retry import Backoff
 from event_platform.sandbox.loopback import LoopbackServer, serve
 
@@ -41,8 +41,8 @@ def server(collector: Collector) -> Iterator[LoopbackServer]:
 
 
 def landed_events(lake: Lake, day: dt.date = DAY) -> list[dict[str, object]]:
-    """Every line the collector landed for `day`, through the manifest."""
+    """Every line the collector landed for `day`, through its commits."""
     lines = []
-    for relative in lake.current_files(raw_path("tracking", day.isoformat())):
+    for relative in landed_files(lake, day.isoformat()):
         lines.extend(json.loads(line) for line in gzip.decompress(lake.read_bytes(relative)).splitlines())
     return lines

@@ -8,6 +8,7 @@ import pytest
 from dagster import DagsterInstance, materialize
 from dagster._core.execution.execution_result import ExecutionResult
 
+from event_platform.defs.tracking import landed
 from event_platform.defs.tracking.assets import events
 from event_platform.defs.tracking.checks import (
     compare_rows_with_landing,
@@ -18,7 +19,7 @@ from event_platform.defs.tracking.landed import EVENTS_SCHEMA, TABLE
 from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.io_manager import LakeResource, ParquetLakeIOManager
-from event_platform.lake.layout import quarantine_path, raw_path
+from event_platform.lake.layout import quarantine_path
 from event_platform.sandbox.tracking import TrackingSandbox
 from event_platform.sandbox.world import World
 
@@ -60,11 +61,8 @@ def checks(result: ExecutionResult) -> dict[str, tuple[bool, dict[str, object]]]
 
 def land_directly(lake: Lake, lines: list[bytes]) -> None:
     """What a buggy or older collector might have landed: lines that bypassed validation."""
-    with (
-        lake.write_partition(raw_path("tracking", KEY), mode="append") as partition,
-        partition.open("events.ndjson.gz", lines=len(lines)) as stream,
-    ):
-        stream.write(gzip.compress(b"\n".join(lines) + b"\n"))
+    data = gzip.compress(b"\n".join(lines) + b"\n")
+    landed.commit_events(lake, KEY, data, lines=len(lines), first_received="", last_received="")
 
 
 def test_a_sandbox_day_materializes_typed_with_passing_checks(
@@ -95,7 +93,7 @@ def test_duplicates_are_removed_and_untypable_lines_quarantined(
     sandbox_day: int, lake_resource: LakeResource
 ) -> None:
     lake = lake_resource.lake()
-    first_file = lake.current_files(raw_path("tracking", KEY))[0]
+    first_file = landed.landed_files(lake, KEY)[0]
     resent = gzip.decompress(lake.read_bytes(first_file)).splitlines()[0]
     without_time = b'{"uuid": "x", "event_type": "t", "anon_username": "a"}'
     land_directly(lake, [resent, b'{"uuid": "half', without_time])

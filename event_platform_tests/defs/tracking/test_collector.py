@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from event_platform.defs.tracking.collector import IDENTITY_HEADER, Collector, CollectorSettings
+from event_platform.defs.tracking.landed import landed_entries
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import raw_path
 from event_platform.sandbox.loopback import LoopbackServer, serve
@@ -24,6 +25,7 @@ VIDEO_PLAY = {
     "event_data": {"video_id": "v1", "video_event_type": "kinesinlms.course.video.play"},
 }
 LEARNER = {IDENTITY_HEADER: "learner-000042"}
+JSON = {"Content-Type": "application/json"}
 
 
 def post(server: LoopbackServer, payload: object, headers: dict[str, str] | None = None) -> requests.Response:
@@ -125,7 +127,8 @@ def test_header_and_body_identities_must_agree(server: LoopbackServer) -> None:
 
 
 def test_a_body_that_is_not_json_is_400(server: LoopbackServer) -> None:
-    response = requests.post(f"{server.url}/api/tracking", data=b"{oops", headers=LEARNER, timeout=10)
+    headers = {**LEARNER, "Content-Type": "application/json"}
+    response = requests.post(f"{server.url}/api/tracking", data=b"{oops", headers=headers, timeout=10)
     assert_refused(response, "malformed", "not JSON")
 
 
@@ -149,12 +152,14 @@ def test_a_batch_answers_per_event_and_lands_the_valid_ones(server: LoopbackServ
     assert sorted(event["uuid"] for event in landed) == sorted([good["uuid"], again["uuid"]])
     # The Tracker's own time stays; received_at is the collector's.
     assert {event["time"] for event in landed} == {"2026-11-01T11:59:00.000001+00:00"}
-    assert post_batch(server, [good]).json() == {"accepted": 0, "duplicates": 1, "rejected": []}
+    again_answer = post_batch(server, [good]).json()
+    assert (again_answer["accepted"], again_answer["duplicates"], again_answer["rejected"]) == (0, 1, [])
+    assert again_answer["results"] == [{"uuid": good["uuid"], "status": "duplicate"}]
 
 
 @pytest.mark.parametrize("body", [b"[1, 2]", b'{"events": {}}', b"not json"])
 def test_a_malformed_batch_is_400(server: LoopbackServer, body: bytes) -> None:
-    response = requests.post(f"{server.url}/api/tracking/batch", data=body, timeout=10)
+    response = requests.post(f"{server.url}/api/tracking/batch", data=body, headers=JSON, timeout=10)
     assert response.status_code == 400 and response.json()["problem"] == "malformed"
 
 
@@ -169,11 +174,10 @@ def test_concurrent_requests_share_group_commits(lake: Lake) -> None:
     with serve(collector.app) as server, concurrent.futures.ThreadPoolExecutor(16) as pool:
         statuses = list(pool.map(lambda _: post(server, VIDEO_PLAY).status_code, range(64)))
     assert statuses == [201] * 64
-    manifest = lake.read_manifest(raw_path("tracking", DAY.isoformat()))
-    assert manifest is not None
-    assert sum(entry.extra["lines"] for entry in manifest.files) == 64
-    assert len(manifest.files) < 16  # many events per file, not one file per request
-    assert all(entry.path.endswith(".ndjson.gz") for entry in manifest.files)
+    entries = landed_entries(lake, DAY.isoformat())
+    assert sum(entry.extra["lines"] for entry in entries) == 64
+    assert len(entries) < 16  # many events per file, not one file per request
+    assert all(entry.path.endswith(".ndjson.gz") for entry in entries)
 
 
 def test_a_full_group_is_written_before_its_age(lake: Lake) -> None:
@@ -207,16 +211,17 @@ def test_a_failed_landing_is_503_and_acknowledges_nothing(tmp_path: Path, lake: 
         assert "could not be stored" in response.json()["reason"]
         # Once the lake is back, the retry is stored: the failure made the collector forget the uuid.
         collector.lake = lake
-        assert post_batch(server, [event]).json() == {"accepted": 1, "duplicates": 0, "rejected": []}
+        answer = post_batch(server, [event]).json()
+        assert (answer["accepted"], answer["duplicates"], answer["rejected"]) == (1, 0, [])
     assert [landed["uuid"] for landed in landed_events(lake, collector.clock().date())] == [event["uuid"]]
 
 
-def test_landed_files_are_gzip_ndjson_named_in_a_manifest(server: LoopbackServer, lake: Lake) -> None:
+def test_landed_files_are_gzip_ndjson_with_a_commit_record(server: LoopbackServer, lake: Lake) -> None:
     post_batch(server, [full_event(), full_event()])
-    manifest = lake.read_manifest(raw_path("tracking", DAY.isoformat()))
-    assert manifest is not None
-    [entry] = manifest.files
-    assert entry.name == "events.ndjson.gz" and entry.extra["lines"] == 2
+    [entry] = landed_entries(lake, DAY.isoformat())
+    assert (
+        entry.path.startswith("events-") and entry.path.endswith(".ndjson.gz") and entry.extra["lines"] == 2
+    )
     assert entry.extra["first_received"] <= entry.extra["last_received"]
     data = lake.read_bytes(f"{raw_path('tracking', DAY.isoformat())}/{entry.path}")
     lines = gzip.decompress(data).splitlines()

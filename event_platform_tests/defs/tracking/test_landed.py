@@ -2,20 +2,16 @@ import gzip
 
 import pytest
 
-from event_platform.defs.tracking.landed import LineError, typed_row
+from event_platform.defs.tracking.landed import LineError, commit_events, landed_files, typed_row
 from event_platform.lake.filesystem import Lake
-from event_platform.lake.layout import raw_path
 from event_platform.staging import gzip_lines
 
 
 def test_a_damaged_landed_file_is_named(lake: Lake) -> None:
-    with (
-        lake.write_partition(raw_path("tracking", "2026-11-01"), mode="append") as partition,
-        partition.open("events.ndjson.gz", lines=2) as stream,
-    ):
-        stream.write(gzip.compress(b'{"uuid": "a"}\n{"uuid": "b"}\n')[:-12])
+    damaged = gzip.compress(b'{"uuid": "a"}\n{"uuid": "b"}\n')[:-12]
+    commit_events(lake, "2026-11-01", damaged, lines=2, first_received="", last_received="")
     with pytest.raises(ValueError, match=r"events-.*\.ndjson\.gz is not a complete gzip file"):
-        list(gzip_lines(lake, lake.current_files(raw_path("tracking", "2026-11-01"))))
+        list(gzip_lines(lake, landed_files(lake, "2026-11-01")))
 
 
 @pytest.mark.parametrize(

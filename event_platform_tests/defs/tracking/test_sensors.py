@@ -4,21 +4,17 @@ import json
 
 from dagster import SensorResult, build_sensor_context
 
+from event_platform.defs.tracking.landed import commit_events, compact_day, landing_version
 from event_platform.defs.tracking.sensors import tracking_landed_files
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.io_manager import LakeResource
-from event_platform.lake.layout import raw_path
 
 
 def land(lake: Lake, day: str) -> str:
-    with (
-        lake.write_partition(raw_path("tracking", day), mode="append") as partition,
-        partition.open("events.ndjson.gz", lines=1) as stream,
-    ):
-        stream.write(gzip.compress(b"{}\n"))
-    manifest = lake.read_manifest(raw_path("tracking", day))
-    assert manifest is not None
-    return manifest.version
+    commit_events(lake, day, gzip.compress(b"{}\n"), lines=1, first_received="", last_received="")
+    version = landing_version(lake, day)
+    assert version is not None
+    return version
 
 
 def evaluate(lake_resource: LakeResource, cursor: str | None) -> SensorResult:
@@ -45,6 +41,10 @@ def test_a_day_is_requested_once_per_new_landing(lake_resource: LakeResource) ->
     newer = land(lake, "2026-11-01")
     again = evaluate(lake_resource, first.cursor)
     assert [r.run_key for r in again.run_requests or []] == [f"2026-11-01@{newer}"]
+
+    # Folding the records into the day's index (the asset does it) is not a new landing.
+    assert compact_day(lake, "2026-11-01") == 2
+    assert evaluate(lake_resource, again.cursor).run_requests == []
 
 
 def test_nothing_landed_requests_nothing(lake_resource: LakeResource) -> None:

@@ -35,7 +35,10 @@ def test_sandbox_export_to_experiment_results(
             "lake": lake_resource,
             "io_manager": ParquetLakeIOManager(lake=lake_resource),
             "optimizely": OptimizelyResource(
-                api_token=sandbox.token, auth_url=sandbox.auth_url, s3_endpoint_url=sandbox.s3_endpoint_url
+                api_token=sandbox.token,
+                auth_url=sandbox.auth_url,
+                s3_endpoint_url=sandbox.s3_endpoint_url,
+                pseudonym_key="test-pseudonym-key",
             ),
             "warehouse": WarehouseResource(path=str(warehouse_file), memory_limit="1GB"),
         }

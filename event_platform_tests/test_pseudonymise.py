@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pyarrow as pa
 import pytest
 
-from event_platform.defs.profile_store.pseudonymise import (
+from event_platform.pseudonymise import (
     PSEUDONYM_PREFIX,
     Pseudonymiser,
     find_personal_data,
@@ -72,3 +73,33 @@ def test_key_never_shows() -> None:
     assert KEY not in repr(Pseudonymiser(KEY))
     with pytest.raises(ValueError, match="empty"):
         Pseudonymiser("")
+
+
+def test_export_lines_lose_their_addresses_and_coordinates_but_nothing_else() -> None:
+    pseudonymiser = Pseudonymiser("key")
+    line = (
+        b'{"event_time":"2026-11-01 10:00:00.123456","ip_address":"2001:db8::7","location_lat":45.76,'
+        b'"location_lng":"4.83","user_properties":{"note":"mail ada@example.org from 198.51.100.4"}}\n'
+    )
+    safe, counts = pseudonymiser.json_lines(
+        line * 2, hashed_ip_keys=("ip_address",), nulled_keys=("location_lat", "location_lng")
+    )
+    [first, second] = safe.splitlines()
+    assert first == second and b'"event_time":"2026-11-01 10:00:00.123456"' in first
+    event = json.loads(first)
+    assert event["ip_address"] == pseudonymiser.ip_address("2001:0db8::7")
+    assert (event["location_lat"], event["location_lng"]) == (None, None)
+    assert event["user_properties"]["note"] == (
+        f"mail {pseudonymiser.email('ada@example.org')} from {pseudonymiser.ip_address('198.51.100.4')}"
+    )
+    assert counts == {"ip_address": 2, "location_lat": 2, "location_lng": 2, "email in text": 2,
+                      "ip address in text": 2}  # fmt: skip
+
+
+def test_an_address_column_is_hashed_once_per_distinct_address() -> None:
+    pseudonymiser = Pseudonymiser("key")
+    hashed = pseudonymiser.ip_column(pa.chunked_array([["10.0.0.1", None], ["10.0.0.1", "", "::1"]]))
+    assert hashed.to_pylist() == [
+        pseudonymiser.ip_address("10.0.0.1"), None, pseudonymiser.ip_address("10.0.0.1"), None,
+        pseudonymiser.ip_address("::1"),
+    ]  # fmt: skip
