@@ -38,7 +38,7 @@ from deltalake.transaction import AddAction
 
 from event_platform.columns import column
 from event_platform.lake.filesystem import Lake
-from event_platform.lake.layout import PARTITION_KEY, STAGING_ROOT, partition_path
+from event_platform.lake.layout import OUTSIDE_TABLES, PARTITION_KEY, partition_path
 
 LOG_DIR = "_delta_log"
 REMOVED_FILES_KEPT_FOR = dt.timedelta(hours=6)
@@ -108,8 +108,7 @@ def tables(lake: Lake, under: str = "") -> list[str]:
         return [under]
     found: list[str] = []
     for name in names:
-        outside_tables = not under and name in ("raw", "quarantine", STAGING_ROOT)
-        if outside_tables or name.startswith(f"{PARTITION_KEY}="):
+        if (not under and name in OUTSIDE_TABLES) or name.startswith(f"{PARTITION_KEY}="):
             continue
         found += tables(lake, f"{under}/{name}".strip("/"))
     return sorted(found)

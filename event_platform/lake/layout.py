@@ -1,7 +1,7 @@
 """The lake's layout: one hive-style `date=YYYY-MM-DD` directory per daily partition.
 
-<table>/date=D/                  typed Parquet, e.g. amplitude/events/date=2026-11-01/
-raw/<source>/date=D/             what the vendor sent, byte-identical
+<table>/date=D/                  a typed Delta table's partition, e.g. amplitude/events/date=2026-11-01/
+raw/<source>/date=D/             what the vendor sent, byte-identical but for personal data
 quarantine/<table>/date=D/       lines that could not be typed, byte-identical
 _staging/<partition>/<version>/  files being written locally, moved into the partition at commit
 
@@ -17,6 +17,8 @@ import re
 PARTITION_KEY = "date"
 STAGING_ROOT = "_staging"
 """Outside every table's directory: a glob over the hive layout never sees a half-written file."""
+OUTSIDE_TABLES = ("raw", "quarantine", STAGING_ROOT)
+"""Top-level directories that hold landings and staged writes, never a typed table."""
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 

@@ -25,7 +25,7 @@ from deltalake.transaction import AddAction, CommitProperties, create_table_with
 
 from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
-from event_platform.lake.layout import PARTITION_KEY, partition_keys, partition_path
+from event_platform.lake.layout import OUTSIDE_TABLES, PARTITION_KEY, partition_keys, partition_path
 from event_platform.lake.publish import MANIFEST_NAME, Manifest
 
 
@@ -74,8 +74,8 @@ def migrate(lake: Lake, log: Callable[[str], None] = lambda message: None) -> Mi
 
 
 def manifest_tables(lake: Lake, under: str = "") -> list[str]:
-    """Directories holding manifest-format partitions (or an unpartitioned manifest), raw and
-    quarantine aside, sorted."""
+    """Directories holding manifest-format partitions (or an unpartitioned manifest), raw landings,
+    quarantine and staged writes aside, sorted."""
     names = lake.list_dirs(under)
     if any(name.startswith(f"{PARTITION_KEY}=") for name in names) or (
         under and lake.exists(f"{under}/{MANIFEST_NAME}")
@@ -83,7 +83,7 @@ def manifest_tables(lake: Lake, under: str = "") -> list[str]:
         return [under]
     found: list[str] = []
     for name in names:
-        if (not under and name in ("raw", "quarantine")) or name == delta.LOG_DIR:
+        if (not under and name in OUTSIDE_TABLES) or name == delta.LOG_DIR:
             continue
         found += manifest_tables(lake, f"{under}/{name}".strip("/"))
     return sorted(found)
