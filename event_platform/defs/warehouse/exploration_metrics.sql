@@ -1,5 +1,6 @@
--- Per experiment, variation and metric: how many units converted, and the sum and sum of squares of
--- the per-unit value (event count, revenue), from which means and variances follow with the units.
+-- warehouse/experiment_exploration: per experiment, variation, source and event type, how many units
+-- converted, and the sum and sum of squares of the per-unit value (event count, revenue), from which
+-- means and variances follow with the units.
 -- The attribution window is checked again against the first exposure of all time.
 -- Inputs: visitors (results_visitors.sql), conversions (every daily partition).
 WITH attributed AS (

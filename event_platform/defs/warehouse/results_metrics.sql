@@ -1,0 +1,54 @@
+-- warehouse/experiment_results: per experiment, defined metric and variation, the sums over units of
+-- the metric's per-unit numerator x and denominator y (a ratio's; else y is 0), their squares and
+-- product, from which rates, means, ratios and their variances follow with the units. A unit's x (or y)
+-- is 1 if it has any of the events (`unique`), their number (`count`), or the property's total (`sum`),
+-- counting events from its first exposure of all time until the metric's window ends.
+-- Inputs: visitors (results_visitors.sql), conversions (every daily partition), metric_parts
+-- (experiment_catalog.METRIC_PARTS: one row per event a metric part counts).
+WITH units AS (
+    SELECT experiment_id, variation_id, person_key, first_exposed_at
+    FROM visitors
+    WHERE NOT in_several_variations AND NOT is_holdback
+),
+matched AS (
+    SELECT
+        m.experiment_id, m.metric_index, m.part, m.aggregation, u.variation_id, u.person_key,
+        CASE
+            WHEN m.use_revenue THEN c.revenue
+            WHEN m.json_path IS NOT NULL THEN TRY_CAST(json_extract_string(c.properties, m.json_path) AS DOUBLE)
+        END AS amount
+    FROM conversions AS c
+    JOIN units AS u ON u.experiment_id = c.experiment_id AND u.person_key = c.person_key
+    JOIN metric_parts AS m
+        ON m.experiment_id = c.experiment_id AND m.source = c.source
+        AND (m.event IS NULL OR m.event = c.event_name)
+    WHERE c.occurred_at >= u.first_exposed_at
+        AND c.occurred_at < u.first_exposed_at + to_days(CAST(m.window_days AS INTEGER))
+),
+per_unit_part AS (
+    SELECT
+        experiment_id, metric_index, part, variation_id, person_key,
+        CASE any_value(aggregation)
+            WHEN 'unique' THEN 1.0
+            WHEN 'count' THEN count(*)::DOUBLE
+            ELSE coalesce(sum(amount), 0.0)
+        END AS amount
+    FROM matched
+    GROUP BY experiment_id, metric_index, part, variation_id, person_key
+),
+per_unit AS (
+    SELECT
+        experiment_id, metric_index, variation_id, person_key,
+        count(*) FILTER (WHERE part = 'x') > 0 AS has_event,
+        coalesce(sum(amount) FILTER (WHERE part = 'x'), 0.0) AS x,
+        coalesce(sum(amount) FILTER (WHERE part = 'y'), 0.0) AS y
+    FROM per_unit_part
+    GROUP BY experiment_id, metric_index, variation_id, person_key
+)
+SELECT
+    experiment_id, metric_index, variation_id,
+    count(*) FILTER (WHERE has_event) AS units_with_event,
+    sum(x) AS sum_x, sum(x * x) AS sum_xx,
+    sum(y) AS sum_y, sum(y * y) AS sum_yy, sum(x * y) AS sum_xy
+FROM per_unit
+GROUP BY experiment_id, metric_index, variation_id
