@@ -50,6 +50,7 @@ from event_platform.sandbox.world import PAGE_EVENTS, Experiment, Person, World,
 
 CREDENTIALS_PATH = "/v2/export/credentials"
 SANDBOX_TOKEN = "sandbox-optimizely-token"
+SANDBOX_REQUESTS_PER_SECOND = 20
 SESSION_IDS_DROPPED = dt.date(2023, 10, 9)
 """Since this date E3 no longer fills `session_id` (nor `experiments` on conversions)."""
 ROWS_PER_PART = 2_000
@@ -145,6 +146,8 @@ class OptimizelySandbox(LoopbackService):
             "OPTIMIZELY_AUTH_URL": self.auth_url,
             "OPTIMIZELY_S3_ENDPOINT_URL": self.s3_endpoint_url,
             "OPTIMIZELY_REST_URL": self.rest_url,
+            # Optimizely's own limit is 2 requests/s; the loopback emulator has none worth waiting for.
+            "OPTIMIZELY_REST_REQUESTS_PER_SECOND": str(SANDBOX_REQUESTS_PER_SECOND),
         }
 
     # -- the Authentication API --------------------------------------------------------------------
