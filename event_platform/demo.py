@@ -62,13 +62,14 @@ def run_demo(days: Sequence[dt.date], world: World) -> bool:
         marts = definitions.resolve_job_def(MARTS_JOB)
         results.append(marts.execute_in_process(run_config=QUIET, instance=instance, raise_on_error=False))
     print_summary(results)
+    print(f"\nRuns are in the instance at {instance.root_directory}: `make ui` shows them.")
+    # The demo ends with what an analyst came for, by experiment name.
     warehouse = Path(settings.setting("EVENT_PLATFORM_WAREHOUSE", settings.DEFAULT_WAREHOUSE) or "")
     print(f"\nExperiment results (again: `event-platform experiments results [NAME]`, from {warehouse})\n")
     try:
         print_results(warehouse)
     except FileNotFoundError as error:
         print(error)
-    print(f"\nRuns are in the instance at {instance.root_directory}: `make ui` shows them.")
     return all(result.success for result in results)
 
 
