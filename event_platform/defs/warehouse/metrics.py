@@ -39,6 +39,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from event_platform import settings
+from event_platform.defs.tracking.events import load_registry
 from event_platform.defs.warehouse.models import EVENT_SOURCES
 
 SETTING = "EVENT_PLATFORM_METRICS_FILE"
@@ -367,8 +368,6 @@ def known_event_types(source: str) -> Collection[str] | None:
     if source != "tracking":
         return None
     # The tracker validates every event against its registry, so nothing else can be in the lake.
-    from event_platform.defs.tracking.events import load_registry
-
     return load_registry(settings.setting("TRACKING_EVENT_TYPES_FILE")).names
 
 
