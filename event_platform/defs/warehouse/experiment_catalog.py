@@ -41,7 +41,8 @@ METRIC_PARTS = pa.schema(
         ("experiment_id", pa.string()),
         ("metric_index", pa.int64()),
         ("part", pa.string()),
-        ("aggregation", pa.string()),
+        ("x_aggregation", pa.string()),
+        ("y_aggregation", pa.string()),
         ("source", pa.string()),
         ("event", pa.string()),
         ("use_revenue", pa.bool_()),
@@ -49,8 +50,8 @@ METRIC_PARTS = pa.schema(
         ("window_days", pa.int64()),
     ]
 )
-"""One row per event a metric's numerator (`x`) or denominator (`y`) counts: what results_metrics.sql
-joins the conversions with."""
+"""One row per event a metric's numerator (`x`) or denominator (`y`) counts, with how each part
+aggregates (unique, count, sum): what results_metrics.sql joins the conversions with."""
 
 
 def control_order(variation_id: str) -> tuple[int, int, str]:
@@ -124,7 +125,8 @@ class Catalog:
                             "experiment_id": experiment_id,
                             "metric_index": index,
                             "part": name,
-                            "aggregation": part.aggregation,
+                            "x_aggregation": metric.numerator.aggregation,
+                            "y_aggregation": metric.denominator.aggregation if metric.denominator else None,
                             "source": match.source,
                             "event": match.event,
                             "use_revenue": part.value_property == REVENUE,
@@ -134,6 +136,11 @@ class Catalog:
                         for match in part.events
                     ]
         return pa.Table.from_pylist(rows, schema=METRIC_PARTS)
+
+
+def reads_properties(parts: pa.Table) -> bool:
+    """Whether any metric sums an event property (else the conversions' properties are never read)."""
+    return parts.column("json_path").null_count < parts.num_rows
 
 
 def latest_snapshot(dataset: ds.Dataset | None, on_or_before: str | None = None) -> list[dict[str, Any]]:

@@ -33,13 +33,19 @@ import pyarrow.dataset as ds
 
 from event_platform.defs.warehouse import schemas, stats
 from event_platform.defs.warehouse.engine import Engine, load_sql
-from event_platform.defs.warehouse.experiment_catalog import Catalog, ExperimentInfo
+from event_platform.defs.warehouse.experiment_catalog import Catalog, ExperimentInfo, reads_properties
 from event_platform.defs.warehouse.metrics import ExperimentMetric
 
 Weights = Mapping[str, Mapping[str, float]]
 
 METHODS = {"conversion": "two_proportion_z", "count": "welch_t", "sum": "welch_t", "ratio": "delta_method_z"}
 INVALID = "invalid: sample-ratio mismatch"
+AMOUNT = "CASE WHEN m.use_revenue THEN c.revenue END"
+AMOUNT_WITH_PROPERTIES = (
+    "CASE WHEN m.use_revenue THEN c.revenue "
+    "WHEN m.json_path IS NOT NULL THEN TRY_CAST(json_extract_string(c.properties, m.json_path) AS DOUBLE) END"
+)
+"""What a sum adds per event: reading `properties` (JSON text, the widest column) costs the most."""
 
 
 @dataclass(frozen=True)
@@ -182,8 +188,11 @@ def results_of_registered(engine: Engine, catalog: Catalog, settings: ResultsSet
     """The results from the relations `exposures` and `conversions` already in `engine`, however they
     read the lake (the benchmark compares readers)."""
     allocation = registered_allocations(engine, catalog, settings)
-    engine.register("metric_parts", catalog.metric_parts(list(allocation)))
-    sums = engine.rows(load_sql("results_metrics"))
+    parts = catalog.metric_parts(list(allocation))
+    engine.register("metric_parts", parts)
+    sums = engine.rows(
+        load_sql("results_metrics", amount=AMOUNT_WITH_PROPERTIES if reads_properties(parts) else AMOUNT)
+    )
     unseen = engine.rows(load_sql("results_unseen_events"))
     rows = result_rows(allocation, sums, catalog, settings)
     by_experiment: dict[str, list[dict[str, Any]]] = {}

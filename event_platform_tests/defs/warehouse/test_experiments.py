@@ -38,6 +38,11 @@ metrics:
     source: amplitude
     events: [course_view]
     winning_direction: increasing
+  minutes:
+    kind: sum
+    source: amplitude
+    events: [course_view]
+    property: watch.minutes
   mistyped:
     kind: conversion
     source: amplitude
@@ -57,6 +62,7 @@ experiments:
     metrics:
       - {metric: viewed_course, role: primary}
       - {metric: course_views, role: guardrail}
+      - {metric: minutes}
       - {metric: mistyped, role: monitoring}
   - id: "7100000002"
     metrics:
@@ -179,8 +185,8 @@ SOURCES = {
                 exposure("bob", "2025-04-01T09:00:00", "on"),
                 exposure("dave", "2025-04-01T09:00:00", "on"),
                 exposure("erin", "2025-04-01T09:00:00", "off"),
-                amplitude("bob", "2025-04-01T09:30:00", "course_view"),
-                amplitude("bob", "2025-04-01T09:40:00", "course_view"),
+                amplitude("bob", "2025-04-01T09:30:00", "course_view", {"watch": {"minutes": 3}}),
+                amplitude("bob", "2025-04-01T09:40:00", "course_view", {"watch": {"minutes": 4.5}}),
                 amplitude("erin", "2025-04-01T08:00:00", "course_view"),  # before erin's exposure
                 # Another experiment's exposure on the same event type is not this one's.
                 amplitude(
@@ -192,7 +198,7 @@ SOURCES = {
         DAY_2: pa.Table.from_pylist(
             [
                 exposure("alice", "2025-04-02T09:00:00", "off"),  # seen again: still one unit
-                amplitude("dave", "2025-04-02T10:00:00", "course_view"),
+                amplitude("dave", "2025-04-02T10:00:00", "course_view", {"watch": {"minutes": "2"}}),
             ],
             schema=AMPLITUDE_EVENTS,
         ),
@@ -241,6 +247,8 @@ def test_an_experiment_assigned_by_amplitude_events(platform: dict[str, Any]) ->
     assert (off["units"], off["units_with_event"], on["units"], on["units_with_event"]) == (2, 0, 2, 2)
     [views] = find(rows, metric_name="course_views", variation_id="on")
     assert (views["total"], views["value"], views["metric_role"]) == (3.0, 1.5, "guardrail")
+    [minutes] = find(rows, metric_name="minutes", variation_id="on")
+    assert (minutes["total"], minutes["value"], minutes["metric_kind"]) == (9.5, 4.75, "sum")
     assert off["experiment_description"] == "Does a guided tour get learners into a course?"
 
 
@@ -280,7 +288,13 @@ def test_a_metric_over_an_event_nobody_has_is_named(platform: dict[str, Any]) ->
 
 def test_only_defined_metrics_decide_and_every_event_is_in_the_exploration(platform: dict[str, Any]) -> None:
     defined = {row["metric_name"] for row in platform["experiment_results"]}
-    assert defined == {"viewed_course", "course_views", "mistyped", "purchase (unique per visitor)"}
+    assert defined == {
+        "viewed_course",
+        "course_views",
+        "minutes",
+        "mistyped",
+        "purchase (unique per visitor)",
+    }
     explored = {(row["metric_source"], row["metric_event"]) for row in platform["experiment_exploration"]}
     assert {("amplitude", "course_view"), ("amplitude", "$exposure"), ("optimizely", "purchase")} <= explored
     names = {row["experiment_name"] for row in platform["experiment_exploration"]}
