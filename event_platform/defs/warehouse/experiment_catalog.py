@@ -138,11 +138,6 @@ class Catalog:
         return pa.Table.from_pylist(rows, schema=METRIC_PARTS)
 
 
-def reads_properties(parts: pa.Table) -> bool:
-    """Whether any metric sums an event property (else the conversions' properties are never read)."""
-    return parts.column("json_path").null_count < parts.num_rows
-
-
 def latest_snapshot(dataset: ds.Dataset | None, on_or_before: str | None = None) -> list[dict[str, Any]]:
     """The rows of the latest daily snapshot at or before `on_or_before` (any day when None)."""
     if not has_rows_source(dataset) or PARTITION_KEY not in dataset.schema.names:  # type: ignore[union-attr]

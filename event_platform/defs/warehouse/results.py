@@ -33,19 +33,14 @@ import pyarrow.dataset as ds
 
 from event_platform.defs.warehouse import schemas, stats
 from event_platform.defs.warehouse.engine import Engine, load_sql
-from event_platform.defs.warehouse.experiment_catalog import Catalog, ExperimentInfo, reads_properties
+from event_platform.defs.warehouse.experiment_catalog import Catalog, ExperimentInfo
 from event_platform.defs.warehouse.metrics import ExperimentMetric
+from event_platform.staging import sql_text
 
 Weights = Mapping[str, Mapping[str, float]]
 
 METHODS = {"conversion": "two_proportion_z", "count": "welch_t", "sum": "welch_t", "ratio": "delta_method_z"}
 INVALID = "invalid: sample-ratio mismatch"
-AMOUNT = "CASE WHEN m.use_revenue THEN c.revenue END"
-AMOUNT_WITH_PROPERTIES = (
-    "CASE WHEN m.use_revenue THEN c.revenue "
-    "WHEN m.json_path IS NOT NULL THEN TRY_CAST(json_extract_string(c.properties, m.json_path) AS DOUBLE) END"
-)
-"""What a sum adds per event: reading `properties` (JSON text, the widest column) costs the most."""
 
 
 @dataclass(frozen=True)
@@ -190,9 +185,8 @@ def results_of_registered(engine: Engine, catalog: Catalog, settings: ResultsSet
     allocation = registered_allocations(engine, catalog, settings)
     parts = catalog.metric_parts(list(allocation))
     engine.register("metric_parts", parts)
-    sums = engine.rows(
-        load_sql("results_metrics", amount=AMOUNT_WITH_PROPERTIES if reads_properties(parts) else AMOUNT)
-    )
+    window = max([settings.window_days, *parts.column("window_days").to_pylist()])
+    sums = engine.rows(load_sql("results_metrics", **amount_fragments(parts)), {"window_days": window})
     unseen = engine.rows(load_sql("results_unseen_events"))
     rows = result_rows(allocation, sums, catalog, settings)
     by_experiment: dict[str, list[dict[str, Any]]] = {}
@@ -227,6 +221,20 @@ def results_of_registered(engine: Engine, catalog: Catalog, settings: ResultsSet
         },
         by_experiment,
     )
+
+
+def amount_fragments(parts: pa.Table) -> dict[str, str]:
+    """The SQL of what a sum adds: revenue, and a total per property some metric sums. `properties`
+    (JSON text, the widest column) is read only when some metric needs it."""
+    paths = sorted({path for path in parts.column("json_path").to_pylist() if path is not None})
+    sums = "".join(
+        f", sum(TRY_CAST(json_extract_string(c.properties, {sql_text(path)}) AS DOUBLE)) AS property_{index}"
+        for index, path in enumerate(paths)
+    )
+    choices = "".join(
+        f" WHEN m.json_path = {sql_text(path)} THEN a.property_{index}" for index, path in enumerate(paths)
+    )
+    return {"property_sums": sums, "amount": f"CASE WHEN m.use_revenue THEN a.revenue{choices} END"}
 
 
 def _label(info: ExperimentInfo) -> str:
