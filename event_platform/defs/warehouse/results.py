@@ -35,7 +35,6 @@ from event_platform.defs.warehouse import schemas, stats
 from event_platform.defs.warehouse.engine import Engine, load_sql
 from event_platform.defs.warehouse.experiment_catalog import Catalog, ExperimentInfo
 from event_platform.defs.warehouse.metrics import ExperimentMetric
-from event_platform.staging import sql_text
 
 Weights = Mapping[str, Mapping[str, float]]
 
@@ -185,8 +184,7 @@ def results_of_registered(engine: Engine, catalog: Catalog, settings: ResultsSet
     allocation = registered_allocations(engine, catalog, settings)
     parts = catalog.metric_parts(list(allocation))
     engine.register("metric_parts", parts)
-    window = max([settings.window_days, *parts.column("window_days").to_pylist()])
-    sums = engine.rows(load_sql("results_metrics", **amount_fragments(parts)), {"window_days": window})
+    sums = engine.rows(load_sql("results_metrics", **amount_fragments(parts)))
     unseen = engine.rows(load_sql("results_unseen_events"))
     rows = result_rows(allocation, sums, catalog, settings)
     by_experiment: dict[str, list[dict[str, Any]]] = {}
@@ -224,17 +222,14 @@ def results_of_registered(engine: Engine, catalog: Catalog, settings: ResultsSet
 
 
 def amount_fragments(parts: pa.Table) -> dict[str, str]:
-    """The SQL of what a sum adds: revenue, and a total per property some metric sums. `properties`
-    (JSON text, the widest column) is read only when some metric needs it."""
-    paths = sorted({path for path in parts.column("json_path").to_pylist() if path is not None})
-    sums = "".join(
-        f", sum(TRY_CAST(json_extract_string(c.properties, {sql_text(path)}) AS DOUBLE)) AS property_{index}"
-        for index, path in enumerate(paths)
-    )
-    choices = "".join(
-        f" WHEN m.json_path = {sql_text(path)} THEN a.property_{index}" for index, path in enumerate(paths)
-    )
-    return {"property_sums": sums, "amount": f"CASE WHEN m.use_revenue THEN a.revenue{choices} END"}
+    """What a sum adds per event: revenue, or a property; `properties` (JSON text, the widest column) is
+    named only when some metric sums one, since naming it makes DuckDB read it for every conversion."""
+    if parts.column("json_path").null_count == parts.num_rows:
+        return {"amount": "CASE WHEN m.use_revenue THEN c.revenue END"}
+    return {
+        "amount": "CASE WHEN m.use_revenue THEN c.revenue WHEN m.json_path IS NOT NULL "
+        "THEN TRY_CAST(json_extract_string(c.properties, m.json_path) AS DOUBLE) END"
+    }
 
 
 def _label(info: ExperimentInfo) -> str:
