@@ -7,8 +7,10 @@ The Optimizely tables are generated directly as Parquet by DuckDB (vectorised, d
 value is a hash of the row number and the day) in the E3 schema, one partition per day, in a lake on
 local disk. Then, day by day, the daily warehouse models run exactly as the assets run them (the same
 functions, the lake's atomic Parquet writer, the lake's datasets): `experiment_exposures`, `events`,
-`experiment_conversions`; then `experiment_results` over the whole history. Each measured step runs in
-a fresh process so its peak RSS is its own.
+`experiment_conversions`; then `experiment_results` (five defined metrics per experiment, from a metrics
+file: a conversion, a count, a revenue sum, a ratio and a guardrail) and `experiment_exploration` (every
+event type) over the whole history. Each measured step runs in a fresh process so its peak RSS is its
+own.
 
 What it shows: a daily refresh reads one day of decisions and events plus the attribution window's
 compact exposures, so its cost stops growing once the window is full; `experiment_results` reads all
@@ -36,9 +38,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from event_platform.defs.optimizely.schema import CONVERSIONS, DECISIONS
-from event_platform.defs.warehouse import models, results
+from event_platform.defs.warehouse import exploration, models, results
 from event_platform.defs.warehouse.engine import Engine, EngineSettings
+from event_platform.defs.warehouse.experiment_catalog import Catalog, build_catalog
 from event_platform.defs.warehouse.identity import IdentityMap
+from event_platform.defs.warehouse.metrics import parse_config
 from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
 from event_platform.staging import sql_text
@@ -55,6 +59,30 @@ ENGINE = EngineSettings(memory_limit="2GB", threads=2)
 SMALL_MEMORY_LIMIT = "512MB"
 """experiment_results again under this limit, read the asset's way and through DuckDB's own Parquet
 reader: how far past the limit each goes as history grows."""
+
+METRICS_FILE = """
+metrics:
+  purchase_rate: {kind: conversion, source: optimizely, events: [purchase]}
+  revenue: {kind: sum, source: optimizely, events: [purchase], property: revenue}
+  detail_views: {kind: count, source: optimizely, events: [detail_page_view]}
+  revenue_per_order:
+    kind: ratio
+    numerator: {kind: sum, source: optimizely, events: [purchase], property: revenue}
+    denominator: {kind: count, source: optimizely, events: [purchase]}
+  home_views: {kind: count, source: optimizely, events: [homepage_view], winning_direction: increasing}
+experiments:
+""" + "".join(
+    f"""  - id: "{9100000000 + e}"
+    metrics:
+      - {{metric: purchase_rate, role: primary}}
+      - {{metric: revenue}}
+      - {{metric: detail_views}}
+      - {{metric: revenue_per_order}}
+      - {{metric: home_views, role: guardrail}}
+"""
+    for e in range(EXPERIMENTS)
+)
+"""The metrics `experiment_results` analyses: five per experiment, of every kind."""
 
 # Each day: decisions by visitors drawn from a pool (so most visitors return on later days), bucketed
 # consistently per experiment except 0.5% shown another variation, 2% holdbacks; conversions by visitors
@@ -199,6 +227,11 @@ def daily_refresh(root: str, index: int) -> dict[str, Any]:
     return timings
 
 
+def defined_metrics() -> Catalog:
+    config = parse_config(METRICS_FILE, "benchmark metrics", window_days=WINDOW_DAYS)
+    return build_catalog(config, [], [], WINDOW_DAYS)
+
+
 def experiment_results(
     root: str, days: int, engine_settings: EngineSettings = ENGINE, reader: str = "arrow"
 ) -> dict[str, Any]:
@@ -212,7 +245,7 @@ def experiment_results(
     settings = results.ResultsSettings(window_days=WINDOW_DAYS)
     with Engine(engine_settings) as engine:
         if reader == "arrow":
-            output = results.experiment_results(engine, exposures, conversions, settings)
+            output = results.experiment_results(engine, exposures, conversions, defined_metrics(), settings)
         else:
             for name, table, data in (
                 ("exposures", "warehouse/experiment_exposures", exposures),
@@ -221,12 +254,26 @@ def experiment_results(
                 # The dataset's paths are relative to its table (the Delta table's root).
                 files = ", ".join(sql_text(lake.path(f"{table}/{path}")) for path in data.files)
                 engine.connection.execute(f"CREATE VIEW {name} AS FROM read_parquet([{files}])")
-            output = results.results_of_registered(engine, settings)
+            output = results.results_of_registered(engine, defined_metrics(), settings)
+    return {"result_rows": output.table.num_rows, "units": output.metadata["units"]}
+
+
+def experiment_exploration(root: str, days: int) -> dict[str, Any]:
+    """The every-event exploration over `days` of history, the asset's way."""
+    lake = Lake.from_uri(root)
+    keys = [day_key(i) for i in range(days)]
+    settings = results.ResultsSettings(window_days=WINDOW_DAYS)
+    with Engine(ENGINE) as engine:
+        output = exploration.experiment_exploration(
+            engine,
+            dataset(lake, "warehouse/experiment_exposures", keys),
+            dataset(lake, "warehouse/experiment_conversions", keys),
+            defined_metrics(),
+            settings,
+        )
     return {
         "result_rows": output.table.num_rows,
-        "units": output.metadata["units"],
-        "excluded_visitors": output.metadata["excluded_visitors"],
-        "holdback_visitors": output.metadata["holdback_visitors"],
+        "metrics_per_variation": output.metadata["metrics_per_variation"],
     }
 
 
@@ -269,11 +316,14 @@ def main() -> None:
             print(refresh, file=sys.stderr)
             refreshes.append(refresh)
         history_lengths = sorted({1, max(1, arguments.days // 2), arguments.days})
-        results_runs = []
+        results_runs, exploration_runs = [], []
         for days in history_lengths:
             run = {"history_days": days, **measured(experiment_results, root, days)}
             print(run, file=sys.stderr)
             results_runs.append(run)
+            explored = {"history_days": days, **measured(experiment_exploration, root, days)}
+            print(explored, file=sys.stderr)
+            exploration_runs.append(explored)
         small_engine = EngineSettings(memory_limit=SMALL_MEMORY_LIMIT, threads=ENGINE.threads)
         small_limit_runs = []
         for days in sorted({2, max(2, arguments.days // 2), arguments.days}):
@@ -303,10 +353,12 @@ def main() -> None:
         },
         "daily_refresh": refreshes,
         "experiment_results": results_runs,
+        "experiment_exploration": exploration_runs,
         f"experiment_results_at_{SMALL_MEMORY_LIMIT}": small_limit_runs,
         "reading": (
             "daily_refresh seconds per day stay flat as history grows (one day of decisions and events plus "
-            "the attribution window's compact exposures); experiment_results grows linearly with history in "
+            "the attribution window's compact exposures); experiment_results (defined metrics) and "
+            "experiment_exploration (every event type) grow linearly with history in "
             "time, and in memory up to about the engine's memory_limit plus what DuckDB's scan of Arrow "
             "datasets holds outside that limit, which also grows with the rows scanned (README)."
         ),

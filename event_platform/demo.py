@@ -12,12 +12,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-import duckdb
 from dagster import DagsterInstance, Definitions
 from dagster._core.execution.execution_result import ExecutionResult
 
 from event_platform import settings
 from event_platform.defs.amplitude.landing import export_ready_at
+from event_platform.defs.warehouse.commands import print_results
 from event_platform.sandbox.runner import Sandbox
 from event_platform.sandbox.world import World
 
@@ -62,9 +62,14 @@ def run_demo(days: Sequence[dt.date], world: World) -> bool:
         marts = definitions.resolve_job_def(MARTS_JOB)
         results.append(marts.execute_in_process(run_config=QUIET, instance=instance, raise_on_error=False))
     print_summary(results)
-    warehouse = settings.setting("EVENT_PLATFORM_WAREHOUSE", settings.DEFAULT_WAREHOUSE) or ""
-    print_experiment_results(Path(warehouse), world)
     print(f"\nRuns are in the instance at {instance.root_directory}: `make ui` shows them.")
+    # The demo ends with what an analyst came for, by experiment name.
+    warehouse = Path(settings.setting("EVENT_PLATFORM_WAREHOUSE", settings.DEFAULT_WAREHOUSE) or "")
+    print(f"\nExperiment results (again: `event-platform experiments results [NAME]`, from {warehouse})\n")
+    try:
+        print_results(warehouse)
+    except FileNotFoundError as error:
+        print(error)
     return all(result.success for result in results)
 
 
@@ -100,30 +105,3 @@ def print_summary(results: Sequence[ExecutionResult]) -> None:
     for result in results:
         if not result.success:
             print(f"  Run {result.run_id} failed: {', '.join(sorted(result.get_failed_step_keys()))}")
-
-
-def print_experiment_results(warehouse: Path, world: World) -> None:
-    """Each sandbox experiment's conversion rate on its own metric, beside the rate the world planted."""
-    if not warehouse.exists():
-        print(f"\nNo warehouse at {warehouse}: the catalog was not published.")
-        return
-    print(f'\nExperiment results (all of them: duckdb {warehouse} -c "from experiment_results")')
-    header = f"  {'experiment':24}{'variation':16}{'units':>7}{'rate':>8}{'planted':>9}"
-    print(header + f"{'lift':>9}  {'95% CI of lift':20}{'p':>8}  SRM")
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        for experiment in world.experiments:
-            rows = con.execute(
-                "SELECT variation_id, units, value, absolute_lift, ci_low, ci_high, p_value, srm_flagged "
-                "FROM experiment_results WHERE experiment_id = ? AND metric = 'conversion_rate' "
-                "AND metric_source = 'optimizely' AND metric_event = ? ORDER BY variation_id",
-                [experiment.id, experiment.metric_event],
-            ).fetchall()
-            planted = {variation.id: variation for variation in experiment.variations}
-            for variation_id, units, rate, lift, low, high, p_value, srm in rows:
-                name, planted_rate = planted[variation_id].name, planted[variation_id].conversion_rate
-                interval = "control" if lift is None else f"[{low:+.3f}, {high:+.3f}]"
-                print(
-                    f"  {experiment.name:24}{name:16}{units:>7}{rate:>8.3f}{planted_rate:>9.3f}"
-                    f"{'' if lift is None else f'{lift:+.3f}':>9}  {interval:20}"
-                    f"{'' if p_value is None else f'{p_value:.4f}':>8}  {'flagged' if srm else 'ok'}"
-                )

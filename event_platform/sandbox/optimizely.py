@@ -1,4 +1,5 @@
-"""A local Optimizely E3: the Authentication API on 127.0.0.1 and an S3 endpoint (moto) holding the export.
+"""A local Optimizely E3: the Authentication API on 127.0.0.1 and an S3 endpoint (moto) holding the export,
+and on the same server the REST API for experiment metadata (`optimizely_rest.py`).
 
 The export is drawn from the world: each published day has, per running experiment, one decision per
 active person (bucketed by `World.assign`, which plants the sample-ratio mismatch) and conversions on
@@ -44,16 +45,16 @@ from event_platform.dates import day_start
 from event_platform.defs.optimizely.client import DEFAULT_BUCKET, SUCCESS_MARKER, E3Location, parse_duration
 from event_platform.defs.optimizely.schema import E3_TYPES, DataType
 from event_platform.sandbox.loopback import LoopbackService
-from event_platform.sandbox.world import Experiment, Person, World
+from event_platform.sandbox.optimizely_rest import RestApi
+from event_platform.sandbox.world import PAGE_EVENTS, Experiment, Person, World, optimizely_event_id
 
 CREDENTIALS_PATH = "/v2/export/credentials"
 SANDBOX_TOKEN = "sandbox-optimizely-token"
+SANDBOX_REQUESTS_PER_SECOND = 20
 SESSION_IDS_DROPPED = dt.date(2023, 10, 9)
 """Since this date E3 no longer fills `session_id` (nor `experiments` on conversions)."""
 ROWS_PER_PART = 2_000
 DUPLICATE_SHARE = 0.01
-PAGE_EVENTS = (("homepage_view", 1.6), ("detail_page_view", 1.1), ("add_to_cart", 0.3))
-"""Events outside any experiment: (name, mean count per active person and day)."""
 USER_AGENTS = {
     "Web": ("js", "0.220.0", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"),
     "iOS": ("swift-sdk", "4.0.1", "Optimizely-Swift/4.0.1 (iPhone; iOS 18.1)"),
@@ -96,6 +97,7 @@ class OptimizelySandbox(LoopbackService):
         self._s3_server: BaseWSGIServer | None = None
         self._s3_thread: threading.Thread | None = None
         self._issue_lock = threading.Lock()
+        self.rest = RestApi(world, token=lambda: self.token)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -132,18 +134,28 @@ class OptimizelySandbox(LoopbackService):
             raise RuntimeError("The Optimizely sandbox is not started.")
         return self._s3_endpoint_url
 
+    @property
+    def rest_url(self) -> str:
+        """The base of the REST API's `/v2/…` and `/flags/v1/…` (OPTIMIZELY_REST_URL)."""
+        return self.url
+
     def environment(self) -> dict[str, str]:
         """The variables that point the platform's OptimizelyResource and CLI at this sandbox."""
         return {
             "OPTIMIZELY_API_TOKEN": self.token,
             "OPTIMIZELY_AUTH_URL": self.auth_url,
             "OPTIMIZELY_S3_ENDPOINT_URL": self.s3_endpoint_url,
+            "OPTIMIZELY_REST_URL": self.rest_url,
+            # Optimizely's own limit is 2 requests/s; the loopback emulator has none worth waiting for.
+            "OPTIMIZELY_REST_REQUESTS_PER_SECOND": str(SANDBOX_REQUESTS_PER_SECOND),
         }
 
     # -- the Authentication API --------------------------------------------------------------------
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Route(CREDENTIALS_PATH, self._credentials, methods=["GET"])])
+        return Starlette(
+            routes=[Route(CREDENTIALS_PATH, self._credentials, methods=["GET"]), *self.rest.routes()]
+        )
 
     async def _credentials(self, request: Request) -> JSONResponse:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -417,7 +429,7 @@ def _conversion(
     row = _common(world, rng, person, event_ms, session, day_ms)
     row.update(
         experiments=experiments,
-        entity_id=_entity_id(name),
+        entity_id=optimizely_event_id(name),
         event_type=None,
         event_name=name,
         revenue=revenue,
@@ -426,10 +438,6 @@ def _conversion(
         tags=list(tags.items()),
     )
     return row
-
-
-def _entity_id(event_name: str) -> str:
-    return str(int.from_bytes(event_name.encode()[:6].ljust(6, b"_"), "big") % 10**11)
 
 
 def _poisson(rng: random.Random, mean: float) -> int:

@@ -22,6 +22,8 @@ from event_platform.sandbox.tracking import TrackingSandbox
 from event_platform.sandbox.world import World
 
 SANDBOX_PSEUDONYM_KEY = "sandbox-only-pseudonym-key-not-a-secret"
+SANDBOX_METRICS_FILE = Path(__file__).with_name("metrics.yaml")
+"""The sandbox's metric and experiment definitions (EVENT_PLATFORM_METRICS_FILE)."""
 
 
 class Sandbox:
@@ -91,4 +93,5 @@ class Sandbox:
             **tracking.environment(),
             "EVENT_PLATFORM_LAKE": self.lake_root,
             "EVENT_PLATFORM_PSEUDONYM_KEY": SANDBOX_PSEUDONYM_KEY,
+            "EVENT_PLATFORM_METRICS_FILE": str(SANDBOX_METRICS_FILE),
         }

@@ -8,6 +8,11 @@ The same person shows up in every source under the identifiers a real integratio
   and as the learning platform's `anon_username` (an anonymous id, never a name);
 - `device_id`: the browser's id, sent as Amplitude `device_id` and Profile Store `DeviceId`.
 The warehouse's identity map links the sources through exactly these rules.
+
+Experiments carry what a real Optimizely project holds about them (names, variation keys, planned
+weights in basis points, the ordered metrics and the events they count), which the Optimizely emulator
+serves through the REST API; what the emulator really does (`traffic_share`, `conversion_rate`) is
+planted separately, so a planted fault shows as a difference between the two.
 """
 
 from __future__ import annotations
@@ -34,6 +39,15 @@ COUNTRIES: tuple[tuple[str, str], ...] = (
 FIRST_NAMES = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Tim")
 LAST_NAMES = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Perlman")
 PLATFORMS = ("Web", "iOS", "Android")
+PAGE_EVENTS = (("homepage_view", 1.6), ("detail_page_view", 1.1), ("add_to_cart", 0.3))
+"""Optimizely events outside any experiment: (key, mean count per active person and day)."""
+
+
+def optimizely_event_id(event_key: str) -> str:
+    """An Optimizely event's id, as E3 writes it in `entity_id` and the REST API serves it as `Event.id`:
+    16 digits and above 2**53, as Optimizely's are, so a client that parses it through a float gets it
+    wrong."""
+    return str(9_100_000_000_000_001 + int.from_bytes(event_key.encode()[:6].ljust(6, b"_"), "big") % 10**12)
 
 
 @dataclass(frozen=True)
@@ -55,11 +69,40 @@ class Variation:
     id: str
     name: str
     traffic_share: float
-    """The share of visitors the emulator really sends here; differs from `1/len` only for a planted SRM."""
+    """The share of visitors the emulator really sends here; differs from the plan only for a planted SRM."""
     conversion_rate: float
     """The planted share of exposed people who convert on the experiment's metric (see World.converts)."""
     revenue_cents: int
     """Revenue of one conversion, in cents; 0 where the metric carries no revenue."""
+    planned_weight_bp: int
+    """The weight Optimizely's metadata gives the variation, in basis points (the plan, not the practice)."""
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Project:
+    """An Optimizely project: `web` (Web Experimentation) or `feature` (Feature Experimentation)."""
+
+    id: str
+    name: str
+    platform: str
+    forbidden: bool = False
+    """The sandbox's token may not read it: the REST API answers 403."""
+
+
+@dataclass(frozen=True)
+class ConfiguredMetric:
+    """A metric as configured on an Optimizely experiment (REST `Metric`); `event` is an event key."""
+
+    aggregator: str
+    event: str | None
+    scope: str = "visitor"
+    field: str | None = None
+    winning_direction: str = "increasing"
+    display_title: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +114,12 @@ class Experiment:
     variations: tuple[Variation, ...]
     start: dt.date
     end: dt.date
+    project_id: str
+    description: str
+    metrics: tuple[ConfiguredMetric, ...]
+    """In Optimizely's order: the first is the primary metric."""
+    flag_key: str | None = None
+    """Set for a Feature Experimentation rule (its project is a flags project)."""
     sample_ratio_mismatch: bool = False
 
     @property
@@ -128,7 +177,16 @@ class World:
         return tuple(people)
 
     @cached_property
+    def projects(self) -> tuple[Project, ...]:
+        return (
+            Project("21000000001", "Learning platform (web)", "web"),
+            Project("21000000002", "Learning platform (app)", "feature"),
+            Project("21000000003", "Finance (no access)", "web", forbidden=True),
+        )
+
+    @cached_property
     def experiments(self) -> tuple[Experiment, ...]:
+        web, app = self.projects[0].id, self.projects[1].id
         return (
             Experiment(
                 id="9300000001",
@@ -136,11 +194,21 @@ class World:
                 name="checkout_button_colour",
                 metric_event="purchase",
                 variations=(
-                    Variation("9300001001", "control", 0.5, 0.10, 4_900),
-                    Variation("9300001002", "green_button", 0.5, 0.13, 4_900),
+                    Variation("9300001001", "control", 0.5, 0.10, 4_900, 5_000),
+                    Variation("9300001002", "green_button", 0.5, 0.13, 4_900, 5_000),
                 ),
                 start=self.start,
                 end=dt.date(2100, 1, 1),
+                project_id=web,
+                description="Does a green checkout button sell more courses?",
+                metrics=(
+                    ConfiguredMetric("unique", "purchase"),
+                    ConfiguredMetric("sum", "purchase", field="revenue", display_title="Revenue per visitor"),
+                    ConfiguredMetric("unique", "add_to_cart"),
+                    # Optimizely can count per session; the warehouse analyses visitors, so it lists this
+                    # one as not analysed.
+                    ConfiguredMetric("count", "detail_page_view", scope="session"),
+                ),
             ),
             Experiment(
                 id="9300000002",
@@ -148,26 +216,40 @@ class World:
                 name="course_page_layout",
                 metric_event="enroll",
                 variations=(
-                    Variation("9300002001", "control", 1 / 3, 0.20, 0),
-                    Variation("9300002002", "syllabus_first", 1 / 3, 0.20, 0),
-                    Variation("9300002003", "video_first", 1 / 3, 0.26, 0),
+                    Variation("9300002001", "control", 1 / 3, 0.20, 0, 3_334),
+                    Variation("9300002002", "syllabus_first", 1 / 3, 0.20, 0, 3_333),
+                    Variation("9300002003", "video_first", 1 / 3, 0.26, 0, 3_333),
                 ),
                 start=self.start,
                 end=dt.date(2100, 1, 1),
+                project_id=app,
+                description="Which course page layout gets more learners to enroll?",
+                metrics=(
+                    ConfiguredMetric("unique", "enroll"),
+                    ConfiguredMetric("count", "detail_page_view", display_title="Detail views per learner"),
+                ),
+                flag_key="course_page",
             ),
             Experiment(
-                # Nominally 50/50 but the emulator sends 56% to control: a planted sample-ratio mismatch.
+                # Planned 50/50 but the emulator sends 56% to control: a planted sample-ratio mismatch.
                 # Its own metric event, so no other experiment's conversions blur its planted rates.
                 id="9300000003",
                 campaign_id="9300000103",
                 name="pricing_banner",
                 metric_event="subscribe",
                 variations=(
-                    Variation("9300003001", "control", 0.56, 0.08, 12_900),
-                    Variation("9300003002", "annual_first", 0.44, 0.08, 12_900),
+                    Variation("9300003001", "control", 0.56, 0.08, 12_900, 5_000),
+                    Variation("9300003002", "annual_first", 0.44, 0.08, 12_900, 5_000),
                 ),
                 start=self.start,
                 end=dt.date(2100, 1, 1),
+                project_id=web,
+                description="Planted fault (sandbox): the emulator serves 56% control / 44% annual_first "
+                "against the planned 50/50, so the sample-ratio check flags it. Not a real failure.",
+                metrics=(
+                    ConfiguredMetric("unique", "subscribe"),
+                    ConfiguredMetric("sum", None, field="revenue", winning_direction="increasing"),
+                ),
                 sample_ratio_mismatch=True,
             ),
         )

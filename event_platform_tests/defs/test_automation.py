@@ -271,6 +271,8 @@ def test_real_definitions_jobs_cover_the_platform() -> None:
             "amplitude/events",
             "optimizely/decisions",
             "optimizely/conversions",
+            "optimizely/experiments",
+            "optimizely/experiment_metrics",
             "profile_store/events",
             "tracking/events",
             "warehouse/events",
@@ -282,6 +284,7 @@ def test_real_definitions_jobs_cover_the_platform() -> None:
     assert expected_daily <= daily
     assert automation.WAREHOUSE_MARTS.resolve(graph) == {
         dg.AssetKey(["warehouse", "experiment_results"]),
+        dg.AssetKey(["warehouse", "experiment_exploration"]),
         dg.AssetKey(["warehouse", "catalog"]),
     }
 

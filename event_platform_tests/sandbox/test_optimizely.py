@@ -55,6 +55,8 @@ def test_environment_points_the_platform_at_the_sandbox(sandbox: OptimizelySandb
         "OPTIMIZELY_API_TOKEN": sandbox.token,
         "OPTIMIZELY_AUTH_URL": sandbox.auth_url,
         "OPTIMIZELY_S3_ENDPOINT_URL": sandbox.s3_endpoint_url,
+        "OPTIMIZELY_REST_URL": sandbox.rest_url,
+        "OPTIMIZELY_REST_REQUESTS_PER_SECOND": "20",
     }
     assert sandbox.auth_url.startswith("http://127.0.0.1:") and sandbox.auth_url.endswith(
         "/v2/export/credentials"

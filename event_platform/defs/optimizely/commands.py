@@ -1,4 +1,5 @@
-"""`event-platform optimizely auth | paths | ls | load`: the `oevents` commands E3 users know, same flags.
+"""`event-platform optimizely auth | paths | ls | load`: the `oevents` commands E3 users know, same flags;
+and `event-platform optimizely experiments`: the experiments' metadata from the REST API.
 
 Flags fall back to the environment as `oevents` does (`--token`/OPTIMIZELY_API_TOKEN,
 `--output`/OPTIMIZELY_DATA_DIR), plus OPTIMIZELY_AUTH_URL / OPTIMIZELY_S3_ENDPOINT_URL for the sandbox.
@@ -26,18 +27,26 @@ from event_platform.defs.optimizely.client import (
     E3Location,
     E3Object,
 )
+from event_platform.defs.optimizely.experiments import format_listing, read_snapshot
+from event_platform.defs.optimizely.resources import parse_project_ids, requests_per_second
+from event_platform.defs.optimizely.rest_client import (
+    DEFAULT_REST_URL,
+    OptimizelyRestClient,
+    OptimizelyRestError,
+)
 from event_platform.defs.optimizely.schema import DATA_TYPES, e3_type
 from event_platform.lake.layout import checked_relative_name
 from event_platform.retry import RetriesExhaustedError
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    access = argparse.ArgumentParser(add_help=False)
-    access.add_argument(
+    token = argparse.ArgumentParser(add_help=False)
+    token.add_argument(
         "--token",
         default=os.environ.get("OPTIMIZELY_API_TOKEN"),
         help="personal access token (default: $OPTIMIZELY_API_TOKEN)",
     )
+    access = argparse.ArgumentParser(add_help=False, parents=[token])
     access.add_argument(
         "--account-id",
         default=os.environ.get("OPTIMIZELY_ACCOUNT_ID"),
@@ -81,6 +90,23 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="local directory (default: $OPTIMIZELY_DATA_DIR)",
     )
     load.set_defaults(run=run_load, load_parser=load)
+
+    experiments = commands.add_parser(
+        "experiments",
+        parents=[token],
+        help="list experiments: name, status, variations with weights, metrics with roles",
+    )
+    experiments.add_argument(
+        "--project",
+        action="append",
+        help="only this project id (repeatable; default: $OPTIMIZELY_PROJECT_IDS, else every project)",
+    )
+    experiments.add_argument(
+        "--rest-url",
+        default=os.environ.get("OPTIMIZELY_REST_URL") or DEFAULT_REST_URL,
+        help=argparse.SUPPRESS,
+    )
+    experiments.set_defaults(run=run_experiments)
 
 
 def run_auth(arguments: argparse.Namespace) -> int:
@@ -175,6 +201,24 @@ def run_load(arguments: argparse.Namespace) -> int:
     except (E3Error, RetriesExhaustedError, ValueError) as error:
         return fail(str(error))
     print(f"{len(plan)} files, {total} bytes of {e3.name} {start}..{end} in {output}")
+    return 0
+
+
+def run_experiments(arguments: argparse.Namespace) -> int:
+    if not arguments.token:
+        return fail("experiments needs an API token: pass --token or set OPTIMIZELY_API_TOKEN.")
+    try:
+        projects = arguments.project or parse_project_ids(os.environ.get("OPTIMIZELY_PROJECT_IDS"))
+        client = OptimizelyRestClient(
+            arguments.token,
+            base_url=arguments.rest_url,
+            requests_per_second=requests_per_second(os.environ.get("OPTIMIZELY_REST_REQUESTS_PER_SECOND")),
+        )
+        snapshot = read_snapshot(client, parse_project_ids(",".join(projects)))
+    except (OptimizelyRestError, RetriesExhaustedError, ValueError) as error:
+        return fail(str(error))
+    for line in format_listing(snapshot):
+        print(line)
     return 0
 
 

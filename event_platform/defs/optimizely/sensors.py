@@ -1,4 +1,5 @@
-"""Watch the E3 prefix and request a date of both assets when its part files are new or changed.
+"""Watch the E3 prefix and request a date of both E3 assets, and that day's experiment metadata, when its
+part files are new or changed.
 
 A date is requested once its folders are complete: `_SUCCESS` is in every type's date folder, or the
 listing has not changed for `stable_seconds` (the marker is not promised). The cursor keeps, per
@@ -23,11 +24,14 @@ from dagster import (
 )
 
 from event_platform.defs.optimizely.client import DayListing, E3Client
+from event_platform.defs.optimizely.experiment_assets import EXPERIMENT_METRICS, EXPERIMENTS
 from event_platform.defs.optimizely.resources import OptimizelyResource
 from event_platform.defs.optimizely.schema import E3_TYPES
 from event_platform.partitions import daily_partitions
 
 ASSET_KEYS = [AssetKey(["optimizely", e3.asset_name]) for e3 in E3_TYPES.values()]
+METADATA_KEYS = [EXPERIMENTS, EXPERIMENT_METRICS]
+"""Requested with the export, so a day's results find that day's names, weights and metrics."""
 STABLE_SECONDS = 2 * 3600
 LOOKBACK_DAYS = 7
 
@@ -89,11 +93,12 @@ def build_e3_sensor(
 ) -> SensorDefinition:
     @sensor(
         name="optimizely_e3_sensor",
-        asset_selection=ASSET_KEYS,
+        asset_selection=[*ASSET_KEYS, *METADATA_KEYS],
         minimum_interval_seconds=600,
         default_status=DefaultSensorStatus.STOPPED,
-        description="Requests optimizely/decisions and optimizely/conversions for an E3 date whose part "
-        "files are new or changed, once `_SUCCESS` is there or the listing has been stable.",
+        description="Requests optimizely/decisions, optimizely/conversions and the day's experiment "
+        "metadata for an E3 date whose part files are new or changed, once `_SUCCESS` is there or the "
+        "listing has been stable.",
     )
     def optimizely_e3_sensor(
         context: SensorEvaluationContext, optimizely: OptimizelyResource

@@ -24,6 +24,11 @@ Cross-day correctness and cost:
   conversion it precedes is attributed only when that conversion's day is re-materialized, and an
   event arriving more than a day late can miss an exposure older than the lookback.
 - `events` for day D resolves people through the identity links of D-lookback .. D.
+
+Experiments: `experiment_exposures` adds, to Optimizely's decisions, the assignment events of experiments
+the metrics file defines (EVENT_PLATFORM_METRICS_FILE); `experiment_results` analyses the defined
+metrics with the names, weights and baselines of the latest `optimizely/experiments` snapshot (optional:
+without it, experiments keep their ids); `experiment_exploration` is every event type, exploratory.
 """
 
 import datetime as dt
@@ -39,18 +44,22 @@ from dagster import (
     AssetKey,
     BetaWarning,
     MetadataValue,
+    Output,
     TimeWindowPartitionMapping,
     asset,
 )
 
-from event_platform.defs.warehouse import catalog, models, results, schemas
+from event_platform.defs.warehouse import catalog, exploration, models, results, results_checks, schemas
 from event_platform.defs.warehouse.engine import Engine
+from event_platform.defs.warehouse.experiment_catalog import Catalog, build_catalog, latest_snapshot
 from event_platform.defs.warehouse.identity import IdentityMap, configured_rules
+from event_platform.defs.warehouse.metrics import assignments_table
 from event_platform.defs.warehouse.resources import (
     WarehouseResource,
     attribution_window_days,
     identity_lookback_days,
 )
+from event_platform.defs.warehouse.summary import experiment_summary
 from event_platform.lake.io_manager import (
     ALLOW_MISSING_PARTITIONS,
     LakeResource,
@@ -220,19 +229,31 @@ def events(
     ins={
         "decisions": AssetIn(key=AssetKey(["optimizely", "decisions"])),
         "links": LINKS_INPUT,
+        "events": AssetIn(key=AssetKey([GROUP, "events"]), metadata=OPTIONAL_INPUT),
     },
 )
 def experiment_exposures(
-    context: AssetExecutionContext, warehouse: WarehouseResource, decisions: ds.Dataset, links: ds.Dataset
+    context: AssetExecutionContext,
+    warehouse: WarehouseResource,
+    decisions: ds.Dataset,
+    links: ds.Dataset,
+    events: ds.Dataset,
 ) -> PartitionStreams:
-    """Per experiment and person, the first Optimizely decision of the day; holdbacks flagged, every
-    variation shown kept (people in two variations are excluded from the results and counted)."""
+    """Per experiment and person, the first Optimizely decision of the day (or the first assignment event,
+    for experiments the metrics file assigns by events); holdbacks flagged, every variation shown kept
+    (people in two variations are excluded from the results and counted)."""
+    assignments = assignments_table(warehouse.metrics_config(WINDOW_DAYS))
     return _each_day(
         context,
         warehouse,
         schemas.EXPERIMENT_EXPOSURES,
         lambda engine, day: models.experiment_exposures(
-            engine, IDENTITY, _days(decisions, day), _days(links, day, LINKS_LOOKBACK_DAYS)
+            engine,
+            IDENTITY,
+            _days(decisions, day),
+            _days(links, day, LINKS_LOOKBACK_DAYS),
+            _days(events, day),
+            assignments,
         ),
     )
 
@@ -276,28 +297,93 @@ def daily_active_users(
     )
 
 
+EXPERIMENTS_INS = {
+    "exposures": AssetIn(key=AssetKey([GROUP, "experiment_exposures"]), metadata=OPTIONAL_INPUT),
+    "conversions": AssetIn(key=AssetKey([GROUP, "experiment_conversions"]), metadata=OPTIONAL_INPUT),
+    "experiment_metadata": AssetIn(key=AssetKey(["optimizely", "experiments"]), metadata=OPTIONAL_INPUT),
+    "metric_metadata": AssetIn(key=AssetKey(["optimizely", "experiment_metrics"]), metadata=OPTIONAL_INPUT),
+}
+"""Every day of exposures and conversions, and the metadata snapshots (the latest is used)."""
+
+
+def _analyse(
+    analysis: Callable[
+        [Engine, ds.Dataset, ds.Dataset, Catalog, results.ResultsSettings], results.ResultsOutput
+    ],
+    warehouse: WarehouseResource,
+    exposures: ds.Dataset,
+    conversions: ds.Dataset,
+    experiment_metadata: ds.Dataset,
+    metric_metadata: ds.Dataset,
+) -> results.ResultsOutput:
+    """`analysis` over every day, with the experiments as the metadata's latest snapshot and the metrics
+    file describe them."""
+    experiments = build_catalog(
+        warehouse.metrics_config(WINDOW_DAYS),
+        latest_snapshot(experiment_metadata),
+        latest_snapshot(metric_metadata),
+        WINDOW_DAYS,
+    )
+    with warehouse.engine() as engine:
+        return analysis(engine, exposures, conversions, experiments, warehouse.results_settings(WINDOW_DAYS))
+
+
 @asset(
     key_prefix=[GROUP],
     group_name=GROUP,
     kinds={"duckdb"},
-    ins={
-        "exposures": AssetIn(key=AssetKey([GROUP, "experiment_exposures"]), metadata=OPTIONAL_INPUT),
-        "conversions": AssetIn(key=AssetKey([GROUP, "experiment_conversions"]), metadata=OPTIONAL_INPUT),
-    },
+    ins=EXPERIMENTS_INS,
+    check_specs=results_checks.results_check_specs(),
 )
 def experiment_results(
     context: AssetExecutionContext,
     warehouse: WarehouseResource,
     exposures: ds.Dataset,
     conversions: ds.Dataset,
+    experiment_metadata: ds.Dataset,
+    metric_metadata: ds.Dataset,
+) -> Iterator[Any]:
+    """What to decide each experiment on: per experiment x variation x defined metric (Optimizely's
+    configured metrics and the metrics file's) over every day of exposures, with the experiment's and
+    variation's names, the metric's role, the planned weight, the lift against the baseline with its 95%
+    interval, the p-value and a `decision` (winner, loser, inconclusive, guardrail harmed, invalid:
+    sample-ratio mismatch). The days it covers (`first_exposure`, `last_exposure`) and each experiment's
+    summary are in the metadata.
+    Fixed-horizon tests: read them at the planned end. Every event type, uncorrected, is in
+    `experiment_exploration`."""
+    output = _analyse(
+        results.experiment_results, warehouse, exposures, conversions, experiment_metadata, metric_metadata
+    )
+    summaries = {
+        f"experiment: {label}": MetadataValue.md(experiment_summary(rows))
+        for label, rows in output.summaries.items()
+    }
+    yield Output(output.table, metadata={**_metadata(output.metadata), **summaries})
+    yield results_checks.metadata_present(output.metadata["metadata_missing"])
+    yield results_checks.metric_events_seen(output.metadata["unseen_events"])
+
+
+@asset(key_prefix=[GROUP], group_name=GROUP, kinds={"duckdb"}, ins=EXPERIMENTS_INS)
+def experiment_exploration(
+    context: AssetExecutionContext,
+    warehouse: WarehouseResource,
+    exposures: ds.Dataset,
+    conversions: ds.Dataset,
+    experiment_metadata: ds.Dataset,
+    metric_metadata: ds.Dataset,
 ) -> pa.Table:
-    """Per experiment x variation x metric over the experiment's whole window: units, conversions,
-    rate or mean, lift against the control (lowest variation id) with a 95% interval, p-value, and a
-    sample-ratio-mismatch test. See `results.py` for the definitions."""
-    with warehouse.engine() as engine:
-        output = results.experiment_results(
-            engine, exposures, conversions, warehouse.results_settings(WINDOW_DAYS)
-        )
+    """Exploratory, not for decisions: every source's every event type as a metric of every experiment
+    (conversion rate, events and revenue per visitor), with uncorrected fixed-horizon tests. With dozens
+    of comparisons per variation, about one in twenty null ones looks "significant" by chance: use it to
+    find metrics worth defining in the metrics file, and decide from `experiment_results`."""
+    output = _analyse(
+        exploration.experiment_exploration,
+        warehouse,
+        exposures,
+        conversions,
+        experiment_metadata,
+        metric_metadata,
+    )
     context.add_output_metadata(_metadata(output.metadata))
     return output.table
 

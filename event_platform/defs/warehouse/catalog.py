@@ -45,6 +45,8 @@ CATALOG_TABLES: tuple[CatalogTable, ...] = (
     CatalogTable("amplitude_events", "amplitude/events"),
     CatalogTable("optimizely_decisions", "optimizely/decisions"),
     CatalogTable("optimizely_conversions", "optimizely/conversions"),
+    CatalogTable("optimizely_experiments", "optimizely/experiments"),
+    CatalogTable("optimizely_experiment_metrics", "optimizely/experiment_metrics"),
     CatalogTable("profile_store_events", "profile_store/events"),
     CatalogTable("tracking_events", "tracking/events"),
     CatalogTable("events", "warehouse/events"),
@@ -53,6 +55,7 @@ CATALOG_TABLES: tuple[CatalogTable, ...] = (
     CatalogTable("experiment_conversions", "warehouse/experiment_conversions"),
     CatalogTable("daily_active_users", "warehouse/daily_active_users", mart=True),
     CatalogTable("experiment_results", "warehouse/experiment_results", partitioned=False, mart=True),
+    CatalogTable("experiment_exploration", "warehouse/experiment_exploration", partitioned=False, mart=True),
 )
 
 

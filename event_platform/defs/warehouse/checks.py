@@ -1,5 +1,9 @@
 """Checks on `warehouse/experiment_results`: every variation has units, sample-ratio mismatches are
-surfaced, and on the sandbox the planted truth is found again."""
+surfaced with what the experiment's owners wrote about it, experiments without Optimizely metadata and
+metrics counting events nobody has are named, and on the sandbox the planted truth is found again.
+
+Those two are evaluated by the asset itself from what it computed (`results_checks.py`, which imports
+nothing of the sandbox); these read the stored table."""
 
 from collections import defaultdict
 from typing import Any
@@ -20,11 +24,22 @@ from dagster import (
 from event_platform.defs.warehouse import planted
 from event_platform.defs.warehouse.engine import has_rows_source, load_sql
 from event_platform.defs.warehouse.resources import WarehouseResource
+from event_platform.defs.warehouse.results_checks import RESULTS
+from event_platform.defs.warehouse.summary import p_phrase
 from event_platform.lake.io_manager import ALLOW_MISSING_PARTITIONS
 from event_platform.sandbox.world import World
 
-RESULTS = AssetKey(["warehouse", "experiment_results"])
-UNIT_COLUMNS = ["experiment_id", "variation_id", "units", "srm_flagged", "srm_p_value"]
+UNIT_COLUMNS = [
+    "experiment_id",
+    "experiment_name",
+    "experiment_description",
+    "variation_id",
+    "variation_name",
+    "planned_weight",
+    "units",
+    "srm_flagged",
+    "srm_p_value",
+]
 
 
 def _units_by_variation(results: ds.Dataset) -> list[dict[str, Any]]:
@@ -56,11 +71,29 @@ def no_sample_ratio_mismatch(experiment_results: ds.Dataset) -> AssetCheckResult
     flagged: dict[str, dict[str, Any]] = {}
     for row in rows:
         if row["srm_flagged"]:
-            entry = flagged.setdefault(row["experiment_id"], {"p_value": row["srm_p_value"], "units": {}})
-            entry["units"][row["variation_id"]] = row["units"]
+            entry = flagged.setdefault(
+                row["experiment_name"] or row["experiment_id"],
+                {
+                    "experiment_id": row["experiment_id"],
+                    "description": row["experiment_description"],
+                    "p_value": row["srm_p_value"],
+                    "units": {},
+                    "planned": {},
+                },
+            )
+            variation = row["variation_name"] or row["variation_id"]
+            entry["units"][variation] = row["units"]
+            entry["planned"][variation] = row["planned_weight"]
+    # What the experiment's owners wrote travels with the finding (a planted fault says so there).
+    described = [
+        f"{name} ({p_phrase(entry['p_value'])})"
+        + (f": {entry['description']}" if entry["description"] else "")
+        for name, entry in flagged.items()
+    ]
     return AssetCheckResult(
         passed=not flagged,
         severity=AssetCheckSeverity.WARN,
+        description="; ".join(described) or None,
         metadata={"flagged_experiments": MetadataValue.json(flagged)},
     )
 

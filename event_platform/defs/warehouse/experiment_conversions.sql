@@ -19,7 +19,8 @@ SELECT
     e.event_id,
     e.occurred_at,
     e.revenue,
-    x.first_exposed_at
+    x.first_exposed_at,
+    e.properties
 FROM events AS e
 JOIN first_exposure AS x ON x.person_key = e.person_key
 WHERE e.occurred_at >= x.first_exposed_at

@@ -140,9 +140,15 @@ def events(
 
 
 def experiment_exposures(
-    engine: Engine, identity: IdentityMap, decisions: ds.Dataset | None, links: ds.Dataset | None
+    engine: Engine,
+    identity: IdentityMap,
+    decisions: ds.Dataset | None,
+    links: ds.Dataset | None,
+    events_of_day: ds.Dataset | None = None,
+    assignments: pa.Table | None = None,
 ) -> ModelOutput:
-    """The first decision per person per experiment of one day's decisions."""
+    """The first decision per person per experiment of one day's decisions, and the first assignment
+    event of experiments assigned by events (`assignments`, from the metrics file)."""
     engine.register_or_empty("decisions", decisions, DECISIONS)
     engine.register_or_empty("identity_links", links, schemas.IDENTITY_LINKS)
     engine.create_table(
@@ -156,15 +162,28 @@ def experiment_exposures(
             FROM {OUTPUT_TABLE}"""
     )[0]
     skipped = engine.rows("SELECT count(*) AS n FROM decisions")[0]["n"] - counts["used"]
+    assigned: dict[str, int] = {}
+    if assignments is not None and assignments.num_rows and has_rows_source(events_of_day):
+        engine.register("events", events_of_day)  # type: ignore[arg-type]
+        engine.register("assignments", assignments)
+        engine.connection.execute(f"INSERT INTO {OUTPUT_TABLE} BY NAME {load_sql('exposures_assigned')}")
+        assigned = {
+            row["experiment_id"]: row["n"]
+            for row in engine.rows(
+                f"SELECT experiment_id, count(*) AS n FROM {OUTPUT_TABLE} "
+                "WHERE experiment_id IN (SELECT experiment_id FROM assignments) GROUP BY experiment_id"
+            )
+        }
     return _finish(
         engine,
         schemas.EXPERIMENT_EXPOSURES,
         "first_exposed_at",
         {
-            "experiments": counts["experiments"],
+            "experiments": counts["experiments"] + len(assigned),
             "visitors_in_several_variations": counts["in_several"],
             "holdback_visitors": counts["holdbacks"],
             "skipped_decisions": skipped,
+            "people_assigned_by_events": assigned,
         },
     )
 

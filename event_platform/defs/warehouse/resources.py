@@ -6,7 +6,8 @@ and the experiment-analysis choices. Every field is optional and falls back to t
 | `EVENT_PLATFORM_WAREHOUSE` | the analysts' DuckDB file | `./data/warehouse.duckdb` |
 | `EVENT_PLATFORM_DUCKDB_MEMORY_LIMIT` | memory limit of each in-process DuckDB (it spills past it) | `2GB` |
 | `EVENT_PLATFORM_DUCKDB_THREADS` | threads of each in-process DuckDB | `2` |
-| `EVENT_PLATFORM_EXPERIMENT_WEIGHTS` | JSON `{experiment: {variation: weight}}`, unequal splits | equal |
+| `EVENT_PLATFORM_EXPERIMENT_WEIGHTS` | JSON `{experiment: {variation: weight}}` without metadata | equal |
+| `EVENT_PLATFORM_METRICS_FILE` | metric and experiment definitions (YAML, see `metrics.py`) | none |
 | `EVENT_PLATFORM_ATTRIBUTION_WINDOW_DAYS` | conversions count this many days after the first exposure | `7` |
 | `EVENT_PLATFORM_IDENTITY_LOOKBACK_DAYS` | days of identity links a day's events resolve through | `30` |
 | `EVENT_PLATFORM_IDENTITY_RULES` | identity rules, see `identity.py` | the sources' shared ids |
@@ -19,10 +20,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, Failure
 
 from event_platform import settings
 from event_platform.defs.warehouse.engine import Engine, EngineSettings
+from event_platform.defs.warehouse.metrics import SETTING as METRICS_FILE_SETTING
+from event_platform.defs.warehouse.metrics import MetricsConfig, MetricsFileError, load_config
 from event_platform.defs.warehouse.results import ResultsSettings, parse_traffic_weights
 
 DEFAULT_MEMORY_LIMIT = EngineSettings.memory_limit
@@ -62,6 +65,8 @@ class WarehouseResource(ConfigurableResource):
     """JSON `{experiment_id: {variation_id: weight}}`; experiments not named are split equally."""
     confidence: float = 0.95
     srm_alpha: float = 0.001
+    metrics_file: str | None = None
+    """The metric and experiment definitions (EVENT_PLATFORM_METRICS_FILE)."""
 
     def warehouse_path(self) -> Path:
         configured = self.path or settings.setting("EVENT_PLATFORM_WAREHOUSE", settings.DEFAULT_WAREHOUSE)
@@ -73,6 +78,15 @@ class WarehouseResource(ConfigurableResource):
             "EVENT_PLATFORM_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT
         )
         return Engine(EngineSettings(memory_limit=memory_limit or DEFAULT_MEMORY_LIMIT, threads=threads))
+
+    def metrics_config(self, window_days: int) -> MetricsConfig:
+        """The metrics file, checked; a file that cannot be used fails the run with its problems listed
+        (a Failure: Dagster shows the message, and retrying cannot fix a file)."""
+        path = self.metrics_file or settings.setting(METRICS_FILE_SETTING)
+        try:
+            return load_config(path, window_days=window_days)
+        except MetricsFileError as error:
+            raise Failure(description=str(error), allow_retries=False) from None
 
     def results_settings(self, window_days: int) -> ResultsSettings:
         weights = self.traffic_weights or settings.setting("EVENT_PLATFORM_EXPERIMENT_WEIGHTS")

@@ -1,24 +1,29 @@
-"""`warehouse/experiment_results`: per experiment x variation x metric, the numbers an analyst decides on.
+"""`warehouse/experiment_results`: per experiment x variation x defined metric, what an analyst decides on.
 
-DuckDB reduces the daily exposure and conversion partitions to counts and sums (`results_*.sql`);
-the statistics then run in plain Python (`stats.py`) over those few rows.
+DuckDB reduces the daily exposure and conversion partitions to sums per experiment, variation and
+metric (`results_*.sql`); the statistics then run in plain Python (`stats.py`) over those few rows.
 
-- Units: people exposed, counted once over the experiment's whole window (first exposure of all
-  time decides the variation); holdbacks and people shown two variations are left out and counted.
-- Metrics, per source and event name: `conversion_rate` (share of units with at least one event in
-  the attribution window; two-proportion z-test), `events_per_visitor` (Welch t-test), and per source
-  `revenue_per_visitor` (Welch t-test; revenue of units without revenue counts as 0).
-- Control: E3 carries no variation names, so the control is the variation with the lowest id
-  (numerically for Optimizely's digit ids); lifts are against it.
-- Sample-ratio mismatch: chi-square goodness of fit of units per variation against equal allocation,
-  or the experiment's configured traffic weights; flagged below `srm_alpha` (0.001 by default, the
-  usual threshold, so a real mismatch is rare to miss and a false alarm rarer still).
+- Experiments, names, planned weights, the control and the metrics come from `experiment_catalog.py`
+  (Optimizely's metadata and the metrics file). Only defined metrics are analysed; the every-event view
+  is `warehouse/experiment_exploration` (`exploration.py`), exploratory and kept apart.
+- Units: people exposed, counted once over the experiment's whole window (first exposure of all time
+  decides the variation); holdbacks and people shown two variations are left out and counted. A
+  variation planned with a weight but never seen is shown with 0 units.
+- Metrics: a conversion is compared by a two-proportion z-test, a count or sum per unit by Welch's
+  t-test, a ratio of sums by a z-test on delta-method variances. Each row's `decision` reads the test
+  against the metric's winning direction and role: winner, loser, inconclusive; a guardrail reports
+  only harm; an experiment whose allocation fails the sample-ratio test is invalid whatever its lifts.
+- Sample-ratio mismatch: chi-square goodness of fit of units per variation against the planned weights
+  (Optimizely's metadata, else EVENT_PLATFORM_EXPERIMENT_WEIGHTS or the metrics file, else equal),
+  flagged below `srm_alpha` (0.001 by default, the usual threshold).
+These tests are fixed-horizon: read once at a planned end, not every day (`method` says which test).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from collections import defaultdict
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,9 +33,13 @@ import pyarrow.dataset as ds
 
 from event_platform.defs.warehouse import schemas, stats
 from event_platform.defs.warehouse.engine import Engine, load_sql
-from event_platform.markdown import markdown_table
+from event_platform.defs.warehouse.experiment_catalog import Catalog, ExperimentInfo
+from event_platform.defs.warehouse.metrics import ExperimentMetric
 
 Weights = Mapping[str, Mapping[str, float]]
+
+METHODS = {"conversion": "two_proportion_z", "count": "welch_t", "sum": "welch_t", "ratio": "delta_method_z"}
+INVALID = "invalid: sample-ratio mismatch"
 
 
 @dataclass(frozen=True)
@@ -39,7 +48,8 @@ class ResultsSettings:
     confidence: float = 0.95
     srm_alpha: float = 0.001
     traffic_weights: Weights = field(default_factory=dict)
-    """experiment_id -> variation_id -> weight, for experiments not split equally."""
+    """experiment_id -> variation_id -> weight (EVENT_PLATFORM_EXPERIMENT_WEIGHTS), where the metadata
+    gives none."""
 
 
 def parse_traffic_weights(text: str | None) -> dict[str, dict[str, float]]:
@@ -55,212 +65,304 @@ def parse_traffic_weights(text: str | None) -> dict[str, dict[str, float]]:
         ) from error
 
 
-def control_order(variation_id: str) -> tuple[int, int, str]:
-    """Sort key putting the control first: digit ids by number, then other ids by text."""
-    return (0, int(variation_id), "") if variation_id.isdigit() else (1, 0, variation_id)
-
-
 @dataclass(frozen=True)
-class _Arm:
+class Arm:
     units: int
-    holdback_visitors: int
-    excluded_visitors: int
+    holdback_visitors: int = 0
+    excluded_visitors: int = 0
 
 
 @dataclass(frozen=True)
-class _Sums:
-    converted_units: int = 0
-    total: float = 0.0
-    total_of_squares: float = 0.0
+class Allocation:
+    """An experiment's variations (the control first), their units and the sample-ratio test."""
 
-    def mean_and_variance(self, units: int) -> tuple[float | None, float | None]:
-        if units == 0:
-            return None, None
-        mean = self.total / units
-        if units < 2:
-            return mean, None
-        return mean, max(0.0, (self.total_of_squares - self.total * mean) / (units - 1))
+    experiment_id: str
+    variations: list[str]
+    arms: dict[str, Arm]
+    planned: list[float]
+    """Planned shares of `variations`, summing to 1."""
+    srm: stats.GoodnessOfFit | None
+    flagged: bool
+    first_exposure: dt.datetime | None
+    last_exposure: dt.datetime | None
+
+    @property
+    def control(self) -> str:
+        return self.variations[0]
+
+    def planned_share(self, variation_id: str) -> float:
+        return self.planned[self.variations.index(variation_id)]
+
+
+def allocations(
+    units: Sequence[Mapping[str, Any]], catalog: Catalog, settings: ResultsSettings
+) -> dict[str, Allocation]:
+    """Per experiment in the data: its variations, units, planned shares and sample-ratio test."""
+    by_experiment: dict[str, list[Mapping[str, Any]]] = {}
+    for row in units:
+        by_experiment.setdefault(row["experiment_id"], []).append(row)
+    found = {}
+    for experiment_id in sorted(by_experiment, key=lambda e: (catalog.info(e).name or "", e)):
+        rows = by_experiment[experiment_id]
+        info = catalog.info(experiment_id)
+        arms = {
+            row["variation_id"]: Arm(row["units"], row["holdback_visitors"], row["excluded_visitors"])
+            for row in rows
+        }
+        variations = info.variations_with(list(arms))
+        arms = {v: arms.get(v, Arm(0)) for v in variations}
+        planned = _planned_shares(info, variations, settings)
+        srm = (
+            stats.sample_ratio_test([arms[v].units for v in variations], planned)
+            if len(variations) > 1
+            else None
+        )
+        found[experiment_id] = Allocation(
+            experiment_id,
+            variations,
+            arms,
+            planned,
+            srm,
+            bool(srm and srm.p_value < settings.srm_alpha),
+            min(row["first_exposure"] for row in rows),
+            max(row["last_exposure"] for row in rows),
+        )
+    return found
+
+
+def _planned_shares(info: ExperimentInfo, variations: list[str], settings: ResultsSettings) -> list[float]:
+    weights = info.planned_weights(variations)
+    configured = settings.traffic_weights.get(info.id)
+    if weights is None and configured:
+        weights = [configured.get(v, 0.0) for v in variations]
+        if any(weight <= 0.0 for weight in weights):
+            raise ValueError(
+                f"EVENT_PLATFORM_EXPERIMENT_WEIGHTS for experiment {info.id} must give every variation a "
+                f"positive weight; variations seen: {', '.join(variations)}"
+            )
+    if weights is None:
+        weights = [1.0] * len(variations)
+    total = sum(weights)
+    return [weight / total for weight in weights]
 
 
 @dataclass
 class ResultsOutput:
     table: pa.Table
     metadata: dict[str, Any]
+    summaries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Each experiment's rows, by its label (name, else id): what `summary.py` formats."""
 
 
 def experiment_results(
-    engine: Engine, exposures: ds.Dataset | None, conversions: ds.Dataset | None, settings: ResultsSettings
+    engine: Engine,
+    exposures: ds.Dataset | None,
+    conversions: ds.Dataset | None,
+    catalog: Catalog,
+    settings: ResultsSettings,
 ) -> ResultsOutput:
+    register_inputs(engine, exposures, conversions)
+    return results_of_registered(engine, catalog, settings)
+
+
+def register_inputs(engine: Engine, exposures: ds.Dataset | None, conversions: ds.Dataset | None) -> None:
     engine.register_or_empty("exposures", exposures, schemas.EXPERIMENT_EXPOSURES)
     engine.register_or_empty("conversions", conversions, schemas.EXPERIMENT_CONVERSIONS)
-    return results_of_registered(engine, settings)
 
 
-def results_of_registered(engine: Engine, settings: ResultsSettings) -> ResultsOutput:
+def registered_allocations(
+    engine: Engine, catalog: Catalog, settings: ResultsSettings
+) -> dict[str, Allocation]:
+    """The allocations of the `exposures` in `engine`; leaves the `visitors` table the metrics join."""
+    engine.create_table("visitors", load_sql("results_visitors"))
+    return allocations(engine.rows(load_sql("results_units")), catalog, settings)
+
+
+def results_of_registered(engine: Engine, catalog: Catalog, settings: ResultsSettings) -> ResultsOutput:
     """The results from the relations `exposures` and `conversions` already in `engine`, however they
     read the lake (the benchmark compares readers)."""
-    engine.create_table("visitors", load_sql("results_visitors"))
-    units = engine.rows(load_sql("results_units"))
-    sums = engine.rows(load_sql("results_metrics"), {"window_days": settings.window_days})
-    rows = result_rows(units, sums, settings)
-    table = pa.Table.from_pylist(rows, schema=schemas.EXPERIMENT_RESULTS)
-    flagged = sorted({row["experiment_id"] for row in rows if row["srm_flagged"]})
-    preview_columns = [
-        "experiment_id",
-        "variation_id",
-        "metric_event",
-        "units",
-        "conversions",
-        "value",
-        "absolute_lift",
-        "p_value",
-        "srm_p_value",
+    allocation = registered_allocations(engine, catalog, settings)
+    parts = catalog.metric_parts(list(allocation))
+    engine.register("metric_parts", parts)
+    sums = engine.rows(load_sql("results_metrics", **amount_fragments(parts)))
+    unseen = engine.rows(load_sql("results_unseen_events"))
+    rows = result_rows(allocation, sums, catalog, settings)
+    by_experiment: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_experiment.setdefault(row["experiment_name"] or row["experiment_id"], []).append(row)
+    infos = [catalog.info(experiment_id) for experiment_id in allocation]
+    exposures = [a.first_exposure for a in allocation.values() if a.first_exposure] + [
+        a.last_exposure for a in allocation.values() if a.last_exposure
     ]
-    preview = [row for row in rows if row["metric"] == "conversion_rate"][:12]
     return ResultsOutput(
-        table,
+        pa.Table.from_pylist(rows, schema=schemas.EXPERIMENT_RESULTS),
         {
-            "experiments": len({row["experiment_id"] for row in units}),
-            "variations": len(units),
-            "units": sum(row["units"] for row in units),
-            "excluded_visitors": sum(row["excluded_visitors"] for row in units),
-            "holdback_visitors": sum(row["holdback_visitors"] for row in units),
-            "sample_ratio_mismatch": flagged,
-            "preview": markdown_table(preview, preview_columns),
+            "experiments": len(allocation),
+            "units": sum(arm.units for a in allocation.values() for arm in a.arms.values()),
+            "first_exposure": min(exposures).isoformat() if exposures else None,
+            "last_exposure": max(exposures).isoformat() if exposures else None,
+            "sample_ratio_mismatch": [_label(catalog.info(e)) for e, a in allocation.items() if a.flagged],
+            "metadata_missing": [info.id for info in infos if info.metadata != "ok"],
+            "metrics_not_analysed": [
+                {"experiment": _label(info), "metric": entry.name, "reason": entry.reason}
+                for info in infos
+                for entry in info.not_analysed
+            ],
+            "unseen_events": [
+                {
+                    "experiment": _label(catalog.info(row["experiment_id"])),
+                    "metric": catalog.info(row["experiment_id"]).metrics[row["metric_index"]].metric.name,
+                    "event": f"{row['source']} {row['event']}",
+                }
+                for row in unseen
+            ],
         },
+        by_experiment,
     )
+
+
+def amount_fragments(parts: pa.Table) -> dict[str, str]:
+    """What a sum adds per event: revenue, or a property; `properties` (JSON text, the widest column) is
+    named only when some metric sums one, since naming it makes DuckDB read it for every conversion."""
+    if parts.column("json_path").null_count == parts.num_rows:
+        return {"amount": "CASE WHEN m.use_revenue THEN c.revenue END"}
+    return {
+        "amount": "CASE WHEN m.use_revenue THEN c.revenue WHEN m.json_path IS NOT NULL "
+        "THEN TRY_CAST(json_extract_string(c.properties, m.json_path) AS DOUBLE) END"
+    }
+
+
+def _label(info: ExperimentInfo) -> str:
+    return info.name or info.id
 
 
 def result_rows(
-    units: Sequence[Mapping[str, Any]], sums: Sequence[Mapping[str, Any]], settings: ResultsSettings
+    allocation: Mapping[str, Allocation],
+    sums: Sequence[Mapping[str, Any]],
+    catalog: Catalog,
+    settings: ResultsSettings,
 ) -> list[dict[str, Any]]:
-    """The results table's rows from units per variation and per-metric sums (see results_*.sql)."""
-    arms: dict[str, dict[str, _Arm]] = defaultdict(dict)
-    for row in units:
-        arms[row["experiment_id"]][row["variation_id"]] = _Arm(
-            row["units"], row["holdback_visitors"], row["excluded_visitors"]
-        )
-    metrics: dict[str, dict[tuple[str, str, str | None], dict[str, _Sums]]] = defaultdict(
-        lambda: defaultdict(dict)
-    )
+    """The results table's rows from the allocations and the per-metric sums (results_metrics.sql)."""
+    by_metric: dict[tuple[str, int], dict[str, Mapping[str, Any]]] = {}
     for row in sums:
-        key = (row["kind"], row["source"], row["event_name"])
-        metrics[row["experiment_id"]][key][row["variation_id"]] = _Sums(
-            row["converted_units"], row["total"], row["total_of_squares"]
-        )
+        by_metric.setdefault((row["experiment_id"], row["metric_index"]), {})[row["variation_id"]] = row
     rows: list[dict[str, Any]] = []
-    for experiment_id in sorted(arms, key=control_order):
-        variations = sorted(arms[experiment_id], key=control_order)
-        srm = _sample_ratio(experiment_id, variations, arms[experiment_id], settings)
-        for (kind, source, event_name), by_variation in sorted(
-            metrics[experiment_id].items(), key=lambda item: (item[0][0], item[0][1], item[0][2] or "")
-        ):
-            names = (
-                ("conversion_rate", "events_per_visitor") if kind == "events" else ("revenue_per_visitor",)
+    for experiment_id, experiment in allocation.items():
+        info = catalog.info(experiment_id)
+        for index, entry in enumerate(info.metrics):
+            rows += _metric_rows(info, experiment, entry, by_metric.get((experiment_id, index), {}), settings)
+        for skipped in info.not_analysed:
+            note = f"not analysed: {skipped.reason}"
+            rows += [
+                {
+                    **_base(info, experiment, variation, settings),
+                    "metric_name": skipped.name,
+                    "metric_role": skipped.role,
+                    "decision": INVALID if experiment.flagged else "not analysed",
+                    "note": note,
+                }
+                for variation in experiment.variations
+            ]
+        if not info.metrics and not info.not_analysed:
+            # Units and allocation still show, and the row says why there is nothing to decide on.
+            note = (
+                "no metrics: Optimizely's metadata has no such experiment; define its metrics in the "
+                "metrics file"
+                if info.metadata != "ok"
+                else "no metrics are configured for this experiment"
             )
-            for metric in names:
-                rows += _metric_rows(
-                    experiment_id,
-                    variations,
-                    arms[experiment_id],
-                    by_variation,
-                    metric,
-                    source,
-                    event_name,
-                    settings,
-                    srm,
-                )
-        if not metrics[experiment_id]:
-            # An experiment nobody converted in still shows its units and its allocation test.
-            rows += _metric_rows(
-                experiment_id,
-                variations,
-                arms[experiment_id],
-                {},
-                "conversion_rate",
-                None,
-                None,
-                settings,
-                srm,
-            )
+            rows += [
+                {
+                    **_base(info, experiment, variation, settings),
+                    "decision": INVALID if experiment.flagged else None,
+                    "note": note,
+                }
+                for variation in experiment.variations
+            ]
     return rows
 
 
-def _sample_ratio(
-    experiment_id: str, variations: list[str], arms: Mapping[str, _Arm], settings: ResultsSettings
-) -> stats.GoodnessOfFit | None:
-    if len(variations) < 2:
-        return None
-    configured = settings.traffic_weights.get(experiment_id)
-    weights = [configured.get(v, 0.0) for v in variations] if configured else None
-    if weights is not None and any(weight <= 0.0 for weight in weights):
-        raise ValueError(
-            f"traffic weights for experiment {experiment_id} must give every variation a positive weight; "
-            f"variations seen: {', '.join(variations)}"
-        )
-    return stats.sample_ratio_test([arms[v].units for v in variations], weights)
+def _base(
+    info: ExperimentInfo, experiment: Allocation, variation: str, settings: ResultsSettings
+) -> dict[str, Any]:
+    arm = experiment.arms[variation]
+    srm = experiment.srm
+    return {
+        "experiment_id": info.id,
+        "experiment_name": info.name,
+        "experiment_description": info.description,
+        "assignment": info.assignment,
+        "metadata": info.metadata,
+        "variation_id": variation,
+        "variation_name": info.variations[variation].name if variation in info.variations else None,
+        "is_control": variation == experiment.control,
+        "planned_weight": experiment.planned_share(variation),
+        "units": arm.units,
+        "holdback_visitors": arm.holdback_visitors,
+        "excluded_visitors": arm.excluded_visitors,
+        "srm_chi_square": srm.statistic if srm else None,
+        "srm_p_value": srm.p_value if srm else None,
+        "srm_flagged": experiment.flagged,
+        "first_exposure": experiment.first_exposure,
+        "last_exposure": experiment.last_exposure,
+        "confidence": settings.confidence,
+        "attribution_window_days": settings.window_days,
+        "note": "; ".join(info.notes) or None,
+    }
+
+
+@dataclass(frozen=True)
+class _Estimate:
+    value: float | None
+    standard_error: float | None
+    total: float
+    denominator: float
 
 
 def _metric_rows(
-    experiment_id: str,
-    variations: list[str],
-    arms: Mapping[str, _Arm],
-    by_variation: Mapping[str, _Sums],
-    metric: str,
-    source: str | None,
-    event_name: str | None,
+    info: ExperimentInfo,
+    experiment: Allocation,
+    entry: ExperimentMetric,
+    sums: Mapping[str, Mapping[str, Any]],
     settings: ResultsSettings,
-    srm: stats.GoodnessOfFit | None,
 ) -> list[dict[str, Any]]:
-    control = variations[0]
-    control_arm, control_sums = arms[control], by_variation.get(control, _Sums())
+    metric = entry.metric
+    ratio_sums = {
+        variation: stats.RatioSums(
+            experiment.arms[variation].units,
+            *(
+                float(sums.get(variation, {}).get(name) or 0.0)
+                for name in ("sum_x", "sum_xx", "sum_y", "sum_yy", "sum_xy")
+            ),
+        )
+        for variation in experiment.variations
+    }
+    control = ratio_sums[experiment.control]
+    alpha = 1.0 - settings.confidence
     rows = []
-    for variation in variations:
-        arm, sums = arms[variation], by_variation.get(variation, _Sums())
-        if metric == "conversion_rate":
-            test = "two_proportion_z"
-            value = sums.converted_units / arm.units if arm.units else None
-            variance = value * (1.0 - value) if value is not None else None
-            comparison = stats.two_proportion_test(
-                control_sums.converted_units,
-                control_arm.units,
-                sums.converted_units,
-                arm.units,
-                settings.confidence,
-            )
-        else:
-            test = "welch_t"
-            value, variance = sums.mean_and_variance(arm.units)
-            control_mean, control_variance = control_sums.mean_and_variance(control_arm.units)
-            comparison = (
-                stats.welch_test(
-                    control_mean,
-                    control_variance,
-                    control_arm.units,
-                    value,
-                    variance,
-                    arm.units,
-                    settings.confidence,
-                )
-                if None not in (value, variance, control_mean, control_variance)
-                else stats.NO_COMPARISON
-            )
-        if variation == control:
-            comparison = stats.NO_COMPARISON
+    for variation in experiment.variations:
+        treatment = ratio_sums[variation]
+        estimate = _estimate(metric.kind, treatment)
+        comparison = (
+            stats.NO_COMPARISON
+            if variation == experiment.control
+            else _compare(metric.kind, control, treatment, settings.confidence)
+        )
+        significant = comparison.p_value is not None and comparison.p_value < alpha
         rows.append(
             {
-                "experiment_id": experiment_id,
-                "variation_id": variation,
-                "is_control": variation == control,
-                "metric": metric,
-                "metric_source": source,
-                "metric_event": event_name,
-                "test": test,
-                "units": arm.units,
-                "conversions": sums.converted_units,
-                "total": sums.total,
-                "value": value,
-                "variance": variance,
+                **_base(info, experiment, variation, settings),
+                "metric_name": metric.name,
+                "metric_role": entry.role,
+                "metric_kind": metric.kind,
+                "metric_definition": metric.definition(),
+                "winning_direction": metric.winning_direction,
+                "method": METHODS[metric.kind],
+                "units_with_event": int(sums.get(variation, {}).get("units_with_event") or 0),
+                "total": estimate.total,
+                "denominator": estimate.denominator,
+                "value": estimate.value,
+                "standard_error": estimate.standard_error,
                 "absolute_lift": comparison.absolute_lift,
                 "ci_low": comparison.ci_low,
                 "ci_high": comparison.ci_high,
@@ -269,13 +371,79 @@ def _metric_rows(
                 "relative_ci_high": comparison.relative_ci_high,
                 "statistic": comparison.statistic,
                 "p_value": comparison.p_value,
-                "holdback_visitors": arm.holdback_visitors,
-                "excluded_visitors": arm.excluded_visitors,
-                "srm_chi_square": srm.statistic if srm else None,
-                "srm_p_value": srm.p_value if srm else None,
-                "srm_flagged": bool(srm and srm.p_value < settings.srm_alpha),
-                "confidence": settings.confidence,
-                "attribution_window_days": settings.window_days,
+                "significant": significant,
+                "decision": decide(
+                    experiment.flagged,
+                    variation == experiment.control,
+                    entry.role,
+                    metric.winning_direction,
+                    comparison.absolute_lift,
+                    significant,
+                ),
+                "attribution_window_days": metric.window_days,
             }
         )
     return rows
+
+
+def _estimate(kind: str, sums: stats.RatioSums) -> _Estimate:
+    units = sums.units
+    if kind == "ratio":
+        variance = sums.ratio_variance()
+        return _Estimate(
+            sums.ratio, math.sqrt(variance) if variance is not None else None, sums.sum_x, sums.sum_y
+        )
+    if units == 0:
+        return _Estimate(None, None, sums.sum_x, 0.0)
+    mean = sums.sum_x / units
+    if kind == "conversion":
+        return _Estimate(mean, math.sqrt(mean * (1.0 - mean) / units), sums.sum_x, float(units))
+    variance = _sample_variance(sums.sum_x, sums.sum_xx, units)
+    standard_error = math.sqrt(variance / units) if variance is not None else None
+    return _Estimate(mean, standard_error, sums.sum_x, float(units))
+
+
+def _sample_variance(total: float, total_of_squares: float, units: int) -> float | None:
+    if units < 2:
+        return None
+    return max(0.0, (total_of_squares - total * total / units) / (units - 1))
+
+
+def _compare(
+    kind: str, control: stats.RatioSums, treatment: stats.RatioSums, confidence: float
+) -> stats.Comparison:
+    if kind == "ratio":
+        return stats.ratio_test(control, treatment, confidence)
+    if kind == "conversion":
+        return stats.two_proportion_test(
+            round(control.sum_x), control.units, round(treatment.sum_x), treatment.units, confidence
+        )
+    control_variance = _sample_variance(control.sum_x, control.sum_xx, control.units)
+    treatment_variance = _sample_variance(treatment.sum_x, treatment.sum_xx, treatment.units)
+    if control_variance is None or treatment_variance is None:
+        return stats.NO_COMPARISON
+    return stats.welch_test(
+        control.sum_x / control.units,
+        control_variance,
+        control.units,
+        treatment.sum_x / treatment.units,
+        treatment_variance,
+        treatment.units,
+        confidence,
+    )
+
+
+def decide(
+    flagged: bool, is_control: bool, role: str, direction: str, lift: float | None, significant: bool
+) -> str:
+    """A row's verdict: the allocation first, then the test read against the winning direction."""
+    if flagged:
+        return INVALID
+    if is_control:
+        return "baseline"
+    if not significant or lift is None or lift == 0.0:
+        return "no harm detected" if role == "guardrail" else "inconclusive"
+    better = (lift > 0) == (direction == "increasing")
+    if role == "guardrail":
+        return "no harm detected" if better else "guardrail harmed"
+    return "winner" if better else "loser"

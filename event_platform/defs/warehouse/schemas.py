@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from event_platform.columns import column
+
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 EVENTS = pa.schema(
@@ -58,10 +60,12 @@ EXPERIMENT_CONVERSIONS = pa.schema(
         ("occurred_at", TIMESTAMP),
         ("revenue", pa.float64()),
         ("first_exposed_at", TIMESTAMP),
+        ("properties", pa.string()),
     ]
 )
 """Events of one day by exposed people within the attribution window of their first exposure seen
-in the lookback; `experiment_results` re-checks the window against the first exposure of all time."""
+in the lookback; `experiment_results` re-checks the window against the first exposure of all time.
+`properties` (the event's, JSON text) is there for metrics that sum a property other than revenue."""
 
 DAILY_ACTIVE_USERS = pa.schema(
     [
@@ -72,34 +76,152 @@ DAILY_ACTIVE_USERS = pa.schema(
 )
 """One row per source and one with source `all` (people active in any source, counted once)."""
 
+_EXPERIMENT_ID = column(
+    "experiment_id", pa.string(), "Optimizely's experiment id (E3 experiment_id), or the metrics file's id."
+)
+_VARIATION_ID = column("variation_id", pa.string(), "The variation's id (E3 variation_id), or its value.")
+_IS_CONTROL = column(
+    "is_control",
+    pa.bool_(),
+    "The baseline the others are compared with: Optimizely's baseline variation, else the metrics "
+    "file's control, else the lowest id.",
+)
+_UNITS = column(
+    "units",
+    pa.int64(),
+    "People in the variation, each counted once over the whole experiment (their first exposure decides "
+    "the variation); holdbacks and people shown two variations are left out.",
+)
+_LIFTS = [
+    column("absolute_lift", pa.float64(), "value minus the control's value."),
+    column("ci_low", pa.float64(), "Lower end of the absolute lift's interval (at `confidence`)."),
+    column("ci_high", pa.float64(), "Upper end of the absolute lift's interval."),
+    column("relative_lift", pa.float64(), "value / control's value - 1 (0.05 is +5%)."),
+    column("relative_ci_low", pa.float64(), "Lower end of the relative lift's interval (delta method)."),
+    column("relative_ci_high", pa.float64(), "Upper end of the relative lift's interval."),
+    column("statistic", pa.float64(), "The test statistic (z or Welch's t)."),
+    column("p_value", pa.float64(), "Two-sided p-value of no difference from the control."),
+]
+_ALLOCATION = [
+    column("holdback_visitors", pa.int64(), "People held back (Optimizely holdback), not counted as units."),
+    column("excluded_visitors", pa.int64(), "People shown two or more variations, left out of the units."),
+    column("srm_chi_square", pa.float64(), "Sample-ratio test: chi-square of units against planned weights."),
+    column("srm_p_value", pa.float64(), "Sample-ratio test p-value (one per experiment)."),
+    column(
+        "srm_flagged",
+        pa.bool_(),
+        "Units depart from the planned weights (p below 0.001): assignment or logging is broken, and the "
+        "experiment's lifts cannot be trusted.",
+    ),
+]
+
 EXPERIMENT_RESULTS = pa.schema(
     [
-        ("experiment_id", pa.string()),
-        ("variation_id", pa.string()),
-        ("is_control", pa.bool_()),
-        ("metric", pa.string()),
-        ("metric_source", pa.string()),
-        ("metric_event", pa.string()),
-        ("test", pa.string()),
-        ("units", pa.int64()),
-        ("conversions", pa.int64()),
-        ("total", pa.float64()),
-        ("value", pa.float64()),
-        ("variance", pa.float64()),
-        ("absolute_lift", pa.float64()),
-        ("ci_low", pa.float64()),
-        ("ci_high", pa.float64()),
-        ("relative_lift", pa.float64()),
-        ("relative_ci_low", pa.float64()),
-        ("relative_ci_high", pa.float64()),
-        ("statistic", pa.float64()),
-        ("p_value", pa.float64()),
-        ("holdback_visitors", pa.int64()),
-        ("excluded_visitors", pa.int64()),
-        ("srm_chi_square", pa.float64()),
-        ("srm_p_value", pa.float64()),
-        ("srm_flagged", pa.bool_()),
-        ("confidence", pa.float64()),
-        ("attribution_window_days", pa.int64()),
+        _EXPERIMENT_ID,
+        column("experiment_name", pa.string(), "The experiment's name; null when its metadata is missing."),
+        column(
+            "experiment_description", pa.string(), "The experiment's description, as its owners wrote it."
+        ),
+        column(
+            "assignment",
+            pa.string(),
+            "Where units were assigned: optimizely (E3 decisions), or the source whose events carry the "
+            "variation (experiments defined in the metrics file).",
+        ),
+        column(
+            "metadata",
+            pa.string(),
+            "ok: names, planned weights and metrics are known; missing: Optimizely's REST metadata has no "
+            "such experiment, so only ids and the metrics file's metrics are there.",
+        ),
+        _VARIATION_ID,
+        column("variation_name", pa.string(), "The variation's name; null when unknown."),
+        _IS_CONTROL,
+        column(
+            "planned_weight",
+            pa.float64(),
+            "Planned share of units: Optimizely's weight, else EVENT_PLATFORM_EXPERIMENT_WEIGHTS or the "
+            "metrics file, else equal shares. The sample-ratio test compares units with it.",
+        ),
+        column(
+            "metric_name",
+            pa.string(),
+            "The metric's name; null on the one row per variation of an experiment without metrics.",
+        ),
+        column("metric_role", pa.string(), "primary, secondary, guardrail or monitoring."),
+        column("metric_kind", pa.string(), "conversion, count, sum or ratio."),
+        column("metric_definition", pa.string(), "How the metric is computed from events, in words."),
+        column("winning_direction", pa.string(), "increasing or decreasing: which way is better."),
+        column(
+            "method",
+            pa.string(),
+            "How the comparison was computed: two_proportion_z (conversions), welch_t (counts and sums) or "
+            "delta_method_z (ratios), each a fixed-horizon test.",
+        ),
+        _UNITS,
+        column(
+            "units_with_event", pa.int64(), "Units with at least one of the metric's events in the window."
+        ),
+        column(
+            "total",
+            pa.float64(),
+            "Sum over units: conversions, events, the property's total, or a ratio's numerator.",
+        ),
+        column(
+            "denominator", pa.float64(), "What total is divided by: units, or a ratio's denominator total."
+        ),
+        column(
+            "value",
+            pa.float64(),
+            "The estimate: conversion rate, mean per unit, or ratio (total / denominator).",
+        ),
+        column("standard_error", pa.float64(), "Standard error of value."),
+        *_LIFTS,
+        column("significant", pa.bool_(), "p_value below 1 - confidence."),
+        column(
+            "decision",
+            pa.string(),
+            "baseline (the control's row); winner, loser or inconclusive (read against winning_direction); "
+            "for a guardrail, guardrail harmed or no harm detected; not analysed; or invalid: sample-ratio "
+            "mismatch, on every row of an experiment whose allocation failed.",
+        ),
+        column("note", pa.string(), "Why a metric was not analysed, or what else to know about the row."),
+        *_ALLOCATION,
+        column("first_exposure", TIMESTAMP, "The experiment's first exposure in the data (UTC)."),
+        column("last_exposure", TIMESTAMP, "The experiment's latest first exposure in the data (UTC)."),
+        column("confidence", pa.float64(), "Confidence level of the intervals (0.95)."),
+        column("attribution_window_days", pa.int64(), "Days after a unit's first exposure its events count."),
     ]
 )
+"""`warehouse/experiment_results`: per experiment x variation x defined metric, the numbers an analyst
+decides on."""
+
+EXPERIMENT_EXPLORATION = pa.schema(
+    [
+        _EXPERIMENT_ID,
+        column("experiment_name", pa.string(), "The experiment's name; null when unknown."),
+        _VARIATION_ID,
+        column("variation_name", pa.string(), "The variation's name; null when unknown."),
+        _IS_CONTROL,
+        column(
+            "metric",
+            pa.string(),
+            "conversion_rate (share of units with the event), events_per_visitor, or revenue_per_visitor.",
+        ),
+        column("metric_source", pa.string(), "The source of the events."),
+        column("metric_event", pa.string(), "The event type (null for revenue, which sums every event's)."),
+        column("test", pa.string(), "two_proportion_z or welch_t (fixed horizon, uncorrected)."),
+        _UNITS,
+        column("conversions", pa.int64(), "Units with at least one such event in the window."),
+        column("total", pa.float64(), "Sum over units of events or revenue."),
+        column("value", pa.float64(), "Rate or mean per unit."),
+        column("variance", pa.float64(), "Per-unit variance of the value."),
+        *_LIFTS,
+        *_ALLOCATION,
+        column("confidence", pa.float64(), "Confidence level of the intervals (0.95)."),
+        column("attribution_window_days", pa.int64(), "Days after a unit's first exposure its events count."),
+    ]
+)
+"""`warehouse/experiment_exploration`: every source's every event type as a metric, uncorrected.
+Exploratory: with dozens of tests per variation some are "significant" by chance; decide from
+`experiment_results`."""

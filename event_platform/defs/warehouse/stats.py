@@ -6,7 +6,9 @@ same numbers to 1e-9 (`event_platform_tests/defs/warehouse/test_stats.py` compar
   p-value as `scipy.stats.chi2_contingency(table, correction=False)`;
 - means: Welch's t-test with the Welch-Satterthwaite degrees of freedom, as
   `scipy.stats.ttest_ind_from_stats(..., equal_var=False)`;
-- allocation: chi-square goodness of fit against expected shares, as `scipy.stats.chisquare`.
+- allocation: chi-square goodness of fit against expected shares, as `scipy.stats.chisquare`;
+- ratios of sums (revenue per order): the delta method's variance of each variation's ratio, and a
+  z-test of their difference (as GrowthBook and Eppo analyse ratio metrics).
 The relative lift's interval is the delta method's (the control's own uncertainty included).
 Special functions: the regularized incomplete beta (Student t) and gamma (chi-square) functions by
 Lentz's continued fractions (Numerical Recipes §6.2, §6.4), log-beta as R's `lbeta` so a million
@@ -277,6 +279,67 @@ def welch_test(
         *relative,
         t,
         t_two_sided_p(t, df),
+    )
+
+
+@dataclass(frozen=True)
+class RatioSums:
+    """One variation's sums over units of a ratio metric's numerator x and denominator y (units without
+    events contribute zeros, so only the sums are needed)."""
+
+    units: int
+    sum_x: float
+    sum_xx: float
+    sum_y: float
+    sum_yy: float
+    sum_xy: float
+
+    @property
+    def ratio(self) -> float | None:
+        return self.sum_x / self.sum_y if self.sum_y else None
+
+    def ratio_variance(self) -> float | None:
+        """Var(sum x / sum y) by the delta method: (s_xx/ȳ² - 2 x̄ s_xy/ȳ³ + x̄² s_yy/ȳ⁴) / n, with the
+        sample (co)variances s of per-unit x and y."""
+        n = self.units
+        if n < 2 or not self.sum_y:
+            return None
+        mean_x, mean_y = self.sum_x / n, self.sum_y / n
+        var_x = (self.sum_xx - n * mean_x * mean_x) / (n - 1)
+        var_y = (self.sum_yy - n * mean_y * mean_y) / (n - 1)
+        cov_xy = (self.sum_xy - n * mean_x * mean_y) / (n - 1)
+        variance = (var_x / mean_y**2 - 2 * mean_x * cov_xy / mean_y**3 + mean_x**2 * var_y / mean_y**4) / n
+        return max(0.0, variance)
+
+
+def ratio_test(control: RatioSums, treatment: RatioSums, confidence: float = 0.95) -> Comparison:
+    """Ratio difference treatment - control: z-test and interval from the delta-method variances."""
+    control_ratio, treatment_ratio = control.ratio, treatment.ratio
+    control_variance, treatment_variance = control.ratio_variance(), treatment.ratio_variance()
+    if (
+        control_ratio is None
+        or treatment_ratio is None
+        or control_variance is None
+        or treatment_variance is None
+    ):
+        return NO_COMPARISON
+    difference = treatment_ratio - control_ratio
+    variance = control_variance + treatment_variance
+    if variance <= 0.0:
+        return Comparison(difference, difference, difference, *((None,) * 5))
+    standard_error = math.sqrt(variance)
+    critical = normal_quantile(0.5 + confidence / 2.0)
+    z = difference / standard_error
+    relative = _relative(
+        difference, control_ratio, control_variance, treatment_variance, critical, treatment_ratio
+    )
+    return Comparison(
+        difference,
+        difference - critical * standard_error,
+        difference + critical * standard_error,
+        *relative,
+        z,
+        normal_two_sided_p(z),
     )
 
 

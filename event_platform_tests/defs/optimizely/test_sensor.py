@@ -11,9 +11,10 @@ import pyarrow.parquet as pq
 
 from event_platform.defs.optimizely.assets import conversions, decisions
 from event_platform.defs.optimizely.client import E3Client
+from event_platform.defs.optimizely.experiment_assets import experiment_metadata
 from event_platform.defs.optimizely.resources import OptimizelyResource
 from event_platform.defs.optimizely.schema import DECISIONS
-from event_platform.defs.optimizely.sensors import ASSET_KEYS, build_e3_sensor, plan
+from event_platform.defs.optimizely.sensors import ASSET_KEYS, METADATA_KEYS, build_e3_sensor, plan
 from event_platform.lake.io_manager import LakeResource, ParquetLakeIOManager
 from event_platform.sandbox.optimizely import OptimizelySandbox
 
@@ -56,7 +57,7 @@ def test_fires_for_a_new_date_not_again_unchanged_and_again_when_a_part_changes(
 
     lake = LakeResource(root=str(tmp_path))
     defs = dg.Definitions(
-        assets=[decisions, conversions],
+        assets=[decisions, conversions, experiment_metadata],
         sensors=[sensor],
         resources={
             "lake": lake,
@@ -66,7 +67,8 @@ def test_fires_for_a_new_date_not_again_unchanged_and_again_when_a_part_changes(
     )
     targeted = defs.resolve_sensor_def(sensor.name).asset_selection
     assert targeted is not None
-    assert targeted.resolve(defs.resolve_asset_graph()) == set(ASSET_KEYS)
+    # The day's experiment metadata is requested with its export.
+    assert targeted.resolve(defs.resolve_asset_graph()) == {*ASSET_KEYS, *METADATA_KEYS}
 
 
 def test_without_success_marker_it_waits_for_the_folder_to_be_stable(

@@ -17,6 +17,8 @@ SOURCE_KEYS = (
     ("amplitude", "events"),
     ("optimizely", "decisions"),
     ("optimizely", "conversions"),
+    ("optimizely", "experiments"),
+    ("optimizely", "experiment_metrics"),
     ("profile_store", "events"),
     ("tracking", "events"),
 )
@@ -26,6 +28,11 @@ DAILY_WAREHOUSE = [
     warehouse_assets.experiment_exposures,
     warehouse_assets.experiment_conversions,
     warehouse_assets.daily_active_users,
+]
+MARTS = [
+    warehouse_assets.experiment_results,
+    warehouse_assets.experiment_exploration,
+    warehouse_assets.publish_catalog,
 ]
 CHECKS = [
     warehouse_checks.units_in_every_variation,
@@ -57,19 +64,19 @@ def platform_assets(sources: SourceDays) -> list[Any]:
         *stand_ins,
         *absent,
         *DAILY_WAREHOUSE,
-        warehouse_assets.experiment_results,
-        warehouse_assets.publish_catalog,
+        *MARTS,
         *CHECKS,
     ]
 
 
-def resources_at(directory: Path) -> dict[str, Any]:
+def resources_at(directory: Path, metrics_file: Path | None = None) -> dict[str, Any]:
     lake = LakeResource(root=str(directory / "lake"))
-    return {
-        "lake": lake,
-        "io_manager": ParquetLakeIOManager(lake=lake),
-        "warehouse": WarehouseResource(path=str(directory / "warehouse.duckdb"), memory_limit="1GB"),
-    }
+    warehouse = WarehouseResource(
+        path=str(directory / "warehouse.duckdb"),
+        memory_limit="1GB",
+        metrics_file=str(metrics_file) if metrics_file else None,
+    )
+    return {"lake": lake, "io_manager": ParquetLakeIOManager(lake=lake), "warehouse": warehouse}
 
 
 def run_platform(
@@ -84,9 +91,7 @@ def run_platform(
         for day in days
     ]
     if marts:
-        final = dg.AssetSelection.assets(
-            warehouse_assets.experiment_results, warehouse_assets.publish_catalog
-        ) | dg.AssetSelection.checks(*CHECKS)
+        final = dg.AssetSelection.assets(*MARTS) | dg.AssetSelection.checks(*CHECKS)
         runs.append(dg.materialize(assets, resources=dict(resources), selection=final))
     assert all(run.success for run in runs)
     return runs

@@ -159,9 +159,10 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"resources": resources, "runs": runs}
 
 
-def results_rows(platform: dict[str, Any]) -> list[dict[str, Any]]:
+def results_rows(platform: dict[str, Any], table: str = "experiment_exploration") -> list[dict[str, Any]]:
+    """Every event type as a metric (the exploration), so each source's events can be followed."""
     lake: Lake = platform["resources"]["lake"].lake()
-    return delta.read(lake, "warehouse/experiment_results").to_table().to_pylist()
+    return delta.read(lake, f"warehouse/{table}").to_table().to_pylist()
 
 
 def find(rows: list[dict[str, Any]], **where: Any) -> list[dict[str, Any]]:
@@ -234,6 +235,17 @@ def test_daily_active_users_per_source_and_overall(platform: dict[str, Any]) -> 
     assert metadata["active_users"] == {"all": 3, "optimizely": 2, "tracking": 1}
 
 
+def test_without_metadata_or_metrics_file_the_results_keep_ids_units_and_allocation(
+    platform: dict[str, Any],
+) -> None:
+    rows = results_rows(platform, "experiment_results")
+    assert [(r["variation_id"], r["units"], r["metadata"], r["metric_name"]) for r in rows] == [
+        (CONTROL, 3, "missing", None),
+        (TREATMENT, 2, "missing", None),
+    ]
+    assert rows[0]["note"].startswith("no metrics: Optimizely's metadata has no such experiment")
+
+
 def test_catalog_makes_every_table_queryable_from_warehouse_duckdb(platform: dict[str, Any]) -> None:
     path = Path(platform["resources"]["warehouse"].path)
     with duckdb.connect(str(path), read_only=True) as connection:
@@ -249,6 +261,7 @@ def test_catalog_makes_every_table_queryable_from_warehouse_duckdb(platform: dic
     assert events == (6, 3)
     assert {
         "experiment_results",
+        "experiment_exploration",
         "events",
         "optimizely_decisions",
         "tracking_events",
@@ -262,6 +275,8 @@ def test_checks_pass_on_consistent_results(platform: dict[str, Any]) -> None:
     assert evaluations["units_in_every_variation"].passed
     assert evaluations["no_sample_ratio_mismatch"].passed
     assert evaluations["sandbox_planted_truth"].passed
+    assert evaluations["metric_events_seen"].passed
+    assert not evaluations["experiment_metadata_present"].passed  # no metadata in this lake: a warning
 
 
 def test_a_range_run_of_the_warehouse_matches_one_run_per_day(
