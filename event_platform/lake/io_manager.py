@@ -20,17 +20,17 @@ import pyarrow.dataset as ds
 from dagster import (
     ConfigurableIOManager,
     ConfigurableResource,
+    Failure,
     InputContext,
     MetadataValue,
     OutputContext,
-    TableColumn,
-    TableSchema,
 )
 
-from event_platform.columns import column_description
+from event_platform import metadata
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import PARTITION_KEY, partition_path
 from event_platform.lake.parquet import write_parquet_partition
+from event_platform.metadata import column_schema
 
 ALLOW_MISSING_PARTITIONS = "allow_missing_partitions"
 """Input metadata flag: read the partitions that exist and skip the ones never materialized."""
@@ -82,7 +82,7 @@ class ParquetLakeIOManager(ConfigurableIOManager):
         context.add_output_metadata(
             {
                 "dagster/row_count": rows,
-                "bytes": MetadataValue.int(size),
+                "size": metadata.size(size),
                 "uri": MetadataValue.path(lake.uri(directory)),
                 "dagster/column_schema": column_schema(obj.schema),
             }
@@ -98,9 +98,12 @@ class ParquetLakeIOManager(ConfigurableIOManager):
         for key in context.asset_partition_keys:
             found = lake.current_files(partition_path(table, key))
             if not found and not allow_missing:
-                raise FileNotFoundError(
-                    f"{context.asset_key.to_user_string()} has no partition {key} in {lake.uri(table)}: "
-                    "materialize it first."
+                # A Failure, which Dagster reports as it is: the sentence, not a wrapped exception.
+                upstream = context.asset_key.to_user_string()
+                raise Failure(
+                    description=f"{upstream} has no partition {key} in {lake.uri(table)}: materialize "
+                    f"{upstream} for {key} first.",
+                    allow_retries=False,
                 )
             files.extend(found)
         return lake.parquet_dataset(files, partition_base=table)
@@ -147,7 +150,7 @@ def write_partition_streams(
                 key,
                 {
                     "dagster/row_count": rows,
-                    "bytes": MetadataValue.int(size),
+                    "size": metadata.size(size),
                     "uri": MetadataValue.path(lake.uri(directory)),
                 },
             )
@@ -162,12 +165,3 @@ def partitions_of(dataset: ds.Dataset, keys: Collection[str]) -> ds.Dataset:
         return dataset
     fragments = list(dataset.get_fragments(filter=pc.field(PARTITION_KEY).isin(sorted(keys))))
     return ds.FileSystemDataset(fragments, dataset.schema, dataset.format, dataset.filesystem)
-
-
-def column_schema(schema: pa.Schema) -> TableSchema:
-    """The columns as Dagster shows them, with each one's description where the schema carries it."""
-    return TableSchema(
-        columns=[
-            TableColumn(name=f.name, type=str(f.type), description=column_description(f)) for f in schema
-        ]
-    )
