@@ -43,6 +43,7 @@ from dagster import (
     asset,
 )
 
+from event_platform import metadata
 from event_platform.defs.warehouse import catalog, models, results, schemas
 from event_platform.defs.warehouse.engine import Engine
 from event_platform.defs.warehouse.identity import IdentityMap, configured_rules
@@ -87,12 +88,20 @@ def _lookback(days: int) -> TimeWindowPartitionMapping:
         )
 
 
-def _metadata(values: dict[str, Any]) -> dict[str, Any]:
-    """Dagster metadata values: the preview as markdown, lists and mappings as JSON."""
+def _metadata(values: Mapping[str, Any], schema: pa.Schema | None = None) -> dict[str, Any]:
+    """A model's summary as Dagster metadata: the preview as a table of `schema`'s columns, moments as
+    timestamps, `<count>_per_<label>` breakdowns as small tables, other lists and mappings as JSON."""
     converted: dict[str, Any] = {}
     for name, value in values.items():
-        if name == "preview":
+        if name == "preview" and schema is not None and not isinstance(value, str):
+            converted[name] = metadata.table(value, schema)
+        elif name == "preview":
             converted[name] = MetadataValue.md(value)
+        elif isinstance(value, dt.datetime):
+            converted[name] = MetadataValue.timestamp(value)
+        elif isinstance(value, dict) and "_per_" in name:
+            count, label = name.split("_per_", 1)
+            converted[name] = metadata.counts(value, label=label, count=count)
         elif isinstance(value, list | dict):
             converted[name] = MetadataValue.json(value)
         elif value is None:
@@ -144,7 +153,7 @@ def _each_day(
         for day in context.partition_keys:
             with warehouse.engine() as engine:
                 output = model(engine, day)
-                add_metadata(day, _metadata(output.metadata))
+                add_metadata(day, _metadata(output.metadata, schema))
                 yield day, output.rows
 
     return PartitionStreams(schema, per_day(), on_written=add_metadata)
@@ -321,8 +330,8 @@ def publish_catalog(context: AssetExecutionContext, warehouse: WarehouseResource
         _metadata(
             {
                 "path": str(path.resolve()),
-                "views": report.views,
-                "tables": report.tables,
+                "files_per_view": report.views,
+                "rows_per_table": report.tables,
                 "empty": report.empty,
                 "not_published": report.not_published,
             }
