@@ -19,7 +19,7 @@ from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
 from event_platform.columns import column_description
 
 SIZE_UNITS = ("B", "kB", "MB", "GB", "TB")
-CELL_CHARACTERS = 80
+CELL_CHARACTERS = 60
 """A preview cell longer than this is shortened: free-text JSON would otherwise push the rest away."""
 
 
@@ -80,7 +80,10 @@ def counts(counted: Mapping[str, int], *, label: str, count: str = "rows") -> Me
 def _cell(value: object) -> str | int | float | bool | None:
     if value is None or isinstance(value, bool | int | float):
         return value
-    if isinstance(value, dt.datetime | dt.date):
+    if isinstance(value, dt.datetime):
+        # To the second: the column's type says the zone, and a preview row should fit on a line.
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, dt.date):
         return value.isoformat()
     text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
     return text if len(text) <= CELL_CHARACTERS else text[: CELL_CHARACTERS - 1] + "…"

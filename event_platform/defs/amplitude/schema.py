@@ -191,5 +191,6 @@ EVENT_SCHEMA = pa.schema(
 TIMESTAMP_FORMATS: tuple[str, ...] = ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S")
 """The export's timestamp shapes (UTC, no zone): with and without the fraction of a second."""
 
-PREVIEW_COLUMNS: tuple[str, ...] = ("event_time", "event_type", "uuid", "insert_id", "platform", "library")
-"""What a materialization's preview shows: no person-level fields (ids, ip, city, properties)."""
+PREVIEW_COLUMNS: tuple[str, ...] = ("event_time", "event_type", "platform", "uuid")
+"""What a materialization's preview shows: no person-level fields (ids, ip, city, properties), and few
+enough columns for whole rows to fit the UI."""

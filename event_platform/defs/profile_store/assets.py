@@ -25,8 +25,8 @@ from event_platform.policies import (
 )
 from event_platform.staging_metadata import day_metadata
 
-PREVIEW_COLUMNS = ("event_time", "event_type", "device_id", "session_id", "page_title", "country_code")
-"""Short, readable columns; the pseudonymised keys and JSON fields are in the table itself."""
+PREVIEW_COLUMNS = ("event_time", "event_type", "page_title", "country_code", "device_id")
+"""Few enough columns for whole rows to fit the UI; the pseudonymised keys and JSON are in the table."""
 
 
 @asset(

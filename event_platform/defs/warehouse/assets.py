@@ -28,7 +28,7 @@ Cross-day correctness and cost:
 
 import datetime as dt
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -139,12 +139,15 @@ def _each_day(
     warehouse: WarehouseResource,
     schema: pa.Schema,
     model: Callable[[Engine, str], models.ModelOutput],
+    preview: Sequence[str],
 ) -> PartitionStreams:
     """`model` for every day of the run, one day after another in its own DuckDB, each written before
     the next is computed: a run over a 90-day range (a single-run backfill) holds one day at a time.
 
     The inputs hold the whole range (and its look-back); each model sees only its day's slice of them.
+    `preview` names the columns the day's preview shows: few enough for whole rows to fit the UI.
     """
+    preview_schema = pa.schema([schema.field(name) for name in preview])
 
     def add_metadata(day: str, metadata: Mapping[str, Any]) -> None:
         context.add_asset_metadata(dict(metadata), partition_key=day)
@@ -153,7 +156,7 @@ def _each_day(
         for day in context.partition_keys:
             with warehouse.engine() as engine:
                 output = model(engine, day)
-                add_metadata(day, _metadata(output.metadata, schema))
+                add_metadata(day, _metadata(output.metadata, preview_schema))
                 yield day, output.rows
 
     return PartitionStreams(schema, per_day(), on_written=add_metadata)
@@ -192,6 +195,7 @@ def identity_links(
         warehouse,
         schemas.IDENTITY_LINKS,
         lambda engine, day: models.identity_links(engine, IDENTITY, _sources_of_day(sources, day)),
+        preview=schemas.IDENTITY_LINKS.names,
     )
 
 
@@ -221,6 +225,7 @@ def events(
         lambda engine, day: models.events(
             engine, IDENTITY, _sources_of_day(sources, day), _days(links, day, LINKS_LOOKBACK_DAYS)
         ),
+        preview=("source", "event_type", "occurred_at", "person_key"),
     )
 
 
@@ -243,6 +248,7 @@ def experiment_exposures(
         lambda engine, day: models.experiment_exposures(
             engine, IDENTITY, _days(decisions, day), _days(links, day, LINKS_LOOKBACK_DAYS)
         ),
+        preview=("experiment_id", "variation_id", "is_holdback", "first_exposed_at", "decisions"),
     )
 
 
@@ -269,6 +275,7 @@ def experiment_conversions(
         lambda engine, day: models.experiment_conversions(
             engine, _days(events, day), _days(exposures, day, EXPOSURES_LOOKBACK_DAYS), WINDOW_DAYS
         ),
+        preview=("experiment_id", "source", "event_name", "occurred_at", "revenue"),
     )
 
 
@@ -282,6 +289,7 @@ def daily_active_users(
         warehouse,
         schemas.DAILY_ACTIVE_USERS,
         lambda engine, day: models.daily_active_users(engine, _days(events, day)),
+        preview=schemas.DAILY_ACTIVE_USERS.names,
     )
 
 
