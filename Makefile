@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster
 
-.PHONY: install instance demo test ui bench lint clean
+.PHONY: install demo test ui bench lint clean
 
 install: $(VENV)/.installed
 
@@ -14,20 +14,17 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-# The Dagster instance lives in .dagster/; its configuration is the repository's dagster.yaml.
-instance:
-	mkdir -p .dagster
-	ln -sf ../dagster.yaml .dagster/dagster.yaml
-
-demo: install instance
+# The Dagster instance lives in .dagster/ (DAGSTER_HOME), configured by .dagster/dagster.yaml.
+demo: install
 	$(BIN)/event-platform demo
 
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-ui: install instance
-	$(BIN)/event-platform sandbox -- $(BIN)/dagster dev --workspace workspace.yaml
+# The UI at http://127.0.0.1:3000, with the sandbox (the demo's days) running behind it.
+ui: install
+	$(BIN)/event-platform sandbox -- $(BIN)/dagster dev --workspace workspace.yaml --host 127.0.0.1 --port 3000
 
 bench: install
 	$(BIN)/python benchmarks/run.py
@@ -37,4 +34,4 @@ lint: install
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf data .dagster/storage .dagster/history .dagster/schedules .dagster/logs benchmarks/.work
+	rm -rf data .dagster/storage .dagster/history .dagster/schedules .dagster/logs .dagster/demo benchmarks/.work

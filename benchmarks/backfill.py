@@ -3,7 +3,7 @@ warehouse's part of it as a single run against one run per day.
 
     .venv/bin/python benchmarks/backfill.py [--days 30]
 
-One fresh sandbox, lake and DAGSTER_HOME (the repository's dagster.yaml: run queue of 4, `warehouse`
+One fresh sandbox, lake and DAGSTER_HOME (the repository's .dagster/dagster.yaml: run queue of 4, `warehouse`
 pool of 1), three measurements in order:
 - `asset_backfill`: the asset backfill the UI files for a range of every asset (`submit_asset_backfill`),
   planned by the assets' backfill policies: one run per day for the sources (a vendor request per day),
@@ -69,7 +69,7 @@ def fresh_platform(name: str, days: list[dt.date]) -> Iterator[tuple[dg.DagsterI
     shutil.rmtree(root, ignore_errors=True)
     home = root / "dagster_home"
     home.mkdir(parents=True)
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / ".dagster" / "dagster.yaml", home / "dagster.yaml")
     with Sandbox(
         World(people_count=PEOPLE),
         lake_root=str(root / "lake"),

@@ -86,7 +86,7 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     root = tmp_path_factory.mktemp("ui")
     home = root / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / ".dagster" / "dagster.yaml", home / "dagster.yaml")
     port = free_port()
     environment = {
         **os.environ,

@@ -37,7 +37,7 @@ def test_a_30_day_backfill_of_every_asset_completes_without_lock_errors(
     days = last_complete_days(DAYS)
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / ".dagster" / "dagster.yaml", home / "dagster.yaml")
     lake = str(tmp_path / "lake")
     with Sandbox(
         World(people_count=300),
