@@ -16,7 +16,7 @@ How a day flows:
   progress or about to start, so the catalog never publishes source days the warehouse lacks.
 
 `apply_automation` attaches the warehouse conditions and every asset's freshness policy;
-`definitions.py` calls it (`Definitions.map_asset_specs` underneath), so asset authors need not.
+`definitions.py` calls it (`dagster.map_asset_specs` underneath), so asset authors need not.
 """
 
 from __future__ import annotations

@@ -35,6 +35,8 @@ from event_platform_tests.debian import PackageUnavailable, apt_install
 from event_platform_tests.deploy.postgres import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
+# The UI renders from GraphQL answers that a loaded machine gives slowly; Playwright's default is 5 s.
+expect.set_options(timeout=60_000)
 
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -224,7 +226,7 @@ def catalog_shows_every_day_filled(page: Page, url: str) -> None:
         link = page.locator(f"a[href='/assets/{name}']")
         # The innermost element holding the asset's link and its partitions' status: its row.
         row = page.locator("div").filter(has=link).filter(has_text="partitions").last
-        expect(row).to_contain_text(f"{DAYS} partitions", timeout=60_000)
+        expect(row).to_contain_text(f"{DAYS} partitions")
         expect(row).to_contain_text("All")
     page.screenshot(path=ARTIFACTS / "catalog.png", full_page=True)
 
@@ -236,7 +238,7 @@ def check_page_shows_its_day(page: Page, url: str, day: str) -> None:
     latest = (
         page.locator("section, div").filter(has_text="Latest execution").filter(has_text="Partition").last
     )
-    expect(latest).to_contain_text(day, timeout=60_000)
+    expect(latest).to_contain_text(day)
     expect(latest).to_contain_text("Passed")
     page.screenshot(path=ARTIFACTS / "check.png", full_page=True)
 
@@ -246,7 +248,7 @@ def runs_list_shows_each_source_runs_day(page: Page, url: str, days: list[str]) 
     with contextlib.suppress(PlaywrightError):
         page.get_by_text("Show runs within backfills").click(timeout=5_000)
     for day in days:
-        expect(page.get_by_text(f"partition: {day}").first).to_be_visible(timeout=60_000)
+        expect(page.get_by_text(f"partition: {day}").first).to_be_visible()
     page.screenshot(path=ARTIFACTS / "runs.png", full_page=True)
 
 
@@ -258,7 +260,7 @@ def experiment_results_page_shows_names(page: Page, url: str, demo: Demo) -> Non
         return
     page.goto(f"{url}/assets/warehouse/experiment_results")
     for experiment in World().experiments:
-        expect(page.get_by_text(experiment.name).first).to_be_visible(timeout=60_000)
+        expect(page.get_by_text(experiment.name).first).to_be_visible()
 
 
 def materialize_from_the_ui(page: Page, url: str, partition: str) -> str:

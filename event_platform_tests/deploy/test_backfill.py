@@ -107,9 +107,9 @@ def misfiled_check_results(instance: dg.DagsterInstance, graph: Any, days: set[s
         if set(by_day) != days:
             problems.append(f"{name}: results for {sorted(map(str, set(by_day) ^ days))} only on one side")
         for day, record in by_day.items():
-            [materialization] = instance.fetch_materializations(
+            materialized = instance.fetch_materializations(
                 dg.AssetRecordsFilter(asset_key=check_key.asset_key, asset_partitions=[day]), limit=1
             ).records
-            if record.run_id != materialization.run_id:
-                problems.append(f"{name} {day}: checked in {record.run_id}, materialized in another run")
+            if not materialized or record.run_id != materialized[0].run_id:
+                problems.append(f"{name} {day}: checked in {record.run_id}, not the run that materialized it")
     return problems
