@@ -117,7 +117,9 @@ def test_an_unpartitioned_reader_sees_every_materialized_partition(lake: LakeRes
     assert result.success and stored == [{"rows": 6, "days": 2}]
 
 
-def test_a_missing_upstream_partition_is_a_clear_error(lake: LakeResource) -> None:
+def test_a_missing_upstream_partition_is_one_sentence_naming_the_asset_the_day_and_the_fix(
+    lake: LakeResource,
+) -> None:
     result = materialize(
         [numbers.to_source_asset(), doubled],
         partition_key="2026-11-05",
@@ -125,7 +127,14 @@ def test_a_missing_upstream_partition_is_a_clear_error(lake: LakeResource) -> No
         raise_on_error=False,
     )
     assert not result.success
-    assert "has no partition 2026-11-05" in str(result.all_events)
+    [failure] = result.get_step_failure_events()
+    error = failure.step_failure_data.error
+    # A dagster.Failure, as Dagster reports it: not a load-input error wrapping a FileNotFoundError.
+    assert error is not None and error.cls_name == "Failure" and error.cause is None
+    description = failure.step_failure_data.user_failure_data.description  # type: ignore[union-attr]
+    assert description.startswith("src/numbers has no partition 2026-11-05 in ")
+    assert description.endswith("materialize src/numbers for 2026-11-05 first.")
+    assert "\n" not in description
 
 
 def test_re_materializing_a_partition_replaces_it(lake: LakeResource) -> None:
