@@ -45,6 +45,18 @@ def empty_day_result(empty_day: EmptyDay, rows: int, day: str) -> dg.AssetCheckR
     )
 
 
+def rows_of_day(instance: dg.DagsterInstance, asset: dg.AssetKey, day: str) -> int | None:
+    """The rows the IO manager recorded on `asset`'s latest materialization of `day`; None if never."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset, asset_partitions=[day]), limit=1
+    ).records
+    materialization = records[0].asset_materialization if records else None
+    if materialization is None:
+        return None
+    counted = materialization.metadata.get(ROW_COUNT)
+    return int(counted.value) if counted else 0  # type: ignore[arg-type]
+
+
 def not_empty_check(asset: dg.AssetKey, empty_day: EmptyDay) -> dg.AssetChecksDefinition:
     """The `not_empty` check of a source table stored through the IO manager: it reads the row count
     the IO manager recorded on the day's materialization."""
@@ -52,11 +64,6 @@ def not_empty_check(asset: dg.AssetKey, empty_day: EmptyDay) -> dg.AssetChecksDe
     @daily_asset_check(asset=asset, name=NOT_EMPTY, description=empty_day.describe())
     def not_empty(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         day = context.partition_key
-        records = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=asset, asset_partitions=[day]), limit=1
-        ).records
-        materialization = records[0].asset_materialization if records else None
-        counted = materialization.metadata.get(ROW_COUNT) if materialization else None
-        return empty_day_result(empty_day, int(counted.value) if counted else 0, day)  # type: ignore[arg-type]
+        return empty_day_result(empty_day, rows_of_day(context.instance, asset, day) or 0, day)
 
     return not_empty

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 import dagster as dg
 
 from event_platform import metadata
-from event_platform.defs.empty_days import ROW_COUNT
+from event_platform.defs.empty_days import rows_of_day
 from event_platform.defs.warehouse import assets, models
 from event_platform.partitions import daily_asset_check
 
@@ -23,16 +23,8 @@ DECISIONS = dg.AssetKey(["optimizely", "decisions"])
 
 def source_rows(instance: dg.DagsterInstance, sources: Sequence[dg.AssetKey], day: str) -> dict[str, int]:
     """Rows of each source table that has landed `day` (by its latest materialization of the day)."""
-    rows: dict[str, int] = {}
-    for key in sources:
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=1
-        ).records
-        materialization = records[0].asset_materialization if records else None
-        if materialization is not None:
-            counted = materialization.metadata.get(ROW_COUNT)
-            rows[key.to_user_string()] = int(counted.value) if counted else 0  # type: ignore[arg-type]
-    return rows
+    rows = {key.to_user_string(): rows_of_day(instance, key, day) for key in sources}
+    return {name: count for name, count in rows.items() if count is not None}
 
 
 def verdict(
