@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster
+# Absolute, so `make ui` (which runs inside .dagster/) and `make demo` use the same lake and warehouse.
+export EVENT_PLATFORM_LAKE ?= $(CURDIR)/data/lake
+export EVENT_PLATFORM_WAREHOUSE ?= $(CURDIR)/data/warehouse.duckdb
 
 .PHONY: install instance demo test ui bench lint clean
 
@@ -14,10 +17,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-# The Dagster instance lives in .dagster/; its configuration is the repository's dagster.yaml.
+# The Dagster instance lives in .dagster/ (DAGSTER_HOME); its configuration is the repository's dagster.yaml.
 instance:
 	mkdir -p .dagster
-	ln -sf ../dagster.yaml .dagster/dagster.yaml
+	ln -sfn ../dagster.yaml .dagster/dagster.yaml
 
 demo: install instance
 	$(BIN)/event-platform demo
@@ -26,8 +29,11 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
+# The UI at http://127.0.0.1:3000, with the sandbox (the demo's days) running behind it.
+# Started inside DAGSTER_HOME: dagster dev warns about a dagster.yaml in its folder that is not DAGSTER_HOME's.
 ui: install instance
-	$(BIN)/event-platform sandbox -- $(BIN)/dagster dev --workspace workspace.yaml
+	cd .dagster && ../$(BIN)/event-platform sandbox -- ../$(BIN)/dagster dev --workspace ../workspace.yaml \
+		--host 127.0.0.1 --port 3000
 
 bench: install
 	$(BIN)/python benchmarks/run.py
@@ -37,4 +43,4 @@ lint: install
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf data .dagster/storage .dagster/history .dagster/schedules .dagster/logs benchmarks/.work
+	rm -rf data .dagster/storage .dagster/history .dagster/schedules .dagster/logs .dagster/demo benchmarks/.work

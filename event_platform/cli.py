@@ -13,7 +13,7 @@ from event_platform.defs.amplitude import commands as amplitude_commands
 from event_platform.defs.optimizely import commands as optimizely_commands
 from event_platform.defs.profile_store import commands as profile_store_commands
 from event_platform.defs.tracking import commands as tracking_commands
-from event_platform.defs.warehouse import commands as experiments_commands
+from event_platform.defs.warehouse import commands as warehouse_commands
 from event_platform.lake import commands as lake_commands
 from event_platform.sandbox import commands as sandbox_commands
 
@@ -33,7 +33,7 @@ def parser() -> argparse.ArgumentParser:
         profile_store_commands,
         tracking_commands,
         lake_commands,
-        experiments_commands,
+        warehouse_commands,
     )
     for source in sources:
         source.add_commands(subcommands)

@@ -7,14 +7,24 @@ it into `COMMENT ON COLUMN` in `warehouse.duckdb`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pyarrow as pa
 
 DESCRIPTION = b"description"
 
 
-def column(name: str, data_type: pa.DataType, description: str, *, nullable: bool = True) -> pa.Field:
-    """A field of a stored table, with what it means."""
-    return pa.field(name, data_type, nullable=nullable, metadata={DESCRIPTION: description.encode()})
+def column(
+    name: str,
+    data_type: pa.DataType,
+    description: str,
+    *,
+    nullable: bool = True,
+    metadata: Mapping[str, str] | None = None,
+) -> pa.Field:
+    """A field of a stored table, with what it means (and any other field `metadata`)."""
+    extra = {key.encode(): value.encode() for key, value in (metadata or {}).items()}
+    return pa.field(name, data_type, nullable=nullable, metadata={**extra, DESCRIPTION: description.encode()})
 
 
 def column_description(field: pa.Field) -> str | None:

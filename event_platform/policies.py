@@ -26,8 +26,11 @@ single requests (event_platform.retry); this covers what outlasts them: a vendor
 token refreshed on the next attempt, a lost worker. The assets' bodies run under `only_outages_retry`,
 so a failure no retry can mend (a refused key, a corrupt file, a missing setting) fails at once."""
 
-PER_DAY_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
-"""For an asset that handles one day per run (a vendor request per day): one run per day."""
+PER_DAY_BACKFILL_POLICY = None
+"""For an asset that handles one day per run (a vendor request per day): Dagster's default, a run per
+day tagged with its day (`dagster/partition`). `BackfillPolicy.multi_run(max_partitions_per_run=1)`
+also runs a day per run, but tags each as a one-day range: in such a run a check's result carries no
+day, so the UI filed it under whichever day materialized last and left the day checked "Skipped"."""
 
 RANGE_BACKFILL_POLICY = dg.BackfillPolicy.single_run()
 """For an asset that computes a range of days in one run and hands the IO manager one stream per day
@@ -61,6 +64,17 @@ def only_outages_retry() -> Iterator[None]:
         raise
     except Exception as error:
         raise dg.Failure(description=f"{type(error).__name__}: {error}", allow_retries=False) from error
+
+
+@contextmanager
+def failing_plainly(*explained: type[Exception]) -> Iterator[None]:
+    """Errors of the `explained` types already say what happened and what to do (a day not exported
+    yet, an upstream day never landed): they fail the step with that sentence alone, without retries
+    and without the type name and the frames that raised them, which only bury it."""
+    try:
+        yield
+    except explained as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None
 
 
 def only_outages_retry_while_reading(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:

@@ -27,6 +27,16 @@ TEST_AWS_ENVIRONMENT = {
 }
 
 
+def table_records(value: object) -> list[dict[str, object]]:
+    """The rows of a table metadata value (`dagster.MetadataValue.table`), as dicts."""
+    return [record.data for record in value.records]  # type: ignore[attr-defined]
+
+
+def table_counts(value: object) -> dict[object, object]:
+    """A two-column breakdown table (`event_platform.metadata.counts`) as {label: count}."""
+    return {row[0]: row[1] for row in (tuple(record.values()) for record in table_records(value))}
+
+
 @pytest.fixture(scope="session")
 def vendor_samples() -> Path:
     """The real export files and events in ../shared beside the repo, used as they are."""

@@ -7,8 +7,9 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 
+from event_platform.defs.amplitude.landing import DayNotReadyError
 from event_platform.lake.io_manager import LakeResource, ParquetLakeIOManager
-from event_platform.policies import only_outages_retry, only_outages_retry_while_reading
+from event_platform.policies import failing_plainly, only_outages_retry, only_outages_retry_while_reading
 from event_platform.retry import RetriesExhaustedError, TransientError
 
 IMMEDIATE_RETRIES = dg.RetryPolicy(max_retries=2)
@@ -68,3 +69,25 @@ def test_an_error_found_while_the_io_manager_reads_fails_at_once_too(tmp_path: P
     )
     assert not result.success and len(attempts) == 1
     assert "ValueError: part-00003 is not Parquet" in str(result.all_events)
+
+
+def test_an_error_that_names_its_fix_fails_as_that_sentence_alone() -> None:
+    """Amplitude's day not exported yet says from when: no type name, no trace of the frames raising it."""
+    not_ready = DayNotReadyError(
+        "Amplitude's export of 2026-11-30 is complete only from 2026-12-01 03:00 UTC (hours become "
+        "exportable about 2 hours after Amplitude receives them); try again then."
+    )
+    attempts: list[int] = []
+
+    @dg.asset(retry_policy=IMMEDIATE_RETRIES)
+    def vendor_day() -> None:
+        attempts.append(1)
+        with only_outages_retry(), failing_plainly(DayNotReadyError):
+            raise not_ready
+
+    result = dg.materialize([vendor_day], raise_on_error=False)
+    [failure] = result.get_step_failure_events()
+    error = failure.step_failure_data.error
+    assert len(attempts) == 1
+    assert error is not None and error.cls_name == "Failure" and error.cause is None
+    assert failure.step_failure_data.user_failure_data.description == str(not_ready)  # type: ignore[union-attr]

@@ -1,7 +1,7 @@
 """When things run: the jobs, schedules, automation conditions and policies that span sources.
 
 Selections are written against what an asset *is* (time-partitioned or not, its group), never as a
-list of keys, so an asset added to a source folder joins its source's schedule, the `daily_events`
+list of keys, so an asset added to a source folder joins its source's schedule, the `daily_sources`
 job and the freshness and automation rules without an edit here.
 
 How a day flows:
@@ -9,21 +9,23 @@ How a day flows:
   also re-runs the `EVENT_PLATFORM_LOOKBACK_DAYS` days before D, for data that arrives late;
   Optimizely E3 has no schedule: its own sensor watches the bucket;
 - the daily warehouse assets follow by automation condition: a partition runs whenever an upstream
-  partition of the same day lands (sources are optional to the warehouse, so it never waits for all),
-  once none is in progress, over the look-back window;
-- the unpartitioned marts follow any daily warehouse update once nothing upstream is in progress.
+  partition it reads lands, for any day (a backfill of last year's sources rebuilds last year's
+  warehouse days), once none is in progress; sources are optional to the warehouse, so it never waits
+  for all of them;
+- the unpartitioned marts (the results and the analysts' catalog) follow once no upstream run is in
+  progress or about to start, so the catalog never publishes source days the warehouse lacks.
 
 `apply_automation` attaches the warehouse conditions and every asset's freshness policy;
-`definitions.py` calls it (`Definitions.map_asset_specs` underneath), so asset authors need not.
+`definitions.py` calls it (`dagster.map_asset_specs` underneath), so asset authors need not.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-from dagster._record import copy as copy_record
 
 from event_platform import settings
 from event_platform.partitions import daily_partitions
@@ -46,24 +48,40 @@ def lookback_days() -> int:
 
 # ---- Selections --------------------------------------------------------------------------------
 
+# Groups through `AssetSelection.groups`: the selection syntax's `group:` passes a beta parameter of
+# its own on every use, and Dagster warned about it on every load.
 DAILY_ASSETS = dg.AssetSelection.from_string("partitions:time")
 """Every daily-partitioned asset, of every source and of the warehouse (their checks come along)."""
 
-WAREHOUSE_MARTS = dg.AssetSelection.from_string(f"group:{WAREHOUSE_GROUP} and partitions:none")
+WAREHOUSE = dg.AssetSelection.groups(WAREHOUSE_GROUP)
+DAILY_SOURCES = DAILY_ASSETS - WAREHOUSE
+"""Every source's daily assets: a vendor request per day, so a range runs a day per run."""
+DAILY_WAREHOUSE = DAILY_ASSETS & WAREHOUSE
+"""The warehouse's daily models: a range runs as one run (`RANGE_BACKFILL_POLICY`)."""
+WAREHOUSE_MARTS = WAREHOUSE & dg.AssetSelection.from_string("partitions:none")
 """The unpartitioned warehouse assets: `warehouse/experiment_results` and `warehouse/catalog`."""
 
 
 def daily_assets_of(group: str) -> dg.AssetSelection:
-    return dg.AssetSelection.from_string(f"group:{group} and partitions:time")
+    return dg.AssetSelection.groups(group) & DAILY_ASSETS
 
 
 # ---- Jobs ----------------------------------------------------------------------------------------
+# A job's assets share one backfill policy: a job mixing the sources' day per run with the warehouse's
+# ranges would run everything a day per run (and Dagster warns). The asset backfill (select the assets
+# in the UI, then Materialize a range) plans each asset by its own policy across all three.
 
-daily_events = dg.define_asset_job(
-    name="daily_events",
-    selection=DAILY_ASSETS,
-    description="Every daily asset of every source and of the warehouse, with their checks: one day end to "
-    "end. Launch it for a partition, or backfill a range from the UI.",
+daily_sources = dg.define_asset_job(
+    name="daily_sources",
+    selection=DAILY_SOURCES,
+    description="Every daily source asset, with its checks, for one day (a backfill runs a day per run). "
+    "The warehouse follows by its automation conditions.",
+)
+
+daily_warehouse = dg.define_asset_job(
+    name="daily_warehouse",
+    selection=DAILY_WAREHOUSE,
+    description="The warehouse's daily models, with their checks, for a day or a range of days in one run.",
 )
 
 warehouse_marts = dg.define_asset_job(
@@ -156,29 +174,44 @@ source_schedules = [source_schedule(spec) for spec in SOURCE_SCHEDULES]
 # ---- Automation conditions -----------------------------------------------------------------------
 
 
-def warehouse_daily_condition(lookback: int) -> dg.AutomationCondition:
-    """A warehouse day runs whenever one of its upstream partitions of that day (re)lands.
+def warehouse_daily_condition(same_day_inputs: Sequence[dg.AssetKey]) -> dg.AutomationCondition:
+    """A warehouse day runs whenever an upstream partition it reads (re)lands, whatever the day.
 
     Not `eager()`: eager also waits until no upstream partition is missing, but the warehouse reads its
     sources as optional (a source without credentials never lands), so eager would wait forever. Each
     source landing re-runs the day instead: the partition is replaced whole, and the last run has every
-    source that landed. The window reaches back over the look-back days, for late-data re-runs.
+    source that landed. No time window: a backfill of old source days must reach the warehouse too, and
+    the condition only looks at what landed since the previous tick, so it costs the same for any history.
+    Upstream days updated in the same run as the day itself (a range run) do not count again.
+
+    A day is only created once one of `same_day_inputs` (the inputs it reads for the same day, e.g. the
+    sources of `events`) has it: a day of identity links reaches 30 days of `events` through their
+    look-back, and would otherwise create empty warehouse days wherever the sources have none.
     """
+    day_has_inputs = dg.AutomationCondition.any_deps_match(
+        ~dg.AutomationCondition.missing() | dg.AutomationCondition.will_be_requested()
+    ).allow(dg.AssetSelection.assets(*same_day_inputs))
     return (
-        dg.AutomationCondition.in_latest_time_window(timedelta(days=lookback + 1))
-        & dg.AutomationCondition.any_deps_updated().since_last_handled()
+        dg.AutomationCondition.any_deps_updated().since_last_handled()
+        & (~dg.AutomationCondition.missing() | day_has_inputs)
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
-    ).with_label(f"after any upstream day lands, over the last {lookback + 1} day(s)")
+    ).with_label("after any upstream day it reads lands, for any day that has inputs")
 
 
 WAREHOUSE_MART_CONDITION = (
     (dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated()).since_last_handled()
     & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.any_deps_match(dg.AutomationCondition.newly_updated()).ignore(WAREHOUSE)
     & ~dg.AutomationCondition.in_progress()
-).with_label("after any daily warehouse update, once nothing upstream runs")
+).with_label("after any daily update, once nothing upstream runs or has just landed")
 """`eager()` without "no dependency missing": a mart reads every day, and days before the first
-backfill are always missing, so that clause would keep the marts from ever running."""
+backfill are always missing, so that clause would keep the marts from ever running.
+
+A source day that lands requests its warehouse days on the same tick, which a mart cannot see (a
+partitioned asset never shares a run with it); so a mart waits out the tick a source landed in, then
+the warehouse runs that tick requested, and the catalog never publishes source views holding a day
+that `events` or `daily_active_users` lack."""
 
 automation_sensor = dg.AutomationConditionSensorDefinition(
     name="default_automation_condition_sensor",
@@ -220,9 +253,13 @@ def with_automation(spec: dg.AssetSpec) -> dg.AssetSpec:
     """
     freshness = spec.freshness_policy or FRESHNESS_POLICIES.get(spec.group_name or "")
     condition = spec.automation_condition
-    if condition is None and spec.group_name == WAREHOUSE_GROUP:
-        partitioned = spec.partitions_def is not None
-        condition = warehouse_daily_condition(lookback_days()) if partitioned else WAREHOUSE_MART_CONDITION
+    if condition is None and spec.group_name == WAREHOUSE_GROUP and spec.partitions_def is None:
+        condition = WAREHOUSE_MART_CONDITION
+    elif condition is None and spec.group_name == WAREHOUSE_GROUP:
+        # The inputs read with the default mapping are the day's own; look-back inputs carry a mapping.
+        condition = warehouse_daily_condition(
+            [dep.asset_key for dep in spec.deps if dep.partition_mapping is None]
+        )
     return spec.replace_attributes(freshness_policy=freshness, automation_condition=condition)
 
 
@@ -231,4 +268,15 @@ def apply_automation(defs: dg.Definitions) -> dg.Definitions:
     # load_from_defs_folder lists an asset once per module that imports it (checks.py does); mapping
     # would turn those references to one asset into distinct definitions with the same key.
     unique = list({id(asset): asset for asset in defs.assets or []}.values())
-    return copy_record(defs, assets=unique).map_asset_specs(func=with_automation)
+    return dg.Definitions(
+        assets=dg.map_asset_specs(with_automation, unique),
+        asset_checks=defs.asset_checks,
+        schedules=defs.schedules,
+        sensors=defs.sensors,
+        jobs=defs.jobs,
+        resources=defs.resources,
+        executor=defs.executor,
+        loggers=defs.loggers,
+        metadata=defs.metadata,
+        component_tree=defs.component_tree,
+    )

@@ -341,11 +341,12 @@ def read_partition(lake: Lake, table: str, partition: str) -> ds.Dataset:
 
 class MissingPartitionsError(FileNotFoundError):
     def __init__(self, lake: Lake, table: str, partitions: list[str]) -> None:
-        shown = ", ".join(partitions[:5]) + (
+        self.shown = ", ".join(partitions[:5]) + (
             f" and {len(partitions) - 5} more" if len(partitions) > 5 else ""
         )
-        what = f"partition {shown}" if len(partitions) == 1 else f"partitions {shown}"
-        super().__init__(f"{table} has no {what} in {lake.uri(table)}: materialize it first.")
+        what = f"partition {self.shown}" if len(partitions) == 1 else f"partitions {self.shown}"
+        self.where = f"has no {what} in {lake.uri(table)}"
+        super().__init__(f"{table} {self.where}: materialize it first.")
 
 
 def partition_keys(lake: Lake, table: str) -> list[str]:

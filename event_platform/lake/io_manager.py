@@ -27,17 +27,17 @@ import pyarrow.dataset as ds
 from dagster import (
     ConfigurableIOManager,
     ConfigurableResource,
+    Failure,
     InputContext,
     MetadataValue,
     OutputContext,
-    TableColumn,
-    TableSchema,
 )
 
-from event_platform.columns import column_description
+from event_platform import metadata
 from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import PARTITION_KEY, partition_path
+from event_platform.metadata import column_schema
 
 ALLOW_MISSING_PARTITIONS = "allow_missing_partitions"
 """Input metadata flag: read the partitions that exist and skip the ones never materialized."""
@@ -105,7 +105,15 @@ class ParquetLakeIOManager(ConfigurableIOManager):
         if not context.has_asset_partitions:
             return delta.read(lake, table)
         allow_missing = bool((context.definition_metadata or {}).get(ALLOW_MISSING_PARTITIONS))
-        return delta.read(lake, table, context.asset_partition_keys, allow_missing=allow_missing)
+        try:
+            return delta.read(lake, table, context.asset_partition_keys, allow_missing=allow_missing)
+        except delta.MissingPartitionsError as missing:
+            # A Failure, which Dagster reports as it is: the sentence, not a wrapped exception.
+            upstream = context.asset_key.to_user_string()
+            raise Failure(
+                description=f"{upstream} {missing.where}: materialize {upstream} for {missing.shown} first.",
+                allow_retries=False,
+            ) from None
 
 
 def table_path(context: InputContext | OutputContext) -> str:
@@ -159,7 +167,7 @@ def written_metadata(lake: Lake, location: str, written: delta.Written) -> dict[
     """What a materialization reports of its commit: rows, bytes, files, the Delta version, where."""
     return {
         "dagster/row_count": written.rows,
-        "bytes": MetadataValue.int(written.bytes),
+        "size": metadata.size(written.bytes),
         "files": MetadataValue.int(written.files),
         "delta_version": MetadataValue.int(written.version),
         "uri": MetadataValue.path(lake.uri(location)),
@@ -172,12 +180,3 @@ def partitions_of(dataset: ds.Dataset, keys: Collection[str]) -> ds.Dataset:
         return dataset
     fragments = list(dataset.get_fragments(filter=pc.field(PARTITION_KEY).isin(sorted(keys))))
     return ds.FileSystemDataset(fragments, dataset.schema, dataset.format, dataset.filesystem)
-
-
-def column_schema(schema: pa.Schema) -> TableSchema:
-    """The columns as Dagster shows them, with each one's description where the schema carries it."""
-    return TableSchema(
-        columns=[
-            TableColumn(name=f.name, type=str(f.type), description=column_description(f)) for f in schema
-        ]
-    )

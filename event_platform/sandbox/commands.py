@@ -15,7 +15,7 @@ from event_platform.sandbox.world import World
 
 SECRET_WORDS = re.compile(r"KEY|SECRET|TOKEN|PASSWORD")
 DEMO_DAYS = 3
-SANDBOX_DAYS = 7
+"""Also the sandbox's default: `make ui` after `make demo` shows the demo's days as the whole history."""
 
 
 def add_commands(subcommands: argparse._SubParsersAction) -> None:
@@ -35,7 +35,10 @@ def add_commands(subcommands: argparse._SubParsersAction) -> None:
         "environment and waits for Ctrl-C.",
     )
     sandbox.add_argument(
-        "--days", type=day_count, default=SANDBOX_DAYS, help="days of data to prepare (default 7)"
+        "--days",
+        type=day_count,
+        default=DEMO_DAYS,
+        help=f"days of data to prepare (default {DEMO_DAYS}, the demo's); the partitions start at the first",
     )
     sandbox.add_argument("command", nargs=argparse.REMAINDER, help="a command to run, after --")
     sandbox.set_defaults(run=run_sandbox)

@@ -30,7 +30,8 @@ class Sandbox:
     """Start with `with Sandbox(world, lake_root=…, days=[…]) as sandbox:`; the days' data is then ready.
 
     Amplitude and the Profile Store generate any day on request; Optimizely's S3 export and the
-    tracking landings exist only for `days`, as they would only for days that have happened.
+    tracking landings exist only for `days`, as they would only for days that have happened, so the
+    environment starts the platform's partitions at the first of `days`.
     """
 
     def __init__(
@@ -94,4 +95,6 @@ class Sandbox:
             "EVENT_PLATFORM_LAKE": self.lake_root,
             "EVENT_PLATFORM_PSEUDONYM_KEY": SANDBOX_PSEUDONYM_KEY,
             "EVENT_PLATFORM_METRICS_FILE": str(SANDBOX_METRICS_FILE),
+            # The partitions start where the sandbox's data does: the UI shows its days as the whole history.
+            "EVENT_PLATFORM_START_DATE": min(self.days).isoformat(),
         }

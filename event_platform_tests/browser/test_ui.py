@@ -1,13 +1,17 @@
-"""The Dagster UI in a real browser: `event-platform sandbox -- dagster dev`, driven by headless Chromium.
+"""The Dagster UI in a real browser after the demo: `event-platform demo`, then `event-platform sandbox --
+dagster dev` on the same instance, driven by headless Chromium.
 
-Checks that every group's asset graph shows every asset of the Definitions, then launches one
-partition of one asset from its page and waits for the run to succeed. Screenshots and the
-server's log are kept under test-artifacts/browser/ (gitignored) for a look after the run.
+The demo's own output holds no warning. In the UI: every group's asset graph shows every asset of the
+Definitions; the catalog shows every daily asset filled over the demo's days; a check's page shows the
+day its result belongs to; the runs list shows each source run's day; and one partition launched from
+an asset's page succeeds. Screenshots, the demo's output and the server's log are kept under
+test-artifacts/browser/ (gitignored) for a look after the run.
 """
 
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -15,6 +19,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,21 +28,28 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect, sync_playwright
 
 from event_platform.demo import last_complete_days
+from event_platform.sandbox.world import World
 from event_platform_tests.conftest import REPO
 from event_platform_tests.debian import PackageUnavailable, apt_install
 from event_platform_tests.deploy.postgres import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
+# The UI renders from GraphQL answers that a loaded machine gives slowly; Playwright's default is 5 s.
+expect.set_options(timeout=60_000)
 
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking"]
 UI_ASSET = ["tracking", "events"]
 """Materialized from the UI: it reads what the sandbox's tracker landed, so a day takes seconds."""
-SANDBOX_DAYS = 1
-"""Only the latest complete day (the sandbox's choice too): the partition launched from the UI."""
+DAYS = 2
+"""The demo's days, and the sandbox's behind the UI: the partitions start at the first of them."""
+DEMO_SECONDS = 1500
 SERVER_START_SECONDS = 120
 RUN_SECONDS = 120
+CHECKED_ASSET, CHECK = "optimizely/conversions", "rows_reconcile"
+WARNING_LINE = re.compile(r"Warning\b|\bWARNING\b|warnings\.warn")
+"""Python's `FooWarning: …`, a logger's WARNING, or the source line `warnings.warn` prints."""
 
 
 def ensure_chromium() -> Path:
@@ -80,32 +92,67 @@ def wait_for_code_location(url: str, server: subprocess.Popen[bytes], log: Path)
     pytest.fail(f"dagster dev did not serve a loaded code location in {SERVER_START_SECONDS}s; see {log}")
 
 
+@dataclass(frozen=True)
+class Demo:
+    home: Path
+    environment: dict[str, str]
+    output: str
+    days: list[str]
+
+
 @pytest.fixture(scope="module")
-def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """`event-platform sandbox -- dagster dev` on a free port, a temp DAGSTER_HOME and a temp lake."""
-    root = tmp_path_factory.mktemp("ui")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
+    """`event-platform demo` into a temp DAGSTER_HOME, lake and warehouse, as `make demo` runs it."""
+    root = tmp_path_factory.mktemp("demo")
     home = root / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    port = free_port()
     environment = {
         **os.environ,
         "DAGSTER_HOME": str(home),
         "EVENT_PLATFORM_LAKE": str(root / "lake"),
         "EVENT_PLATFORM_WAREHOUSE": str(root / "warehouse.duckdb"),
     }
-    bin_dir = Path(sys.executable).parent
-    sandbox = [str(bin_dir / "event-platform"), "sandbox", "--days", str(SANDBOX_DAYS), "--"]
-    dev = [str(bin_dir / "dagster"), "dev", "--workspace", "workspace.yaml", "--host", "127.0.0.1"]
-    command = [*sandbox, *dev, "--port", str(port)]
+    days = [day.isoformat() for day in last_complete_days(DAYS)]
+    command = [str(Path(sys.executable).parent / "event-platform"), "demo", "--days", str(DAYS)]
+    finished = subprocess.run(
+        command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=DEMO_SECONDS, check=False
+    )
+    output = finished.stdout + finished.stderr
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "demo-output.txt").write_text(output)
+    assert finished.returncode == 0, output[-3000:]
+    return Demo(home, environment, output, days)
+
+
+def test_the_demo_prints_no_warning(demo: Demo) -> None:
+    assert [line for line in demo.output.splitlines() if WARNING_LINE.search(line)] == []
+    assert "COMPLETED_SUCCESS" in demo.output and "http://127.0.0.1:3000" in demo.output
+
+
+@pytest.fixture(scope="module")
+def dagster_dev(demo: Demo) -> Iterator[tuple[str, str]]:
+    """`event-platform sandbox -- dagster dev` on a free port, on the demo's instance, lake and days, started
+    inside DAGSTER_HOME as `make ui` starts it."""
+    port = free_port()
+    bin_dir = Path(sys.executable).parent
+    sandbox = [str(bin_dir / "event-platform"), "sandbox", "--days", str(DAYS), "--"]
+    dev = [
+        str(bin_dir / "dagster"),
+        "dev",
+        "--workspace",
+        str(REPO / "workspace.yaml"),
+        "--host",
+        "127.0.0.1",
+    ]
+    command = [*sandbox, *dev, "--port", str(port)]
     log = ARTIFACTS / "dagster-dev.log"
     with log.open("wb") as output:
         # A session of its own, so the teardown stops the sandbox, dagster dev and their children together.
         server = subprocess.Popen(
             command,
-            cwd=REPO,
-            env=environment,
+            cwd=demo.home,
+            env=demo.environment,
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -115,6 +162,7 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
             yield url, wait_for_code_location(url, server, log)
         finally:
             stop(server)
+    assert "will not be used" not in log.read_text(), "dagster dev found a second dagster.yaml"
 
 
 def stop(server: subprocess.Popen[bytes]) -> None:
@@ -148,20 +196,20 @@ def shows(label: str, name: str) -> bool:
     return len(name) > len(prefix) + len(suffix) and name.startswith(prefix) and name.endswith(suffix)
 
 
-def test_asset_graph_and_a_materialization_from_the_ui(dagster_dev: tuple[str, str]) -> None:
+def test_the_ui_after_the_demo(dagster_dev: tuple[str, str], demo: Demo) -> None:
     chromium = ensure_chromium()
     url, location = dagster_dev
     expected = assets_by_group()
-    partition = last_complete_days(SANDBOX_DAYS)[-1].isoformat()
+    partition = demo.days[-1]
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.set_default_timeout(30_000)
+        dismiss_community_prompt(page)
         try:
             for group, names in sorted(expected.items()):
                 page.goto(f"{url}/locations/{location}/asset-groups/{group}")
-                dismiss_community_prompt(page)
                 nodes = page.locator("[class*='AssetNode_assetName']")
                 expect(nodes).to_have_count(len(names))
                 page.screenshot(path=ARTIFACTS / f"asset-graph-{group}.png")
@@ -170,23 +218,11 @@ def test_asset_graph_and_a_materialization_from_the_ui(dagster_dev: tuple[str, s
                     names
                 ), (group, labels)
 
-            page.goto(f"{url}/assets/{'/'.join(UI_ASSET)}")
-            dismiss_community_prompt(page)
-            page.get_by_role("button", name="Materialize…").click()
-            dialog = page.get_by_role("dialog")
-            partitions = dialog.locator("input[type=text]")
-            partitions.fill(partition)
-            partitions.press("Enter")
-            dialog.get_by_role("button", name="Launch 1 run").click()
-            page.get_by_role("link", name="View", exact=True).click()
-            page.wait_for_url("**/runs/**")
-            run_id = page.url.rstrip("/").split("/")[-1]
-            try:
-                expect(page.get_by_text("Success", exact=True).first).to_be_visible(
-                    timeout=RUN_SECONDS * 1000
-                )
-            finally:
-                page.screenshot(path=ARTIFACTS / "materialization-run.png", full_page=True)
+            catalog_shows_every_day_filled(page, url)
+            check_page_shows_its_day(page, url, partition)
+            runs_list_shows_each_source_runs_day(page, url, demo.days)
+            experiment_results_page_shows_names(page, url)
+            run_id = materialize_from_the_ui(page, url, partition)
         finally:
             browser.close()
 
@@ -198,7 +234,72 @@ def test_asset_graph_and_a_materialization_from_the_ui(dagster_dev: tuple[str, s
     assert {"key": "dagster/partition", "value": partition} in run["tags"]
 
 
-def dismiss_community_prompt(page: Page) -> None:
-    """The UI greets a new browser with a newsletter dialog that covers the page; once per browser."""
+def catalog_shows_every_day_filled(page: Page, url: str) -> None:
+    """Each daily asset's status reads "All" of the demo's days: partitions start where the data does."""
+    from event_platform.definitions import defs
+
+    graph = defs().resolve_asset_graph()
+    daily = [key.to_user_string() for key in graph.materializable_asset_keys if graph.get(key).partitions_def]
+    page.goto(f"{url}/assets")
+    for name in daily:
+        link = page.locator(f"a[href='/assets/{name}']")
+        # The innermost element holding the asset's link and its partitions' status: its row.
+        row = page.locator("div").filter(has=link).filter(has_text="partitions").last
+        expect(row).to_contain_text(f"{DAYS} partitions")
+        expect(row).to_contain_text("All")
+    page.screenshot(path=ARTIFACTS / "catalog.png", full_page=True)
+
+
+def check_page_shows_its_day(page: Page, url: str, day: str) -> None:
+    """A check's latest result names the day it checked, not "Skipped" or "—"."""
+    page.goto(f"{url}/assets/{CHECKED_ASSET}?view=checks")
+    page.get_by_text(CHECK, exact=True).first.click()
+    latest = (
+        page.locator("section, div").filter(has_text="Latest execution").filter(has_text="Partition").last
+    )
+    expect(latest).to_contain_text(day)
+    expect(latest).to_contain_text("Passed")
+    page.screenshot(path=ARTIFACTS / "check.png", full_page=True)
+
+
+def runs_list_shows_each_source_runs_day(page: Page, url: str, days: list[str]) -> None:
+    page.goto(f"{url}/runs?show_runs_within_backfills=true")
     with contextlib.suppress(PlaywrightError):
-        page.get_by_role("button", name="Skip").click(timeout=3_000)
+        page.get_by_text("Show runs within backfills").click(timeout=5_000)
+    for day in days:
+        expect(page.get_by_text(f"partition: {day}").first).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "runs.png", full_page=True)
+
+
+def experiment_results_page_shows_names(page: Page, url: str) -> None:
+    """The results asset's page names every experiment (its summaries' headings)."""
+    page.goto(f"{url}/assets/warehouse/experiment_results")
+    for experiment in World().experiments:
+        expect(page.get_by_text(experiment.name).first).to_be_visible()
+
+
+def materialize_from_the_ui(page: Page, url: str, partition: str) -> str:
+    """Launch one partition of UI_ASSET from its page; the run's id once it succeeded."""
+    page.goto(f"{url}/assets/{'/'.join(UI_ASSET)}")
+    page.get_by_role("button", name="Materialize…").click()
+    dialog = page.get_by_role("dialog")
+    partitions = dialog.locator("input[type=text]")
+    partitions.fill(partition)
+    partitions.press("Enter")
+    dialog.get_by_role("button", name="Launch 1 run").click()
+    page.get_by_role("link", name="View", exact=True).click()
+    page.wait_for_url("**/runs/**")
+    run_id = page.url.rstrip("/").split("/")[-1]
+    try:
+        expect(page.get_by_text("Success", exact=True).first).to_be_visible(timeout=RUN_SECONDS * 1000)
+    finally:
+        page.screenshot(path=ARTIFACTS / "materialization-run.png", full_page=True)
+    return run_id
+
+
+def dismiss_community_prompt(page: Page) -> None:
+    """The UI greets a new browser with a newsletter dialog that covers the page, whenever it loads."""
+    page.add_locator_handler(
+        page.get_by_text("Join the Dagster community"),
+        lambda: page.get_by_role("button", name="Skip").click(),
+    )

@@ -32,9 +32,11 @@ def daily_asset(key: dg.AssetKey, deps: list[dg.AssetKey] | None = None) -> dg.A
     return day
 
 
-@dg.asset(key=CATALOG, group_name="warehouse", deps=[WAREHOUSE_EVENTS], pool="warehouse")
+@dg.asset(
+    key=CATALOG, group_name="warehouse", deps=[WAREHOUSE_EVENTS, AMPLITUDE, OPTIMIZELY], pool="warehouse"
+)
 def catalog() -> None:
-    """A stand-in mart: unpartitioned, reading every day."""
+    """A stand-in mart: unpartitioned, reading every day of the sources and the warehouse."""
 
 
 @dg.asset_check(asset=WAREHOUSE_EVENTS)
@@ -129,16 +131,21 @@ def test_schedules_follow_the_vendors_latency() -> None:
 # ---- Jobs and selections ---------------------------------------------------------------------------
 
 
-def test_daily_events_runs_every_daily_asset_with_its_checks(
+def test_daily_sources_runs_every_daily_source_asset_and_daily_warehouse_the_models_with_their_checks(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    job = platform_like_defs().resolve_job_def("daily_events")
+    defs = platform_like_defs()
     with dg.instance_for_test(temp_dir=str(tmp_path_factory.mktemp("instance"))) as instance:
-        result = job.execute_in_process(partition_key="2026-11-01", instance=instance)
-    assert result.success
-    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
-    assert materialized == {AMPLITUDE, OPTIMIZELY, WAREHOUSE_EVENTS}
-    checked = [e.asset_check_key for e in result.get_asset_check_evaluations()]
+        sources = defs.resolve_job_def("daily_sources").execute_in_process(
+            partition_key="2026-11-01", instance=instance
+        )
+        warehouse = defs.resolve_job_def("daily_warehouse").execute_in_process(
+            partition_key="2026-11-01", instance=instance
+        )
+    assert sources.success and warehouse.success
+    assert {e.asset_key for e in sources.get_asset_materialization_events()} == {AMPLITUDE, OPTIMIZELY}
+    assert {e.asset_key for e in warehouse.get_asset_materialization_events()} == {WAREHOUSE_EVENTS}
+    checked = [e.asset_check_key for e in warehouse.get_asset_check_evaluations()]
     assert checked == [warehouse_events_checked.check_key]
 
 
@@ -146,6 +153,22 @@ def test_warehouse_marts_selects_only_the_unpartitioned_warehouse_assets() -> No
     graph = platform_like_defs().resolve_asset_graph()
     assert automation.WAREHOUSE_MARTS.resolve(graph) == {CATALOG}
     assert automation.daily_assets_of("amplitude").resolve(graph) == {AMPLITUDE}
+
+
+def test_no_job_mixes_backfill_policies_and_loading_warns_of_nothing(
+    recwarn: pytest.WarningsRecorder,
+) -> None:
+    """A job of the sources' day-per-run and the warehouse's ranges runs everything a day per run, and
+    Dagster says so on every load; and no selection of ours leans on a beta or preview parameter."""
+    from event_platform.definitions import defs
+
+    loaded = defs()
+    graph = loaded.resolve_asset_graph()
+    # Dagster's implicit `__ASSET_JOB` holds every asset; UI launches subset it, and it never warns.
+    for job in [job for job in loaded.resolve_all_job_defs() if not job.name.startswith("__")]:
+        keys = job.asset_layer.selected_asset_keys
+        assert len({graph.get(key).backfill_policy for key in keys}) <= 1, job.name
+    assert [str(warning.message) for warning in recwarn] == []
 
 
 # ---- Automation conditions and freshness -----------------------------------------------------------
@@ -234,15 +257,35 @@ def test_a_relanded_lookback_day_reruns_the_warehouse_and_then_the_mart(
         assert after.get_requested_partitions(WAREHOUSE_EVENTS) == set()
 
 
-def test_days_outside_the_lookback_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("EVENT_PLATFORM_LOOKBACK_DAYS", "0")
+def test_a_backfill_of_old_source_days_rebuilds_those_warehouse_days_and_then_the_catalog() -> None:
+    """Any day, not only the latest: a source backfill of last month reaches the warehouse, and the
+    catalog publishes only once the warehouse has those days too."""
     defs = platform_like_defs()
     now = at("2026-11-02T04:00:00")
+    old_days = ["2026-10-01", "2026-10-02"]
     with dg.instance_for_test() as instance:
-        for key in (AMPLITUDE, OPTIMIZELY):
-            land(instance, key, "2026-10-20")
-        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=now)
-        assert result.get_requested_partitions(WAREHOUSE_EVENTS) == set()
+        for key in (AMPLITUDE, OPTIMIZELY, WAREHOUSE_EVENTS):
+            land(instance, key, "2026-11-01")
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=CATALOG))
+        settled = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=now)
+
+        for day in old_days:
+            land(instance, AMPLITUDE, day)
+        backfilled = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, evaluation_time=now, cursor=settled.cursor
+        )
+        assert backfilled.get_requested_partitions(WAREHOUSE_EVENTS) == set(old_days)
+        # The catalog would publish the sources' new days beside a warehouse without them: it waits
+        # (and the next ticks find the warehouse's run in progress).
+        assert backfilled.get_requested_partitions(CATALOG) == set()
+
+        for day in old_days:
+            land(instance, WAREHOUSE_EVENTS, day)
+        built = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, evaluation_time=now, cursor=backfilled.cursor
+        )
+        assert built.get_requested_partitions(CATALOG) == {None}
+        assert built.get_requested_partitions(WAREHOUSE_EVENTS) == set()
 
 
 def test_the_automation_sensor_is_declared_running() -> None:

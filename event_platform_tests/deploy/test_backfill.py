@@ -2,14 +2,17 @@
 
 One command files it (`submit_asset_backfill`, the UI's asset backfill); the instance's own daemon
 splits it into runs by backfill policy (a run per day for the sources, ranges for the warehouse) and
-paces them with the repository's dagster.yaml (run queue, `warehouse` pool limit 1). It must complete
-with every run successful and no step, retried or not, ever failing on a DuckDB lock.
+paces them with the repository's dagster.yaml (run queue, `warehouse` pool limit 1). It must
+complete with every run successful and no step, retried or not, ever failing on a DuckDB lock; and every
+check of every daily asset must have one result per day, filed under that day by the run that
+materialized it (read back through the instance, as the UI reads them), none left "Skipped".
 
 About 4-5 minutes on a 2-core machine; `benchmarks/backfill.py` runs the same path and times it.
 """
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -71,6 +74,7 @@ def test_a_30_day_backfill_of_every_asset_completes_without_lock_errors(
                 else instance.get_latest_materialization_event(key) is None
                 for key in everything
             }
+            misfiled = misfiled_check_results(instance, graph, wanted)
 
     failed = [run for run in outcome.runs if run.status != "SUCCESS"]
     assert outcome.succeeded, f"{outcome.status}; failed runs: {failed}; errors: {outcome.step_errors[:5]}"
@@ -83,3 +87,29 @@ def test_a_30_day_backfill_of_every_asset_completes_without_lock_errors(
     assert len(sources) + len(warehouse) == len(outcome.runs), "no run mixes sources and warehouse"
     assert len(sources) >= DAYS and all("..." not in run.partitions for run in sources)
     assert any("..." in run.partitions for run in warehouse) and len(warehouse) < DAYS / 2
+    assert misfiled == []
+
+
+def misfiled_check_results(instance: dg.DagsterInstance, graph: Any, days: set[str]) -> list[str]:
+    """Every daily check's results that are not one per day, by the run that materialized that day."""
+    problems = []
+    for check_key in graph.asset_check_keys:
+        if not graph.get(check_key.asset_key).partitions_def:
+            continue
+        records = instance.event_log_storage.get_asset_check_execution_history(
+            check_key, limit=10 * len(days)
+        )
+        name = check_key.to_user_string()
+        problems += [f"{name} {r.partition} {r.status.value}" for r in records if r.status.value == "PLANNED"]
+        by_day: dict[str | None, Any] = {}
+        for record in records:  # newest first: the latest result of each day
+            by_day.setdefault(record.partition, record)
+        if set(by_day) != days:
+            problems.append(f"{name}: results for {sorted(map(str, set(by_day) ^ days))} only on one side")
+        for day, record in by_day.items():
+            materialized = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=check_key.asset_key, asset_partitions=[day]), limit=1
+            ).records
+            if not materialized or record.run_id != materialized[0].run_id:
+                problems.append(f"{name} {day}: checked in {record.run_id}, not the run that materialized it")
+    return problems

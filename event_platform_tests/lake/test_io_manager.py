@@ -101,7 +101,7 @@ def test_partitions_round_trip_as_lazy_datasets_with_metadata(lake: LakeResource
     materialization = result.asset_materializations_for_node("src__numbers")[0]
     assert materialization.metadata["dagster/row_count"].value == 3
     assert materialization.metadata["files"].value == 1
-    assert materialization.metadata["bytes"].value > 0
+    assert materialization.metadata["size"].value.endswith("B")
     assert materialization.metadata["delta_version"].value == 2, "created, then one commit per day"
     assert materialization.metadata["uri"].value.endswith("src/numbers/date=2026-11-03")
     assert [c.name for c in materialization.metadata["dagster/column_schema"].value.columns] == ["n", "label"]
@@ -120,7 +120,9 @@ def test_an_unpartitioned_reader_sees_every_materialized_partition(lake: LakeRes
     assert result.success and stored == [{"rows": 6, "days": 2}]
 
 
-def test_a_missing_upstream_partition_is_a_clear_error(lake: LakeResource) -> None:
+def test_a_missing_upstream_partition_is_one_sentence_naming_the_asset_the_day_and_the_fix(
+    lake: LakeResource,
+) -> None:
     result = materialize(
         [numbers.to_source_asset(), doubled],
         partition_key="2026-11-05",
@@ -128,7 +130,14 @@ def test_a_missing_upstream_partition_is_a_clear_error(lake: LakeResource) -> No
         raise_on_error=False,
     )
     assert not result.success
-    assert "has no partition 2026-11-05" in str(result.all_events)
+    [failure] = result.get_step_failure_events()
+    error = failure.step_failure_data.error
+    # A dagster.Failure, as Dagster reports it: not a load-input error wrapping a FileNotFoundError.
+    assert error is not None and error.cls_name == "Failure" and error.cause is None
+    description = failure.step_failure_data.user_failure_data.description  # type: ignore[union-attr]
+    assert description.startswith("src/numbers has no partition 2026-11-05 in ")
+    assert description.endswith("materialize src/numbers for 2026-11-05 first.")
+    assert "\n" not in description
 
 
 def test_re_materializing_a_partition_replaces_it_in_one_commit(lake: LakeResource) -> None:

@@ -12,15 +12,17 @@ from typing import Any
 import pyarrow as pa
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, Output, asset
 
+from event_platform import metadata
 from event_platform.defs.amplitude.checks import EVENTS, RAW_EXPORT
-from event_platform.defs.amplitude.landing import LandingResult, land_export
+from event_platform.defs.amplitude.landing import DayNotReadyError, LandingResult, land_export
 from event_platform.defs.amplitude.resources import AmplitudeResource
+from event_platform.defs.amplitude.schema import EVENT_SCHEMA, PREVIEW_COLUMNS
 from event_platform.defs.amplitude.transform import SOURCE, TransformSummary, read_events
 from event_platform.lake.io_manager import LakeResource
-from event_platform.markdown import markdown_table
 from event_platform.partitions import daily_partitions
 from event_platform.policies import (
     SOURCE_ASSET,
+    failing_plainly,
     only_outages_retry,
     only_outages_retry_while_reading,
 )
@@ -40,7 +42,7 @@ def raw_export(
     context: AssetExecutionContext, amplitude: AmplitudeResource, lake: LakeResource
 ) -> MaterializeResult:
     day = dt.date.fromisoformat(context.partition_key)
-    with only_outages_retry(), scratch_dir("amplitude-export") as tmp_dir:
+    with only_outages_retry(), failing_plainly(DayNotReadyError), scratch_dir("amplitude-export") as tmp_dir:
         landed = land_export(
             amplitude.client(),
             day,
@@ -65,7 +67,8 @@ def raw_export(
     "that cannot be typed are kept byte-for-byte under quarantine/amplitude/events/date=D/.",
 )
 def events(context: AssetExecutionContext, lake: LakeResource) -> Output[pa.RecordBatchReader]:
-    with only_outages_retry():
+    # A day whose raw export never landed: the error names the day and the asset to materialize first.
+    with only_outages_retry(), failing_plainly(FileNotFoundError):
         typed = read_events(lake.lake(), context.partition_key)
     summary = typed.summary
     if summary.quarantined:
@@ -78,34 +81,37 @@ def events(context: AssetExecutionContext, lake: LakeResource) -> Output[pa.Reco
 def landing_metadata(landed: LandingResult) -> dict[str, Any]:
     return {
         "files": MetadataValue.int(landed.files),
-        "bytes": MetadataValue.int(landed.bytes),
+        "size": metadata.size(landed.bytes),
         "lines": MetadataValue.int(landed.lines),
-        "uncompressed_bytes": MetadataValue.int(landed.uncompressed_bytes),
+        "uncompressed_size": metadata.size(landed.uncompressed_bytes),
         "zip_members": MetadataValue.int(landed.zip_members),
         "archives": MetadataValue.int(landed.archives),
         "requests": MetadataValue.int(landed.requests),
         "windows_split": MetadataValue.int(landed.windows_split),
-        "bytes_downloaded": MetadataValue.int(landed.bytes_downloaded),
+        "downloaded": metadata.size(landed.bytes_downloaded),
         "window": MetadataValue.text(f"{landed.window_start}..{landed.window_end}"),
         "uri": MetadataValue.path(landed.uri),
     }
 
 
 def events_metadata(summary: TransformSummary) -> dict[str, Any]:
-    metadata: dict[str, Any] = {
-        "rows": MetadataValue.int(summary.rows),
+    """What typing found; the rows themselves are the IO manager's `dagster/row_count`."""
+    preview_schema = pa.schema([EVENT_SCHEMA.field(name) for name in PREVIEW_COLUMNS])
+    values: dict[str, Any] = {
         "raw_files": MetadataValue.int(summary.files),
         "raw_lines": MetadataValue.int(summary.raw_lines),
         "duplicates": MetadataValue.int(summary.duplicates),
         "quarantined_lines": MetadataValue.int(summary.quarantined),
         "malformed_values": MetadataValue.int(summary.malformed_values),
-        "malformed_values_by_column": MetadataValue.json(summary.malformed_by_column),
+        "malformed_values_per_column": metadata.counts(
+            summary.malformed_by_column, label="column", count="values"
+        ),
         "late_events": MetadataValue.int(summary.late_events),
-        "late_event_share": MetadataValue.float(round(summary.late_share, 6)),
+        "late_event_share": metadata.share(summary.late_share),
         "files_typed_line_by_line": MetadataValue.int(summary.dirty_files),
-        "preview": MetadataValue.md(markdown_table(summary.preview)),
+        "preview": metadata.table(summary.preview, preview_schema),
     }
     if summary.min_event_time is not None and summary.max_event_time is not None:
-        metadata["min_event_time"] = MetadataValue.timestamp(summary.min_event_time)
-        metadata["max_event_time"] = MetadataValue.timestamp(summary.max_event_time)
-    return metadata
+        values["first_event_time"] = MetadataValue.timestamp(summary.min_event_time)
+        values["last_event_time"] = MetadataValue.timestamp(summary.max_event_time)
+    return values

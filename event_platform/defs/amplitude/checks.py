@@ -4,7 +4,9 @@
 - events `lines_reconcile` (blocking): Parquet rows + duplicates + quarantined lines == lines landed, and
   the events were typed from the landing now in the lake;
 - events `uuid_unique` (blocking): the primary key is unique in the partition;
-- events `not_empty` (WARN): a day without a single event is more likely an outage than a quiet day.
+- events `not_empty` (ERROR): a project with traffic always exports events, so an empty day is a fault.
+
+Every check is partitioned by day: its result belongs to the day it checked.
 """
 
 import tempfile
@@ -16,20 +18,27 @@ from dagster import (
     AssetCheckSeverity,
     AssetKey,
     MetadataValue,
-    asset_check,
 )
 
 from event_platform.defs.amplitude.transform import SOURCE, TABLE
+from event_platform.defs.empty_days import EmptyDay, not_empty_check
 from event_platform.lake.delta import read_partition
 from event_platform.lake.io_manager import LakeResource
 from event_platform.lake.layout import quarantine_path, raw_path
+from event_platform.partitions import daily_asset_check
 
 RAW_EXPORT = AssetKey([SOURCE, "raw_export"])
 EVENTS = AssetKey([SOURCE, "events"])
 CHECK_MEMORY_LIMIT = "256MB"
+EMPTY_DAY = EmptyDay(
+    possible=False,
+    meaning="a project with traffic always exports events, so the key pair belongs to another project or "
+    "region (AMPLITUDE_REGION), or the project received nothing that day; fix the settings and "
+    "re-materialize amplitude/raw_export and amplitude/events for the day.",
+)
 
 
-@asset_check(
+@daily_asset_check(
     asset=RAW_EXPORT, description="Every .json.gz member of the export's ZIPs is landed, with its lines."
 )
 def files_match_zip(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
@@ -48,7 +57,7 @@ def files_match_zip(context: AssetCheckExecutionContext, lake: LakeResource) -> 
     )
 
 
-@asset_check(
+@daily_asset_check(
     asset=EVENTS,
     blocking=True,
     description="Parquet rows + duplicates removed + lines quarantined == lines landed, for the landing "
@@ -83,7 +92,7 @@ def lines_reconcile(context: AssetCheckExecutionContext, lake: LakeResource) -> 
     )
 
 
-@asset_check(
+@daily_asset_check(
     asset=EVENTS, blocking=True, description="`uuid`, Amplitude's primary key, is unique in the day."
 )
 def uuid_unique(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
@@ -105,9 +114,4 @@ def uuid_unique(context: AssetCheckExecutionContext, lake: LakeResource) -> Asse
     )
 
 
-@asset_check(asset=EVENTS, description="The day has events (WARN: an empty export is more often an outage).")
-def not_empty(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
-    rows = read_partition(lake.lake(), TABLE, context.partition_key).count_rows()
-    return AssetCheckResult(
-        passed=rows > 0, severity=AssetCheckSeverity.WARN, metadata={"rows": MetadataValue.int(rows)}
-    )
+not_empty = not_empty_check(EVENTS, EMPTY_DAY)

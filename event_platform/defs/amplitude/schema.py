@@ -27,6 +27,8 @@ from enum import Enum
 
 import pyarrow as pa
 
+from event_platform.columns import column
+
 
 class Kind(Enum):
     TEXT = "text"
@@ -61,8 +63,8 @@ class Column:
         return self.kind not in (Kind.TEXT, Kind.JSON)
 
     def field(self) -> pa.Field:
-        metadata = {"content": "json"} if self.kind is Kind.JSON else None
-        return pa.field(self.name, ARROW_TYPES[self.kind], metadata=metadata)
+        content = {"content": "json"} if self.kind is Kind.JSON else None
+        return column(self.name, ARROW_TYPES[self.kind], DESCRIPTIONS[self.key], metadata=content)
 
 
 _KINDS: dict[str, Kind] = {
@@ -104,13 +106,84 @@ EXPORT_KEYS: tuple[str, ...] = (
 )  # fmt: skip
 """The 55 keys of an exported event, in the order the export writes them."""
 
+DESCRIPTIONS: dict[str, str] = {
+    "$insert_id": "The sender's de-duplication id: Amplitude drops a second event with the same device_id "
+    "and insert_id within 7 days; a secondary signal beside uuid.",
+    "$insert_key": "Amplitude's internal key derived from insert_id (undocumented; kept as sent).",
+    "$schema": "Amplitude's schema version of the event record (undocumented; kept as sent).",
+    "adid": "Google Play Services advertising id of an Android device, when the SDK collects it.",
+    "amplitude_attribution_ids": "Attribution ids Amplitude matched to the event (JSON text).",
+    "amplitude_event_type": "Deprecated by Amplitude; always null.",
+    "amplitude_id": "Amplitude's own id of the person, merging the devices and user ids it has linked.",
+    "app": "The Amplitude project id the event belongs to.",
+    "city": "City of the sender, from Amplitude's IP geolocation.",
+    "client_event_time": "When the event happened by the sender's clock (UTC).",
+    "client_upload_time": "When the sender uploaded the event by its own clock (UTC).",
+    "country": "Country of the sender, from Amplitude's IP geolocation.",
+    "data": "Amplitude's processing details for the event, such as the ingestion path (JSON text).",
+    "data_type": "The kind of record: `event` for a tracked event, other values for identify calls.",
+    "device_brand": "Deprecated by Amplitude; always null.",
+    "device_carrier": "Mobile network carrier of the device.",
+    "device_family": "Device family, e.g. `Apple iPhone` or `Mac`.",
+    "device_id": "The sender's device or browser id; with user_id, what identifies a person.",
+    "device_manufacturer": "Deprecated by Amplitude; always null.",
+    "device_model": "Deprecated by Amplitude; always null.",
+    "device_type": "Device type, e.g. `iPhone 14` or `Windows`.",
+    "dma": "Nielsen Designated Market Area of the sender (US), from IP geolocation.",
+    "event_id": "A counter the SDK increments per event; not unique, never a key.",
+    "event_properties": "The event's own properties as the sender set them (JSON text).",
+    "event_time": "When the event happened (UTC), client_event_time corrected for clock skew: the time "
+    "to analyse by.",
+    "event_type": "The event's name, e.g. `Viewed Course`.",
+    "global_user_properties": "Properties of the person shared across the organisation's projects "
+    "(JSON text).",
+    "group_properties": "Properties of the groups (accounts, companies) the event belongs to (JSON text).",
+    "groups": "The groups the event belongs to, group type to group name (JSON text).",
+    "idfa": "Apple's identifier for advertisers of an iOS device, when the SDK collects it.",
+    "ip_address": "The sender's IP address as Amplitude received it.",
+    "is_attribution_event": "Deprecated by Amplitude; always null.",
+    "language": "The device's language setting.",
+    "library": "The SDK that sent the event and its version, e.g. `amplitude-ts/2.1.0`.",
+    "location_lat": "Latitude of the device, when the SDK sends it.",
+    "location_lng": "Longitude of the device, when the SDK sends it.",
+    "os_name": "Operating system or browser name.",
+    "os_version": "Operating system or browser version.",
+    "partner_id": "The id of the partner integration that sent the event, if any.",
+    "paying": "Whether the person has paid, as Amplitude's revenue tracking recorded it (free text).",
+    "plan": "The tracking plan branch, source and version the event was validated against (JSON text).",
+    "platform": "The platform, e.g. `Web`, `iOS` or `Android`.",
+    "processed_time": "When Amplitude finished processing the event (UTC).",
+    "region": "Region (state, province) of the sender, from IP geolocation.",
+    "sample_rate": "The share of events the project samples, when sampling is on; null otherwise.",
+    "server_received_time": "When Amplitude's servers received the event (UTC).",
+    "server_upload_time": "When Amplitude's servers stored the event (UTC): the export's day is the day "
+    "of this time, so late events belong to the day they arrived.",
+    "session_id": "The session's start in epoch milliseconds; -1 when the event has no session.",
+    "source_id": "The id of the source (an SDK or an import) in Amplitude's data catalog.",
+    "start_version": "The app version the person first used.",
+    "user_creation_time": "Deprecated by Amplitude; usually null.",
+    "user_id": "The platform's own account id the sender set; null for anonymous events.",
+    "user_properties": "The person's properties as of the event (JSON text).",
+    "uuid": "Amplitude's unique id of the event row: the primary key, one row per uuid.",
+    "version_name": "The app version that sent the event.",
+}
+"""What each exported key means (Amplitude's export documentation; a few keys it leaves undocumented)."""
+
 COLUMNS: tuple[Column, ...] = tuple(
     Column(key, key.removeprefix("$"), _KINDS.get(key, Kind.TEXT)) for key in EXPORT_KEYS
 )
 SOURCE_FILE = "_source_file"
 
 EVENT_SCHEMA = pa.schema(
-    [*(column.field() for column in COLUMNS), pa.field(SOURCE_FILE, pa.string())],
+    [
+        *(exported.field() for exported in COLUMNS),
+        column(
+            SOURCE_FILE,
+            pa.string(),
+            "The export member the row came from (`<project>/<project>_<date>_<hour>#<part>.json.gz`), kept "
+            "byte-identical under raw/amplitude/date=D/.",
+        ),
+    ],
     metadata={"source": "Amplitude Export API", "primary_key": "uuid"},
 )
 """The schema of `amplitude/events`: the 55 exported keys, typed, then the lineage column."""
@@ -118,5 +191,6 @@ EVENT_SCHEMA = pa.schema(
 TIMESTAMP_FORMATS: tuple[str, ...] = ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S")
 """The export's timestamp shapes (UTC, no zone): with and without the fraction of a second."""
 
-PREVIEW_COLUMNS: tuple[str, ...] = ("event_time", "event_type", "uuid", "insert_id", "platform", "library")
-"""What a materialization's preview shows: no person-level fields (ids, ip, city, properties)."""
+PREVIEW_COLUMNS: tuple[str, ...] = ("event_time", "event_type", "platform", "uuid")
+"""What a materialization's preview shows: no person-level fields (ids, ip, city, properties), and few
+enough columns for whole rows to fit the UI."""

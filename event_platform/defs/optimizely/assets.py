@@ -8,6 +8,7 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
+import pyarrow as pa
 from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
@@ -18,15 +19,24 @@ from dagster import (
     asset,
 )
 
+from event_platform import metadata
+from event_platform.defs.empty_days import empty_day_result
 from event_platform.defs.optimizely import checks
-from event_platform.defs.optimizely.load import Landing, SchemaMismatchError, TypedDay, land_day, type_day
+from event_platform.defs.optimizely.load import (
+    E3NotReadyError,
+    Landing,
+    SchemaMismatchError,
+    TypedDay,
+    land_day,
+    type_day,
+)
 from event_platform.defs.optimizely.resources import OptimizelyResource
 from event_platform.defs.optimizely.schema import E3_TYPES, E3Type
 from event_platform.lake.io_manager import LakeResource
-from event_platform.markdown import markdown_table
 from event_platform.partitions import daily_partitions
 from event_platform.policies import (
     SOURCE_ASSET,
+    failing_plainly,
     only_outages_retry,
     only_outages_retry_while_reading,
 )
@@ -50,7 +60,7 @@ def e3_asset(e3: E3Type) -> AssetsDefinition:
     def e3_day(
         context: AssetExecutionContext, optimizely: OptimizelyResource, lake: LakeResource
     ) -> Iterator[Output[Any] | AssetCheckResult]:
-        with only_outages_retry():
+        with only_outages_retry(), failing_plainly(E3NotReadyError):
             day = dt.date.fromisoformat(context.partition_key)
             store = lake.lake()
             client = optimizely.client()
@@ -75,39 +85,41 @@ def e3_asset(e3: E3Type) -> AssetsDefinition:
             yield checks.rows_reconcile(landing, typed)
             yield checks.schema_matches_e3(landing)
             yield checks.success_marker(landing, dt.datetime.now(dt.UTC).date())
+            yield empty_day_result(checks.EMPTY_DAY, typed.streamed.rows, context.partition_key)
 
     return e3_day
 
 
 def day_metadata(landing: Landing, typed: TypedDay, raw_uri: str) -> dict[str, Any]:
+    """What landing and typing found; the rows themselves are the IO manager's `dagster/row_count`."""
     stats = typed.stats
-    folder_label = "experiment" if landing.e3.folder_key == "experiment" else "event name"
-    metadata: dict[str, Any] = {
+    folder_label = "experiment_id" if landing.e3.folder_key == "experiment" else "event_name"
+    preview_schema = pa.schema(
+        [landing.e3.schema.field(name) for name in stats.preview[0]] if stats.preview else []
+    )
+    values: dict[str, Any] = {
         "raw_files": MetadataValue.int(len(landing.parts)),
-        "raw_bytes": MetadataValue.int(landing.bytes),
+        "raw_size": metadata.size(landing.bytes),
         "raw_uri": MetadataValue.path(raw_uri),
         "part_rows": MetadataValue.int(landing.part_rows),
         "duplicates": MetadataValue.int(stats.duplicates),
         "has_success_marker": MetadataValue.bool(landing.listing.has_success),
-        f"rows_per_{landing.e3.folder_key}": MetadataValue.md(
-            markdown_table([{folder_label: key, "rows": rows} for key, rows in stats.rows_by_folder.items()])
-        ),
-        f"rows_per_{landing.e3.folder_key}_json": MetadataValue.json(stats.rows_by_folder),
+        f"rows_per_{landing.e3.folder_key}": metadata.counts(stats.rows_by_folder, label=folder_label),
         "extra_vendor_columns": MetadataValue.json(landing.extra_columns),
-        "preview": MetadataValue.md(markdown_table(stats.preview)),
+        "preview": metadata.table(stats.preview, preview_schema),
     }
     for label, value in (
-        ("timestamp_min", stats.timestamp_range[0]),
-        ("timestamp_max", stats.timestamp_range[1]),
-        ("process_timestamp_min", stats.process_timestamp_range[0]),
-        ("process_timestamp_max", stats.process_timestamp_range[1]),
+        ("first_timestamp", stats.timestamp_range[0]),
+        ("last_timestamp", stats.timestamp_range[1]),
+        ("first_process_timestamp", stats.process_timestamp_range[0]),
+        ("last_process_timestamp", stats.process_timestamp_range[1]),
     ):
         if value is not None:
-            metadata[label] = MetadataValue.timestamp(value)
+            values[label] = MetadataValue.timestamp(value)
     if stats.lag_seconds_p50 is not None and stats.lag_seconds_max is not None:
-        metadata["processing_lag_p50_seconds"] = MetadataValue.float(stats.lag_seconds_p50)
-        metadata["processing_lag_max_seconds"] = MetadataValue.float(stats.lag_seconds_max)
-    return metadata
+        values["processing_lag_median"] = metadata.duration(stats.lag_seconds_p50)
+        values["processing_lag_max"] = metadata.duration(stats.lag_seconds_max)
+    return values
 
 
 decisions = e3_asset(E3_TYPES["decisions"])

@@ -3,7 +3,10 @@
 - files_landed:      every part file S3 listed for the date is in the raw landing, at its size;
 - rows_reconcile:    rows written == rows in the part files - duplicates removed;
 - schema_matches_e3: columns equal E3's (an extra vendor column WARNs, a missing one is an ERROR);
-- success_marker:    `_SUCCESS` is there once the date is two days old (WARN: the docs don't promise it).
+- success_marker:    `_SUCCESS` is there once the date is two days old (WARN: the docs don't promise it);
+- not_empty:         the date has rows (WARN: a date without a running experiment or conversion is quiet).
+
+The checks are partitioned by day, so each result belongs to the date it checked.
 """
 
 from __future__ import annotations
@@ -12,21 +15,29 @@ import datetime as dt
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
 
+from event_platform.defs.empty_days import NOT_EMPTY, EmptyDay
 from event_platform.defs.optimizely.load import Landing, TypedDay
+from event_platform.partitions import daily_check_spec
 
 FILES_LANDED = "files_landed"
 ROWS_RECONCILE = "rows_reconcile"
 SCHEMA_MATCHES_E3 = "schema_matches_e3"
 SUCCESS_MARKER = "success_marker"
 SUCCESS_MARKER_GRACE = dt.timedelta(days=2)
+EMPTY_DAY = EmptyDay(
+    possible=True,
+    meaning="no experiment ran (decisions) or no tracked event converted (conversions) that date, or E3 has "
+    "not exported it yet: compare with the experiments' schedule in Optimizely.",
+)
 
 
 def check_specs(asset_key: AssetKey) -> list[AssetCheckSpec]:
     return [
-        AssetCheckSpec(FILES_LANDED, asset=asset_key, description="Every listed part file was landed."),
-        AssetCheckSpec(ROWS_RECONCILE, asset=asset_key, description="Rows == part rows - duplicates."),
-        AssetCheckSpec(SCHEMA_MATCHES_E3, asset=asset_key, description="Columns and types equal E3's."),
-        AssetCheckSpec(SUCCESS_MARKER, asset=asset_key, description="_SUCCESS present from day+2."),
+        daily_check_spec(FILES_LANDED, asset=asset_key, description="Every listed part file was landed."),
+        daily_check_spec(ROWS_RECONCILE, asset=asset_key, description="Rows == part rows - duplicates."),
+        daily_check_spec(SCHEMA_MATCHES_E3, asset=asset_key, description="Columns and types equal E3's."),
+        daily_check_spec(SUCCESS_MARKER, asset=asset_key, description="_SUCCESS present from day+2."),
+        daily_check_spec(NOT_EMPTY, asset=asset_key, description=EMPTY_DAY.describe()),
     ]
 
 

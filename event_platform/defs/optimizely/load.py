@@ -32,7 +32,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from event_platform.defs.optimizely.client import DayListing, E3Client, E3Object
-from event_platform.defs.optimizely.schema import SOURCE_FILE_COLUMN, E3Type, SchemaDifference, compare_schema
+from event_platform.defs.optimizely.schema import (
+    SOURCE_FILE_COLUMN,
+    SOURCE_FILE_FIELD,
+    E3Type,
+    SchemaDifference,
+    compare_schema,
+)
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import quarantine_path, raw_path
 from event_platform.pseudonymise import Pseudonymiser
@@ -233,7 +239,7 @@ class TypedDay:
 def output_schema(e3: E3Type, extra_columns: list[tuple[str, pa.DataType]]) -> pa.Schema:
     """E3's columns in E3's order, then extra vendor columns, then the lineage column."""
     extras = [pa.field(name, data_type) for name, data_type in extra_columns]
-    return pa.schema([*e3.schema, *extras, pa.field(SOURCE_FILE_COLUMN, pa.string())])
+    return pa.schema([*e3.schema, *extras, SOURCE_FILE_FIELD])
 
 
 def type_day(lake: Lake, landing: Landing) -> TypedDay:

@@ -11,6 +11,8 @@ from typing import Literal
 
 import pyarrow as pa
 
+from event_platform.columns import column
+
 DataType = Literal["decisions", "events"]
 DATA_TYPES: tuple[DataType, ...] = ("decisions", "events")
 
@@ -30,7 +32,43 @@ EXPERIMENTS = pa.list_(
 )
 TAGS = pa.map_(pa.string(), pa.string())
 
-DECISIONS = pa.schema(
+DESCRIPTIONS: dict[str, str] = {
+    "uuid": "Optimizely's id of the event: the de-duplication key (compared case-folded, as it arrives in "
+    "either case).",
+    "timestamp": "When the decision or conversion happened (UTC), by the visitor's SDK.",
+    "process_timestamp": "When Optimizely processed the event (UTC); the export's `date=` is this day.",
+    "visitor_id": "The visitor id the SDK bucketed with: the platform's account id, as Amplitude's user_id.",
+    "session_id": "The visitor's session; no longer generated since 2023-10-09, so null in newer data.",
+    "account_id": "The Optimizely account the event belongs to.",
+    "campaign_id": "The campaign (layer) of the experiment the visitor was bucketed in.",
+    "experiment_id": "The experiment the visitor was bucketed in.",
+    "variation_id": "The variation the visitor was shown.",
+    "attributes": "The visitor's audience attributes at the event (id, name, type, value).",
+    "user_ip": "The visitor's IP address, as the SDK sent it.",
+    "user_agent": "The visitor's browser user agent.",
+    "referer": "The page the visitor came from.",
+    "is_holdback": "True for a visitor held back from the experiment (shown the default experience).",
+    "revision": "The revision of the Optimizely project configuration the SDK used.",
+    "client_engine": "The SDK that sent the event, e.g. `js` or `python-sdk`.",
+    "client_version": "The version of that SDK.",
+    "experiments": "The experiments and variations the visitor was in when converting; no longer "
+    "generated since 2023-10-09, so null in newer data.",
+    "entity_id": "The id of the tracked event in the Optimizely project.",
+    "event_type": "The kind of tracked event, e.g. `other` or `pageview`.",
+    "event_name": "The tracked event's key, e.g. `purchase`: the metric it counts towards.",
+    "revenue": "Revenue of the conversion in cents (integer), when the event carries revenue.",
+    "value": "A numeric value of the conversion, when the event carries one.",
+    "quantity": "A quantity of the conversion (e.g. items bought), when the event carries one.",
+    "tags": "The event's tags as the SDK sent them, name to value.",
+}
+"""E3's columns, as Optimizely documents them."""
+
+
+def _e3_schema(columns: list[tuple[str, pa.DataType]]) -> pa.Schema:
+    return pa.schema([column(name, data_type, DESCRIPTIONS[name]) for name, data_type in columns])
+
+
+DECISIONS = _e3_schema(
     [
         ("uuid", pa.string()),
         ("timestamp", TIMESTAMP),
@@ -52,7 +90,7 @@ DECISIONS = pa.schema(
     ]
 )
 
-CONVERSIONS = pa.schema(
+CONVERSIONS = _e3_schema(
     [
         ("uuid", pa.string()),
         ("timestamp", TIMESTAMP),
@@ -79,7 +117,12 @@ CONVERSIONS = pa.schema(
 )
 
 SOURCE_FILE_COLUMN = "_source_file"
-"""Lineage: the vendor's path of the part file a row came from, relative to the date folder."""
+SOURCE_FILE_FIELD = column(
+    SOURCE_FILE_COLUMN,
+    pa.string(),
+    "Lineage: the vendor's path of the part file the row came from, relative to the date folder; the file "
+    "is kept byte-identical under raw/optimizely/.",
+)
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,10 @@ from pathlib import Path
 import pyarrow as pa
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
-from event_platform import staging
+from event_platform import metadata, staging
 from event_platform.defs.profile_store import landing
 from event_platform.defs.profile_store.resources import ProfileStoreResource
+from event_platform.defs.profile_store.transform import EVENTS_SCHEMA
 from event_platform.lake.io_manager import LakeResource
 from event_platform.lake.layout import raw_path
 from event_platform.partitions import daily_partitions
@@ -24,7 +25,8 @@ from event_platform.policies import (
 from event_platform.scratch import scratch_dir
 from event_platform.staging_metadata import day_metadata
 
-PREVIEW_COLUMNS = ("event_time", "event_type", "device_id", "user_email_key", "page_uri", "payload")
+PREVIEW_COLUMNS = ("event_time", "event_type", "page_title", "country_code", "device_id")
+"""Few enough columns for whole rows to fit the UI; the pseudonymised keys and JSON are in the table."""
 
 
 @asset(
@@ -69,14 +71,14 @@ def events(
 def describe(landed: landing.Landing, stats: staging.DayStats, raw_uri: str) -> dict[str, MetadataValue]:
     return {
         # Safe to show: the preview is read back from the pseudonymised rows.
-        **day_metadata(stats, PREVIEW_COLUMNS),
+        **day_metadata(stats, EVENTS_SCHEMA, PREVIEW_COLUMNS),
         "total_reported": MetadataValue.int(landed.stats.total_reported or 0),
         "requests": MetadataValue.int(landed.stats.requests),
         "retries": MetadataValue.int(landed.stats.retries),
         "windows_split": MetadataValue.int(landed.stats.windows_split),
         "instants_read": MetadataValue.int(landed.stats.instants_read),
-        "duration_seconds": MetadataValue.float(round(landed.seconds, 3)),
+        "reading_time": metadata.duration(landed.seconds),
         "raw_pages": MetadataValue.int(landed.pages),
-        "raw_bytes": MetadataValue.int(landed.bytes),
+        "raw_size": metadata.size(landed.bytes),
         "raw_uri": MetadataValue.path(raw_uri),
     }

@@ -1,22 +1,29 @@
-"""Checks of `profile_store/events`, read back from the lake after each materialization."""
+"""Checks of `profile_store/events`, read back from the lake after each materialization, per day."""
 
 from collections import Counter
 from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
-from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue, asset_check
+from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue
 
+from event_platform.defs.empty_days import EmptyDay, not_empty_check
 from event_platform.defs.profile_store import landing
 from event_platform.defs.profile_store.assets import events
 from event_platform.lake.delta import read_partition
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.io_manager import LakeResource
 from event_platform.lake.layout import quarantine_path, raw_path
+from event_platform.partitions import daily_asset_check
 from event_platform.pseudonymise import find_personal_data
 from event_platform.staging import gzip_lines, raw_files, scratch_duckdb
 
 SAMPLE_KEYS = 10
+EMPTY_DAY = EmptyDay(
+    possible=False,
+    meaning="the site tracks visitors every day, so the API key or PROFILE_STORE_BASE_URL points at another "
+    "account or region, or tracking stopped on the site; fix it and re-materialize the day.",
+)
 
 
 def _count(connection: duckdb.DuckDBPyConnection, sql: str) -> tuple[int, ...]:
@@ -25,7 +32,7 @@ def _count(connection: duckdb.DuckDBPyConnection, sql: str) -> tuple[int, ...]:
     return tuple(int(value) for value in row)
 
 
-@asset_check(
+@daily_asset_check(
     asset=events,
     description="Rows equal the `total` the Profile Store API reported for the day (kept in the raw "
     "partition's manifest); a shortfall means events were lost, quarantined or read incompletely.",
@@ -59,7 +66,7 @@ def rows_match_reported_total(context: AssetCheckExecutionContext, lake: LakeRes
     )
 
 
-@asset_check(
+@daily_asset_check(
     asset=events,
     description="No clear-text e-mail or IP address anywhere in the day: every string column of the "
     "typed rows (Payload and User.Info JSON included) and every line of the raw pages.",
@@ -105,7 +112,7 @@ def scan_for_personal_data(lake: Lake, day: str) -> PersonalDataScan:
     return scan
 
 
-@asset_check(asset=events, description="Each event_key (TrackId, or a content hash) occurs once.")
+@daily_asset_check(asset=events, description="Each event_key (TrackId, or a content hash) occurs once.")
 def event_keys_unique(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
     with scratch_duckdb() as connection:
         connection.register("stored", read_partition(lake.lake(), landing.TABLE, context.partition_key))
@@ -114,3 +121,6 @@ def event_keys_unique(context: AssetCheckExecutionContext, lake: LakeResource) -
         passed=rows == distinct,
         metadata={"rows": MetadataValue.int(rows), "distinct_event_keys": MetadataValue.int(distinct)},
     )
+
+
+not_empty = not_empty_check(events.key, EMPTY_DAY)

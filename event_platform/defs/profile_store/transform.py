@@ -13,30 +13,60 @@ from typing import Any
 
 import pyarrow as pa
 
+from event_platform.columns import column
 from event_platform.defs.profile_store.client import parse_event_time
 
 TICKS_PER_MICROSECOND = 10
 
 EVENTS_SCHEMA = pa.schema(
     [
-        pa.field("event_key", pa.string(), nullable=False),
-        pa.field("track_id", pa.string()),
-        pa.field("device_id", pa.string()),
-        pa.field("event_type", pa.string()),
-        pa.field("event_time", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("event_time_ticks", pa.int64(), nullable=False),
-        pa.field("value", pa.string()),
-        pa.field("scope", pa.string()),
-        pa.field("country_code", pa.string()),
-        pa.field("page_uri", pa.string()),
-        pa.field("page_title", pa.string()),
-        pa.field("remote_address_key", pa.string()),
-        pa.field("session_id", pa.string()),
-        pa.field("city", pa.string()),
-        pa.field("user_name_key", pa.string()),
-        pa.field("user_email_key", pa.string()),
-        pa.field("user_info", pa.string()),
-        pa.field("payload", pa.string()),
+        column(
+            "event_key",
+            pa.string(),
+            "The row's key: TrackId, or `sha256:` of the pseudonymised event where TrackId is empty; one row "
+            "per key.",
+            nullable=False,
+        ),
+        column("track_id", pa.string(), "The Profile Store's id of the track event (TrackId)."),
+        column("device_id", pa.string(), "The visitor's device id (DeviceId), as Amplitude's device_id."),
+        column("event_type", pa.string(), "The kind of event (EventType), e.g. `pageview`."),
+        column(
+            "event_time",
+            pa.timestamp("us", tz="UTC"),
+            "When the event happened (EventTime, UTC) to the microsecond; the partition's day is this day.",
+            nullable=False,
+        ),
+        column(
+            "event_time_ticks",
+            pa.int64(),
+            "EventTime exactly, in 100-nanosecond ticks since the Unix epoch: the vendor's full "
+            "precision and order.",
+            nullable=False,
+        ),
+        column("value", pa.string(), "The event's value (Value), as text or JSON text."),
+        column("scope", pa.string(), "The Profile Store scope (site) the event belongs to (Scope)."),
+        column("country_code", pa.string(), "The visitor's country code (CountryCode)."),
+        column("page_uri", pa.string(), "The page the event happened on (PageUri)."),
+        column("page_title", pa.string(), "That page's title (PageTitle)."),
+        column(
+            "remote_address_key",
+            pa.string(),
+            "The visitor's IP address (RemoteAddress) as a keyed hash `pii1:…`, never in clear.",
+        ),
+        column("session_id", pa.string(), "The visitor's session (SessionId)."),
+        column("city", pa.string(), "The visitor's city (City)."),
+        column("user_name_key", pa.string(), "The person's name (User.Name) as a keyed hash `pii1:…`."),
+        column("user_email_key", pa.string(), "The person's e-mail (User.Email) as a keyed hash `pii1:…`."),
+        column(
+            "user_info",
+            pa.string(),
+            "Further user details (User.Info), any address inside replaced by its keyed hash (JSON text).",
+        ),
+        column(
+            "payload",
+            pa.string(),
+            "The event's free payload (Payload), any address inside replaced by its keyed hash (JSON text).",
+        ),
     ]
 )
 

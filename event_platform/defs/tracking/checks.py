@@ -1,28 +1,34 @@
-"""Checks of `tracking/events`, read back from the lake after each materialization."""
+"""Checks of `tracking/events`, read back from the lake after each materialization, per day."""
 
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetRecordsFilter,
     MetadataValue,
-    asset_check,
 )
 
+from event_platform.defs.empty_days import EmptyDay, not_empty_check
 from event_platform.defs.tracking import landed
 from event_platform.defs.tracking.assets import events
 from event_platform.defs.tracking.events import CONTEXT_FIELDS, EMAIL_PATTERN, PERSONAL_KEY_ALTERNATIVES
 from event_platform.lake.delta import read_partition
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.io_manager import LakeResource
+from event_platform.partitions import daily_asset_check
 from event_platform.staging import scratch_duckdb
 
 PERSONAL_KEY_PATTERN = f'(?i)"({PERSONAL_KEY_ALTERNATIVES})":' + r'\s*("[^"]|[-0-9tf\[{])'
 """A personal key (`"email":`) holding a value other than null or "" in event_data's JSON text."""
 
 TEXT_COLUMNS = ("anon_username", *CONTEXT_FIELDS, "event_data")
+EMPTY_DAY = EmptyDay(
+    possible=True,
+    meaning="the LMS had no learners that day, or the collector received nothing: before trusting it as a "
+    "quiet day, check the collector's log and that the LMS's Tracker reaches TRACKING_COLLECTOR_URL.",
+)
 
 
-@asset_check(
+@daily_asset_check(
     asset=events,
     description="Rows equal the events the collector acknowledged (the landed manifest's line counts) "
     "minus the duplicates and quarantined lines the materialization reported, and no uuid repeats.",
@@ -60,7 +66,7 @@ def compare_rows_with_landing(store: Lake, day: str, duplicates: int) -> AssetCh
     )
 
 
-@asset_check(
+@daily_asset_check(
     asset=events,
     description="No stored text holds an email address, and event_data holds no key that names a person.",
 )
@@ -90,3 +96,6 @@ def _reported_duplicates(context: AssetCheckExecutionContext, day: str) -> int:
         return 0
     reported = records[0].asset_materialization.metadata.get("duplicates")
     return int(reported.value) if reported is not None else 0
+
+
+not_empty = not_empty_check(events.key, EMPTY_DAY)

@@ -29,6 +29,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from event_platform.columns import column
 from event_platform.defs.tracking.events import CONTEXT_FIELDS
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import partition_keys, quarantine_path, raw_path
@@ -41,15 +42,45 @@ QUARANTINE_FILE = "lines.ndjson.gz"
 BATCH_ROWS = 50_000
 
 UTC_MICROS = pa.timestamp("us", tz="UTC")
+CONTEXT_DESCRIPTIONS: dict[str, str] = {
+    "course_slug": "The course the event happened in.",
+    "course_run": "The run (edition) of that course.",
+    "unit_node_slug": "The course unit's node in the course outline.",
+    "course_unit_id": "The course unit's id, as text (the LMS sends integers or strings).",
+    "course_unit_slug": "The course unit's slug.",
+    "block_uuid": "The content block within the unit the event concerns.",
+    "page_url": "The LMS page the event happened on.",
+}
 EVENTS_SCHEMA = pa.schema(
     [
-        pa.field("uuid", pa.string(), nullable=False),
-        pa.field("event_type", pa.string(), nullable=False),
-        pa.field("time", UTC_MICROS, nullable=False),
-        pa.field("received_at", UTC_MICROS, nullable=False),
-        pa.field("anon_username", pa.string(), nullable=False),
-        *(pa.field(name, pa.string()) for name in CONTEXT_FIELDS),
-        pa.field("event_data", pa.string(), nullable=False, metadata={"format": "JSON text"}),
+        column("uuid", pa.string(), "The event's id, set by the Tracker: one row per uuid.", nullable=False),
+        column(
+            "event_type",
+            pa.string(),
+            "The namespaced event type, e.g. `kinesinlms.course.content.page_view`.",
+            nullable=False,
+        ),
+        column("time", UTC_MICROS, "When the event happened on the LMS (UTC).", nullable=False),
+        column(
+            "received_at",
+            UTC_MICROS,
+            "When the collector received it (UTC): the partition's day is this day.",
+            nullable=False,
+        ),
+        column(
+            "anon_username",
+            pa.string(),
+            "The learner's anonymous id on the LMS, never a name or an email: the platform's account id.",
+            nullable=False,
+        ),
+        *(column(name, pa.string(), CONTEXT_DESCRIPTIONS[name]) for name in CONTEXT_FIELDS),
+        column(
+            "event_data",
+            pa.string(),
+            "What the event type carries, e.g. `{video_id, video_event_type}` (JSON text).",
+            nullable=False,
+            metadata={"format": "JSON text"},
+        ),
     ]
 )
 """`course_unit_id` is a string: the LMS sends integer or string ids, and a string holds both."""

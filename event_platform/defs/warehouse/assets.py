@@ -33,7 +33,7 @@ without it, experiments keep their ids); `experiment_exploration` is every event
 
 import datetime as dt
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -49,6 +49,7 @@ from dagster import (
     asset,
 )
 
+from event_platform import metadata
 from event_platform.defs.warehouse import catalog, exploration, models, results, results_checks, schemas
 from event_platform.defs.warehouse.engine import Engine
 from event_platform.defs.warehouse.experiment_catalog import Catalog, build_catalog, latest_snapshot
@@ -96,12 +97,20 @@ def _lookback(days: int) -> TimeWindowPartitionMapping:
         )
 
 
-def _metadata(values: dict[str, Any]) -> dict[str, Any]:
-    """Dagster metadata values: the preview as markdown, lists and mappings as JSON."""
+def _metadata(values: Mapping[str, Any], schema: pa.Schema | None = None) -> dict[str, Any]:
+    """A model's summary as Dagster metadata: the preview as a table of `schema`'s columns, moments as
+    timestamps, `<count>_per_<label>` breakdowns as small tables, other lists and mappings as JSON."""
     converted: dict[str, Any] = {}
     for name, value in values.items():
-        if name == "preview":
+        if name == "preview" and schema is not None and not isinstance(value, str):
+            converted[name] = metadata.table(value, schema)
+        elif name == "preview":
             converted[name] = MetadataValue.md(value)
+        elif isinstance(value, dt.datetime):
+            converted[name] = MetadataValue.timestamp(value)
+        elif isinstance(value, dict) and "_per_" in name:
+            count, label = name.split("_per_", 1)
+            converted[name] = metadata.counts(value, label=label, count=count)
         elif isinstance(value, list | dict):
             converted[name] = MetadataValue.json(value)
         elif value is None:
@@ -139,12 +148,15 @@ def _each_day(
     warehouse: WarehouseResource,
     schema: pa.Schema,
     model: Callable[[Engine, str], models.ModelOutput],
+    preview: Sequence[str],
 ) -> PartitionStreams:
     """`model` for every day of the run, one day after another in its own DuckDB, each written before
     the next is computed: a run over a 90-day range (a single-run backfill) holds one day at a time.
 
     The inputs hold the whole range (and its look-back); each model sees only its day's slice of them.
+    `preview` names the columns the day's preview shows: few enough for whole rows to fit the UI.
     """
+    preview_schema = pa.schema([schema.field(name) for name in preview])
 
     def add_metadata(day: str, metadata: Mapping[str, Any]) -> None:
         context.add_asset_metadata(dict(metadata), partition_key=day)
@@ -153,7 +165,7 @@ def _each_day(
         for day in context.partition_keys:
             with warehouse.engine() as engine:
                 output = model(engine, day)
-                add_metadata(day, _metadata(output.metadata))
+                add_metadata(day, _metadata(output.metadata, preview_schema))
                 yield day, output.rows
 
     return PartitionStreams(schema, per_day(), on_written=add_metadata)
@@ -192,6 +204,7 @@ def identity_links(
         warehouse,
         schemas.IDENTITY_LINKS,
         lambda engine, day: models.identity_links(engine, IDENTITY, _sources_of_day(sources, day)),
+        preview=schemas.IDENTITY_LINKS.names,
     )
 
 
@@ -221,6 +234,7 @@ def events(
         lambda engine, day: models.events(
             engine, IDENTITY, _sources_of_day(sources, day), _days(links, day, LINKS_LOOKBACK_DAYS)
         ),
+        preview=("source", "event_type", "occurred_at", "person_key"),
     )
 
 
@@ -255,6 +269,7 @@ def experiment_exposures(
             _days(events, day),
             assignments,
         ),
+        preview=("experiment_id", "variation_id", "is_holdback", "first_exposed_at", "decisions"),
     )
 
 
@@ -281,6 +296,7 @@ def experiment_conversions(
         lambda engine, day: models.experiment_conversions(
             engine, _days(events, day), _days(exposures, day, EXPOSURES_LOOKBACK_DAYS), WINDOW_DAYS
         ),
+        preview=("experiment_id", "source", "event_name", "occurred_at", "revenue"),
     )
 
 
@@ -294,6 +310,7 @@ def daily_active_users(
         warehouse,
         schemas.DAILY_ACTIVE_USERS,
         lambda engine, day: models.daily_active_users(engine, _days(events, day)),
+        preview=schemas.DAILY_ACTIVE_USERS.names,
     )
 
 
@@ -407,8 +424,8 @@ def publish_catalog(context: AssetExecutionContext, warehouse: WarehouseResource
         _metadata(
             {
                 "path": str(path.resolve()),
-                "views": report.views,
-                "tables": report.tables,
+                "files_per_view": report.views,
+                "rows_per_table": report.tables,
                 "delta_versions": report.versions,
                 "empty": report.empty,
                 "not_published": report.not_published,

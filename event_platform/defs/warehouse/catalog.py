@@ -19,16 +19,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import duckdb
+import pyarrow as pa
 from deltalake import DeltaTable
 
+from event_platform.columns import column_description
 from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import PARTITION_KEY
 from event_platform.staging import sql_text
 
 VERSIONS_TABLE = "catalog_versions"
+VERSIONS_DESCRIPTION = "Which Delta version of which lake table each published view or table shows, and when."
 
 
 @dataclass(frozen=True)
@@ -36,26 +40,93 @@ class CatalogTable:
     name: str
     """The name analysts query."""
     lake_path: str
+    description: str
+    """What a row is: the relation's `COMMENT` in warehouse.duckdb (its columns' come from the schema)."""
     partitioned: bool = True
     mart: bool = False
     """Copied as a table where views cannot reach the lake (S3)."""
 
 
 CATALOG_TABLES: tuple[CatalogTable, ...] = (
-    CatalogTable("amplitude_events", "amplitude/events"),
-    CatalogTable("optimizely_decisions", "optimizely/decisions"),
-    CatalogTable("optimizely_conversions", "optimizely/conversions"),
-    CatalogTable("optimizely_experiments", "optimizely/experiments"),
-    CatalogTable("optimizely_experiment_metrics", "optimizely/experiment_metrics"),
-    CatalogTable("profile_store_events", "profile_store/events"),
-    CatalogTable("tracking_events", "tracking/events"),
-    CatalogTable("events", "warehouse/events"),
-    CatalogTable("identity_links", "warehouse/identity_links"),
-    CatalogTable("experiment_exposures", "warehouse/experiment_exposures"),
-    CatalogTable("experiment_conversions", "warehouse/experiment_conversions"),
-    CatalogTable("daily_active_users", "warehouse/daily_active_users", mart=True),
-    CatalogTable("experiment_results", "warehouse/experiment_results", partitioned=False, mart=True),
-    CatalogTable("experiment_exploration", "warehouse/experiment_exploration", partitioned=False, mart=True),
+    CatalogTable(
+        "amplitude_events",
+        "amplitude/events",
+        "Amplitude's exported events, one row per uuid, by the day Amplitude stored them (`date`).",
+    ),
+    CatalogTable(
+        "optimizely_decisions",
+        "optimizely/decisions",
+        "Optimizely E3 decisions (a visitor bucketed into a variation), one row per uuid, by processing day.",
+    ),
+    CatalogTable(
+        "optimizely_conversions",
+        "optimizely/conversions",
+        "Optimizely E3 conversion events, one row per uuid, by processing day (`date`).",
+    ),
+    CatalogTable(
+        "optimizely_experiments",
+        "optimizely/experiments",
+        "Optimizely's experiments as its REST API described them each day: one row per variation, with "
+        "names, status and planned weights.",
+    ),
+    CatalogTable(
+        "optimizely_experiment_metrics",
+        "optimizely/experiment_metrics",
+        "Each Optimizely experiment's configured metrics as the REST API gave them each day, in order "
+        "(the first is primary).",
+    ),
+    CatalogTable(
+        "profile_store_events",
+        "profile_store/events",
+        "Profile Store track events, personal fields as keyed hashes, one row per event_key, by event day.",
+    ),
+    CatalogTable(
+        "tracking_events",
+        "tracking/events",
+        "The learning platform's tracking events, one row per uuid, by the day the collector received them.",
+    ),
+    CatalogTable(
+        "events",
+        "warehouse/events",
+        "Every source's events in one shape, each with the pseudonymous person_key it resolves to.",
+    ),
+    CatalogTable(
+        "identity_links",
+        "warehouse/identity_links",
+        "Identity references seen together on one row (a device with a user), by day: how people resolve.",
+    ),
+    CatalogTable(
+        "experiment_exposures",
+        "warehouse/experiment_exposures",
+        "Per experiment, person and day: the first Optimizely decision of the day and every variation shown.",
+    ),
+    CatalogTable(
+        "experiment_conversions",
+        "warehouse/experiment_conversions",
+        "Events of exposed people at or after their first exposure and within the attribution window.",
+    ),
+    CatalogTable(
+        "daily_active_users",
+        "warehouse/daily_active_users",
+        "People active per day and source, and across all sources (source `all`, each person once).",
+        mart=True,
+    ),
+    CatalogTable(
+        "experiment_results",
+        "warehouse/experiment_results",
+        "Per experiment, variation and defined metric (named, with its role): units, value, lift against "
+        "control with its interval, p-value, the sample-ratio check and a decision.",
+        partitioned=False,
+        mart=True,
+    ),
+    CatalogTable(
+        "experiment_exploration",
+        "warehouse/experiment_exploration",
+        "Exploratory: every event type of every source as a conversion metric per experiment and variation, "
+        "uncorrected; not for decisions.",
+        partitioned=False,
+        mart=True,
+    ),
 )
 
 
@@ -106,12 +177,14 @@ def publish(lake: Lake, warehouse: Path, tables: tuple[CatalogTable, ...] = CATA
                     f'CREATE OR REPLACE VIEW "{table.name}" AS SELECT * FROM '
                     f"read_parquet([{paths}], hive_partitioning = {hive}, union_by_name = true)"
                 )
+                describe(connection, "VIEW", table, delta.dataset(lake, table.lake_path, snapshot).schema)
                 report.views[table.name] = len(files)
                 report.versions[table.name] = snapshot.version()
             elif table.mart:
                 dataset = delta.dataset(lake, table.lake_path, snapshot)
                 connection.register("mart_source", dataset)
                 connection.execute(f'CREATE OR REPLACE TABLE "{table.name}" AS SELECT * FROM mart_source')
+                describe(connection, "TABLE", table, dataset.schema)
                 connection.unregister("mart_source")
                 [(count,)] = connection.execute(f'SELECT count(*) FROM "{table.name}"').fetchall()
                 report.tables[table.name] = int(count)
@@ -139,6 +212,7 @@ def record_versions(
         f'CREATE OR REPLACE TABLE "{VERSIONS_TABLE}" (name VARCHAR, lake_table VARCHAR, '
         "delta_version BIGINT, files BIGINT, published_at TIMESTAMPTZ)"
     )
+    connection.execute(f'COMMENT ON TABLE "{VERSIONS_TABLE}" IS {sql_text(VERSIONS_DESCRIPTION)}')
     rows = [
         (table.name, lake.uri(table.lake_path), report.versions[table.name], report.views.get(table.name))
         for table in tables
@@ -146,3 +220,21 @@ def record_versions(
     ]
     if rows:
         connection.executemany(f'INSERT INTO "{VERSIONS_TABLE}" VALUES (?, ?, ?, ?, current_timestamp)', rows)
+
+
+def describe(
+    connection: duckdb.DuckDBPyConnection,
+    kind: Literal["VIEW", "TABLE"],
+    table: CatalogTable,
+    schema: pa.Schema,
+) -> None:
+    """`COMMENT ON` the published relation and each of its columns, from the table's description and the
+    column descriptions its stored schema carries (`event_platform.columns`), so `duckdb_views()`,
+    `duckdb_tables()` and `duckdb_columns()` say what each one is."""
+    connection.execute(f'COMMENT ON {kind} "{table.name}" IS {sql_text(table.description)}')
+    descriptions = {stored.name: column_description(stored) for stored in schema}
+    if table.partitioned:
+        descriptions[PARTITION_KEY] = "The day (UTC) the row is filed under: its partition in the lake."
+    for name, description in descriptions.items():
+        if description:
+            connection.execute(f'COMMENT ON COLUMN "{table.name}"."{name}" IS {sql_text(description)}')

@@ -1,9 +1,11 @@
-"""`event-platform experiments results [EXPERIMENT]` and `event-platform experiments check-metrics [FILE]`.
+"""The analysts' warehouse from the command line, without Dagster, the lake or a DuckDB shell.
 
-`results` prints each experiment's summary (the same text Dagit shows in `experiment_results`'
-metadata) from the analysts' warehouse file, so it needs no Dagster and no lake access: an experiment is
-picked by name or id. `check-metrics` loads a metrics file as the assets would and prints its problems
-by line, so a definition can be tried before a run.
+`event-platform experiments results [EXPERIMENT]` prints each experiment's summary (the text Dagit shows
+in `experiment_results`' metadata), an experiment picked by name or id; `experiments check-metrics
+[FILE]` loads a metrics file as the assets would and prints its problems by line. `event-platform
+warehouse tables | query SQL` lists and queries `warehouse.duckdb`: the DuckDB shell is not a Python
+package of the DuckDB version the platform writes with, so these open the file with the same `duckdb`
+module, read-only, and print what DuckDB's own renderer prints.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ RESULTS_TABLE = "experiment_results"
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    add_experiment_commands(subparsers)
+    add_warehouse_commands(subparsers)
+
+
+def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
     group = subparsers.add_parser("experiments", help="experiment results and metric definitions")
     commands = group.add_subparsers(dest="experiments_command", required=True, metavar="COMMAND")
 
@@ -118,4 +125,54 @@ def run_check_metrics(arguments: argparse.Namespace) -> int:
         )
         roles = ", ".join(f"{name} ({role})" for name, role in experiment.metrics) or "no extra metrics"
         print(f"experiment {experiment.name or experiment.id} [{experiment.id}], {assigned}: {roles}")
+    return 0
+
+
+RELATIONS_SQL = """
+SELECT view_name AS name, 'view' AS kind, comment FROM duckdb_views() WHERE NOT internal
+UNION ALL
+SELECT table_name, 'table', comment FROM duckdb_tables()
+ORDER BY name
+"""
+
+
+def add_warehouse_commands(subparsers: argparse._SubParsersAction) -> None:
+    warehouse = subparsers.add_parser(
+        "warehouse", help="query the analysts' warehouse.duckdb (EVENT_PLATFORM_WAREHOUSE)"
+    )
+    commands = warehouse.add_subparsers(dest="warehouse_command", required=True, metavar="COMMAND")
+    tables = commands.add_parser("tables", help="the published tables and views, with what each holds")
+    tables.add_argument(
+        "--columns", metavar="TABLE", help="instead, the columns of TABLE, with what each means"
+    )
+    tables.set_defaults(run=_tables)
+    query = commands.add_parser("query", help="run SQL, e.g. 'from experiment_results limit 10'")
+    query.add_argument("sql")
+    query.add_argument("--rows", type=int, default=40, help="rows to print at most (default 40)")
+    query.set_defaults(run=_query)
+
+
+def existing_warehouse() -> Path:
+    path = warehouse_path(None)
+    if not path.exists():
+        raise SystemExit(f"No warehouse at {path}: run `make demo` or materialize warehouse/catalog first.")
+    return path
+
+
+def _tables(arguments: argparse.Namespace) -> int:
+    with duckdb.connect(str(existing_warehouse()), read_only=True) as connection:
+        if arguments.columns:
+            connection.sql(
+                "SELECT column_name AS name, data_type AS type, comment FROM duckdb_columns() "
+                "WHERE table_name = $table ORDER BY column_index",
+                params={"table": arguments.columns},
+            ).show(max_width=200, max_rows=200)
+        else:
+            connection.sql(RELATIONS_SQL).show(max_width=200)
+    return 0
+
+
+def _query(arguments: argparse.Namespace) -> int:
+    with duckdb.connect(str(existing_warehouse()), read_only=True) as connection:
+        connection.sql(arguments.sql).show(max_width=200, max_rows=arguments.rows)
     return 0

@@ -16,10 +16,11 @@ from event_platform.defs.optimizely.schema import DECISIONS
 from event_platform.defs.warehouse import schemas
 from event_platform.defs.warehouse.engine import Engine, has_rows_source, load_sql
 from event_platform.defs.warehouse.identity import IdentityMap
-from event_platform.markdown import markdown_table
 
 OUTPUT_TABLE = "model_output"
 PREVIEW_ROWS = 5
+ALL_SOURCES = "all"
+"""`daily_active_users`' row for people active in any source."""
 
 
 @dataclass(frozen=True)
@@ -58,18 +59,19 @@ class ModelOutput:
 def _finish(
     engine: Engine, schema: pa.Schema, time_column: str | None, metadata: dict[str, Any]
 ) -> ModelOutput:
-    """Summarise the computed output table and hand its rows over as a stream."""
+    """Summarise the computed output table and hand its rows over as a stream.
+
+    The row count is left to the IO manager (`dagster/row_count`), which counts what it wrote."""
     columns = ", ".join(f'"{name}"' for name in schema.names)
-    summary: dict[str, Any] = {"rows": engine.rows(f"SELECT count(*) AS n FROM {OUTPUT_TABLE}")[0]["n"]}
+    summary: dict[str, Any] = {}
     if time_column:
         bounds = engine.rows(
             f'SELECT min("{time_column}") AS first, max("{time_column}") AS last FROM {OUTPUT_TABLE}'
         )[0]
-        summary["first_" + time_column] = bounds["first"].isoformat() if bounds["first"] else None
-        summary["last_" + time_column] = bounds["last"].isoformat() if bounds["last"] else None
-    summary["preview"] = markdown_table(
-        engine.rows(f"SELECT {columns} FROM {OUTPUT_TABLE} LIMIT {PREVIEW_ROWS}"), schema.names
-    )
+        if bounds["first"] is not None:
+            summary["first_" + time_column] = bounds["first"]
+            summary["last_" + time_column] = bounds["last"]
+    summary["preview"] = engine.rows(f"SELECT {columns} FROM {OUTPUT_TABLE} LIMIT {PREVIEW_ROWS}")
     return ModelOutput(
         engine.stream(f"SELECT {columns} FROM {OUTPUT_TABLE}", schema), {**summary, **metadata}
     )
@@ -212,10 +214,14 @@ def experiment_conversions(
 def daily_active_users(engine: Engine, events_of_day: ds.Dataset | None) -> ModelOutput:
     engine.register_or_empty("events", events_of_day, schemas.EVENTS)
     engine.create_table(OUTPUT_TABLE, load_sql("daily_active_users"))
-    counts = engine.rows(f"SELECT source, active_users FROM {OUTPUT_TABLE} ORDER BY source")
+    counts = {
+        row["source"]: row["active_users"]
+        for row in engine.rows(f"SELECT source, active_users FROM {OUTPUT_TABLE} ORDER BY source")
+    }
     return _finish(
         engine,
         schemas.DAILY_ACTIVE_USERS,
         None,
-        {"active_users": {row["source"]: row["active_users"] for row in counts}},
+        # People active in any source, counted once: the number to see as a curve.
+        {"active_users": counts.pop(ALL_SOURCES, 0), "active_users_per_source": counts},
     )

@@ -9,42 +9,69 @@ from event_platform.columns import column
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
+PERSON_KEY = (
+    "The person, pseudonymous: a hash of their strongest identity reference after resolving devices "
+    "to users through the identity links; the same person has the same key in every warehouse table."
+)
+
 EVENTS = pa.schema(
     [
-        ("source", pa.string()),
-        ("event_id", pa.string()),
-        ("event_type", pa.string()),
-        ("occurred_at", TIMESTAMP),
-        ("received_at", TIMESTAMP),
-        ("person_key", pa.string()),
-        ("device_id", pa.string()),
-        ("session_id", pa.string()),
-        ("properties", pa.string()),
-        ("revenue", pa.float64()),
+        column(
+            "source",
+            pa.string(),
+            "Where the event came from: amplitude, optimizely, profile_store, tracking.",
+        ),
+        column(
+            "event_id", pa.string(), "The event's id in its source (uuid, or the Profile Store's event_key)."
+        ),
+        column("event_type", pa.string(), "The event's name in its source (Optimizely: the event_name)."),
+        column("occurred_at", TIMESTAMP, "When the event happened (UTC)."),
+        column("received_at", TIMESTAMP, "When the source received it (UTC); null for the Profile Store."),
+        column("person_key", pa.string(), PERSON_KEY),
+        column("device_id", pa.string(), "The device or browser id, where the source has one."),
+        column("session_id", pa.string(), "The session id in the source's own terms, where it has one."),
+        column(
+            "properties",
+            pa.string(),
+            "The event's properties and the source's context fields (JSON text; `properties::JSON`).",
+        ),
+        column(
+            "revenue", pa.float64(), "Revenue of the event in currency units, where the source records it."
+        ),
     ]
 )
 """`properties` is JSON text (DuckDB reads it with `properties::JSON`); `revenue` is in currency units."""
 
 IDENTITY_LINKS = pa.schema(
     [
-        ("reference", pa.string()),
-        ("person_reference", pa.string()),
-        ("first_seen_at", TIMESTAMP),
+        column("reference", pa.string(), "A weaker identity reference, e.g. `device:<device_id>`."),
+        column(
+            "person_reference",
+            pa.string(),
+            "The stronger reference it was first seen with on one row, e.g. `user:<user_id>`.",
+        ),
+        column("first_seen_at", TIMESTAMP, "When the two were first seen together that day (UTC)."),
     ]
 )
 """A weaker identity reference (e.g. `device:…`) seen on one row with a stronger one (`user:…`)."""
 
 EXPERIMENT_EXPOSURES = pa.schema(
     [
-        ("experiment_id", pa.string()),
-        ("campaign_id", pa.string()),
-        ("person_key", pa.string()),
-        ("visitor_id", pa.string()),
-        ("variation_id", pa.string()),
-        ("is_holdback", pa.bool_()),
-        ("first_exposed_at", TIMESTAMP),
-        ("variation_ids", pa.list_(pa.string())),
-        ("decisions", pa.int64()),
+        column("experiment_id", pa.string(), "The Optimizely experiment."),
+        column("campaign_id", pa.string(), "The experiment's campaign (layer)."),
+        column("person_key", pa.string(), PERSON_KEY),
+        column(
+            "visitor_id", pa.string(), "The Optimizely visitor id of the person's first decision that day."
+        ),
+        column("variation_id", pa.string(), "The variation of the person's first decision that day."),
+        column("is_holdback", pa.bool_(), "Whether that first decision held the person back."),
+        column("first_exposed_at", TIMESTAMP, "When the person's first decision of that day happened (UTC)."),
+        column(
+            "variation_ids",
+            pa.list_(pa.string()),
+            "Every variation the person was shown that day; two or more exclude them from the results.",
+        ),
+        column("decisions", pa.int64(), "How many decisions the person had in the experiment that day."),
     ]
 )
 """One row per experiment and person for one day's decisions: the first decision of that day, and
@@ -52,15 +79,24 @@ every variation the person was shown that day (two or more exclude them from the
 
 EXPERIMENT_CONVERSIONS = pa.schema(
     [
-        ("experiment_id", pa.string()),
-        ("person_key", pa.string()),
-        ("source", pa.string()),
-        ("event_name", pa.string()),
-        ("event_id", pa.string()),
-        ("occurred_at", TIMESTAMP),
-        ("revenue", pa.float64()),
-        ("first_exposed_at", TIMESTAMP),
-        ("properties", pa.string()),
+        column("experiment_id", pa.string(), "The experiment the person was exposed to."),
+        column("person_key", pa.string(), PERSON_KEY),
+        column("source", pa.string(), "The source of the event, as in `events`."),
+        column("event_name", pa.string(), "The event's name (its event_type in `events`)."),
+        column("event_id", pa.string(), "The event's id in its source, as in `events`."),
+        column("occurred_at", TIMESTAMP, "When the event happened (UTC)."),
+        column("revenue", pa.float64(), "Revenue of the event in currency units, where recorded."),
+        column(
+            "first_exposed_at",
+            TIMESTAMP,
+            "The person's first exposure to the experiment within the lookback (UTC); the event counts if "
+            "it happened at or after it and within the attribution window.",
+        ),
+        column(
+            "properties",
+            pa.string(),
+            "The event's properties as JSON, as in `events`, for metrics that sum a value of one.",
+        ),
     ]
 )
 """Events of one day by exposed people within the attribution window of their first exposure seen
@@ -69,9 +105,9 @@ in the lookback; `experiment_results` re-checks the window against the first exp
 
 DAILY_ACTIVE_USERS = pa.schema(
     [
-        ("source", pa.string()),
-        ("active_users", pa.int64()),
-        ("events", pa.int64()),
+        column("source", pa.string(), "A source, or `all` for people active in any source (counted once)."),
+        column("active_users", pa.int64(), "Distinct people (person_key) with at least one event that day."),
+        column("events", pa.int64(), "Their events that day."),
     ]
 )
 """One row per source and one with source `all` (people active in any source, counted once)."""

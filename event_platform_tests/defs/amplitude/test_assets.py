@@ -52,7 +52,9 @@ class DayRun:
     """Materialization metadata (plain values) by asset name."""
 
 
-def run_day(emulator: AmplitudeEmulator, lake: LakeResource, day: dt.date) -> DayRun:
+def run_day(
+    emulator: AmplitudeEmulator, lake: LakeResource, day: dt.date, *, expect_passing: bool = True
+) -> DayRun:
     secret_key = emulator.environment()["AMPLITUDE_SECRET_KEY"]
     amplitude = AmplitudeResource(
         api_key=emulator.api_key,
@@ -72,7 +74,10 @@ def run_day(emulator: AmplitudeEmulator, lake: LakeResource, day: dt.date) -> Da
     assert secret_key not in "\n".join(str(entry) for entry in instance.all_logs(result.run_id))
     evaluations = result.get_asset_check_evaluations()
     assert {e.check_name for e in evaluations} == CHECK_NAMES
-    assert [e.check_name for e in evaluations if not e.passed] == []
+    # Each result belongs to the day it checked.
+    assert {e.partition for e in evaluations} == {day.isoformat()}
+    if expect_passing:
+        assert [e.check_name for e in evaluations if not e.passed] == []
     metadata = {
         materialization.asset_key.path[-1]: {k: v.value for k, v in materialization.metadata.items()}
         for materialization in (e.step_materialization_data.materialization
@@ -102,12 +107,14 @@ def test_two_days_land_type_and_reconcile_with_what_the_emulator_served(
         assert (landed["lines"], landed["files"], landed["zip_members"]) == (
             served.lines, len(served.members), len(served.members),
         )  # fmt: skip
-        assert (typed["rows"], typed["duplicates"], typed["quarantined_lines"]) == (
+        assert (typed["dagster/row_count"], typed["duplicates"], typed["quarantined_lines"]) == (
             served.unique_uuids, served.duplicates, 0,
         )  # fmt: skip
         # The emulator counts events it sent days late; a client clock a minute behind at 00:00 is late too.
         assert served.late_events <= typed["late_events"] <= served.late_events + served.lines // 200
-        assert "ip_address" not in typed["preview"] and "uuid" in typed["preview"]
+        previewed = [column.name for column in typed["preview"].schema.columns]
+        assert "ip_address" not in previewed and "uuid" in previewed
+        assert len(typed["preview"].records) == 5
         table = stored(lake, day)
         assert table.schema == EVENT_SCHEMA
         assert table.num_rows == served.unique_uuids
@@ -158,3 +165,45 @@ def test_a_day_on_the_s3_lake(emulator: AmplitudeEmulator, s3_lake_resource: Lak
     run_day(emulator, s3_lake_resource, DAYS[0])
 
     assert stored(s3_lake_resource.lake(), DAYS[0]).num_rows == emulator.day_summary(DAYS[0]).unique_uuids
+
+
+def test_a_day_amplitude_exports_empty_is_stored_but_fails_its_check_on_that_day(
+    emulator: AmplitudeEmulator, lake_resource: LakeResource
+) -> None:
+    """A project with traffic always exports events: an empty day (the export's 404) is an ERROR."""
+    day = dt.date(2026, 11, 3)
+    emulator.faults.missing_days.add(day)
+    try:
+        run = run_day(emulator, lake_resource, day, expect_passing=False)
+    finally:
+        emulator.faults.missing_days.discard(day)
+    assert run.metadata["events"]["dagster/row_count"] == 0
+    [empty] = [check for check in run.checks if not check.passed]
+    assert (empty.check_name, empty.partition, empty.severity.value) == (
+        "not_empty",
+        day.isoformat(),
+        "ERROR",
+    )
+    assert "AMPLITUDE_REGION" in (empty.description or "")
+
+
+def test_typing_a_day_that_never_landed_fails_with_one_sentence_naming_the_fix(
+    lake_resource: LakeResource,
+) -> None:
+    result = materialize(
+        [assets.events],
+        partition_key=DAYS[0].isoformat(),
+        resources={"lake": lake_resource, "io_manager": ParquetLakeIOManager(lake=lake_resource)},
+        instance=DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    error = failure.step_failure_data.error
+    assert error is not None and error.cause is None
+    assert error.cls_name == "Failure"
+    assert "FileNotFoundError" not in error.message
+    message = failure.step_failure_data.user_failure_data.description  # type: ignore[union-attr]
+    assert f"No Amplitude export landed for {DAYS[0]}" in message
+    assert "materialize amplitude/raw_export for that day first" in message
+    assert "\n" not in message

@@ -11,6 +11,7 @@ import pytest
 from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
 
 from event_platform.defs.operations import alerts
+from event_platform.defs.operations.run_days import DAYS_TAG, days_of, run_days_tags
 from event_platform.defs.operations.sensors import freshness_alerts, run_failure_alerts
 from event_platform.sandbox.loopback import serve
 from event_platform_tests.defs.operations.webhook_receiver import HOOK_PATH, WebhookReceiver
@@ -34,17 +35,26 @@ def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
         yield instance
 
 
+def status_context(
+    sensor: dg.SensorDefinition,
+    instance: dg.DagsterInstance,
+    result: dg.ExecuteInProcessResult,
+    event_type: dg.DagsterEventType,
+) -> dg.RunStatusSensorContext:
+    """What the daemon hands `sensor` for the run's event of `event_type`."""
+    return dg.build_run_status_sensor_context(
+        sensor_name=sensor.name,
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        dagster_event=next(e for e in result.all_events if e.event_type == event_type),
+    )
+
+
 def evaluate_on_failed_run(instance: dg.DagsterInstance) -> dg.DagsterRun:
     result = failing_job.execute_in_process(instance=instance, raise_on_error=False, tags={"team": "data"})
     assert not result.success
-    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
-    context = dg.build_run_status_sensor_context(
-        sensor_name=run_failure_alerts.name,
-        dagster_instance=instance,
-        dagster_run=result.dagster_run,
-        dagster_event=failure,
-    ).for_run_failure()
-    run_failure_alerts(context)
+    failed = status_context(run_failure_alerts, instance, result, dg.DagsterEventType.RUN_FAILURE)
+    run_failure_alerts(failed.for_run_failure())
     return result.dagster_run
 
 
@@ -131,3 +141,31 @@ def test_a_failing_freshness_policy_alerts_once(
         Path(instance.root_directory) / alerts.ALERTS_DIR / "freshness_failures.jsonl"
     ).read_text()
     assert len(recorded_lines.splitlines()) == 2
+
+
+@dg.asset(partitions_def=dg.DailyPartitionsDefinition(start_date="2026-11-01", timezone="UTC"))
+def a_day() -> None:
+    """A stand-in for a warehouse model over a range of days."""
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "days"),
+    [("2026-11-02", "2026-11-04", "2026-11-02 … 2026-11-04"), ("2026-11-02", "2026-11-02", "2026-11-02")],
+)
+def test_a_run_over_a_range_of_days_is_tagged_with_them(
+    instance: dg.DagsterInstance, start: str, end: str, days: str
+) -> None:
+    result = dg.materialize(
+        [a_day],
+        instance=instance,
+        tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
+    )
+    run_days_tags(status_context(run_days_tags, instance, result, dg.DagsterEventType.RUN_START))
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None and run.tags[DAYS_TAG] == days
+
+
+def test_a_one_partition_run_keeps_dagsters_own_partition_tag(instance: dg.DagsterInstance) -> None:
+    result = dg.materialize([a_day], instance=instance, partition_key="2026-11-02")
+    assert days_of(dict(result.dagster_run.tags)) is None
+    assert result.dagster_run.tags["dagster/partition"] == "2026-11-02"

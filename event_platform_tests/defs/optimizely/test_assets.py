@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from event_platform import settings
+from event_platform.defs.empty_days import NOT_EMPTY
 from event_platform.defs.optimizely.assets import conversions, decisions
 from event_platform.defs.optimizely.checks import (
     FILES_LANDED,
@@ -27,6 +28,7 @@ from event_platform.lake import delta
 from event_platform.lake.io_manager import LakeResource, ParquetLakeIOManager
 from event_platform.sandbox.optimizely import OptimizelySandbox
 from event_platform.settings import MissingSettingsError
+from event_platform_tests.conftest import table_counts, table_records
 
 DAYS = (dt.date(2026, 11, 1), dt.date(2026, 11, 2))
 
@@ -82,8 +84,10 @@ def test_two_days_of_both_assets_and_their_checks(
         assert checks == {
             (asset, check): True
             for asset in ("decisions", "conversions")
-            for check in (FILES_LANDED, ROWS_RECONCILE, SCHEMA_MATCHES_E3, SUCCESS_MARKER)
+            for check in (FILES_LANDED, ROWS_RECONCILE, SCHEMA_MATCHES_E3, SUCCESS_MARKER, NOT_EMPTY)
         }
+        # Every result belongs to the day it checked.
+        assert {c.partition for c in result.get_asset_check_evaluations()} == {day.isoformat()}
         for asset, e3, schema in (
             ("decisions", "decisions", DECISIONS),
             ("conversions", "events", CONVERSIONS),
@@ -96,14 +100,14 @@ def test_two_days_of_both_assets_and_their_checks(
             addresses = set(rows["user_ip"].drop_null().to_pylist())
             assert addresses and all(address.startswith("pii1:") for address in addresses)
             assert lake.read_manifest(raw_dir(E3_TYPES[e3], day)) is not None
-        per_experiment = metadata_value(result, "decisions", "rows_per_experiment_json")
+        per_experiment = table_counts(metadata_value(result, "decisions", "rows_per_experiment"))
         assert set(per_experiment) == {experiment.id for experiment in e3_sandbox.world.experiments}
         assert sum(per_experiment.values()) == metadata_value(result, "decisions", "dagster/row_count")
-        assert "purchase" in metadata_value(result, "conversions", "rows_per_event_json")
-        assert metadata_value(result, "conversions", "processing_lag_max_seconds") >= metadata_value(
-            result, "conversions", "processing_lag_p50_seconds"
-        )
-        assert "| uuid |" in metadata_value(result, "decisions", "preview")
+        assert "purchase" in table_counts(metadata_value(result, "conversions", "rows_per_event"))
+        assert metadata_value(result, "conversions", "processing_lag_max").endswith((" s", " ms", " min"))
+        assert metadata_value(result, "decisions", "raw_size").endswith(("kB", "MB"))
+        preview = table_records(metadata_value(result, "decisions", "preview"))
+        assert len(preview) == 5 and "uuid" in preview[0]
 
 
 @pytest.mark.integration

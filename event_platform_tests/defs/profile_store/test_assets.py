@@ -27,7 +27,12 @@ from event_platform.settings import MissingSettingsError
 
 DAY = "2026-11-01"
 PSEUDONYM_KEY = "test-pseudonym-key"
-CHECKS = [checks.rows_match_reported_total, checks.no_clear_personal_data, checks.event_keys_unique]
+CHECKS = [
+    checks.rows_match_reported_total,
+    checks.no_clear_personal_data,
+    checks.event_keys_unique,
+    checks.not_empty,
+]
 
 
 @pytest.fixture
@@ -75,9 +80,12 @@ def test_events_land_pseudonymised_complete_and_checked(
         "rows_match_reported_total": True,
         "no_clear_personal_data": True,
         "event_keys_unique": True,
+        "not_empty": True,
     }
+    assert {e.partition for e in evaluations.values()} == {DAY}
     metadata = result.asset_materializations_for_node("profile_store__events")[0].metadata
-    assert metadata["rows"].value == metadata["total_reported"].value == 10_500
+    assert metadata["dagster/row_count"].value == metadata["total_reported"].value == 10_500
+    assert "rows" not in metadata, "the row count is the IO manager's dagster/row_count, once"
     assert metadata["windows_split"].value >= 1
     assert metadata["requests"].value >= 11
     listed = [r for r in sandbox.requests if r.method == "GET"]

@@ -13,6 +13,7 @@ from event_platform.defs.tracking.assets import events
 from event_platform.defs.tracking.checks import (
     compare_rows_with_landing,
     no_personal_data,
+    not_empty,
     rows_match_landed_events,
 )
 from event_platform.defs.tracking.landed import EVENTS_SCHEMA, TABLE
@@ -22,12 +23,13 @@ from event_platform.lake.io_manager import LakeResource, ParquetLakeIOManager
 from event_platform.lake.layout import quarantine_path
 from event_platform.sandbox.tracking import TrackingSandbox
 from event_platform.sandbox.world import World
+from event_platform_tests.conftest import table_counts, table_records
 
 pytestmark = pytest.mark.integration
 
 DAY = dt.date(2026, 11, 1)
 KEY = DAY.isoformat()
-CHECKS = [rows_match_landed_events, no_personal_data]
+CHECKS = [rows_match_landed_events, no_personal_data, not_empty]
 
 
 @pytest.fixture
@@ -71,16 +73,18 @@ def test_a_sandbox_day_materializes_typed_with_passing_checks(
     result = run(lake_resource)
     assert result.success
     described = metadata(result)
-    assert described["rows"] == described["landed_events"] == described["dagster/row_count"] == sandbox_day
+    assert described["landed_events"] == described["dagster/row_count"] == sandbox_day
     assert described["duplicates"] == described["quarantined"] == 0
-    assert str(described["time_range"]).startswith(f"{KEY}T") and " .. " in str(described["time_range"])
-    assert "| time | event_type |" in str(described["preview"])
-    event_types = described["event_types"]
-    assert sum(record.data["events"] for record in event_types.records) == sandbox_day  # type: ignore[attr-defined]
+    assert dt.datetime.fromtimestamp(described["first_event_time"], dt.UTC).date() == DAY  # type: ignore[arg-type]
+    preview = table_records(described["preview"])
+    assert len(preview) == 5 and list(preview[0])[:2] == ["time", "event_type"]
+    assert sum(table_counts(described["events_per_type"]).values()) == sandbox_day  # type: ignore[arg-type]
     assert {name: passed for name, (passed, _) in checks(result).items()} == {
         "rows_match_landed_events": True,
         "no_personal_data": True,
+        "not_empty": True,
     }
+    assert {evaluation.partition for evaluation in result.get_asset_check_evaluations()} == {KEY}
     lake = lake_resource.lake()
     stored = delta.read(lake, TABLE, [KEY]).to_table().drop_columns(["date"])
     assert stored.schema.equals(EVENTS_SCHEMA)
@@ -100,7 +104,11 @@ def test_duplicates_are_removed_and_untypable_lines_quarantined(
     result = run(lake_resource)
     assert result.success
     described = metadata(result)
-    assert (described["rows"], described["duplicates"], described["quarantined"]) == (sandbox_day, 1, 2)
+    assert (described["dagster/row_count"], described["duplicates"], described["quarantined"]) == (
+        sandbox_day,
+        1,
+        2,
+    )
     assert described["landed_events"] == sandbox_day + 3
     assert checks(result)["rows_match_landed_events"][0] is True
     quarantined = lake.current_files(quarantine_path(TABLE, KEY))
@@ -153,6 +161,26 @@ def test_the_same_code_lands_and_types_a_day_on_s3(
         sent = sandbox.send_day(DAY, events_per_person=2)
     result = run(s3_lake_resource)
     assert result.success
-    assert metadata(result)["rows"] == sent
+    assert metadata(result)["dagster/row_count"] == sent
     assert all(passed for passed, _ in checks(result).values())
     assert str(metadata(result)["uri"]).startswith("s3://")
+
+
+def test_a_day_without_tracking_is_stored_empty_and_its_check_warns_on_that_day(
+    lake_resource: LakeResource,
+) -> None:
+    """The LMS can have a quiet day, so an empty one is no error; but never a good-looking day either."""
+    instance = DagsterInstance.ephemeral()
+    result = materialize(
+        [events, *CHECKS],
+        partition_key=KEY,
+        instance=instance,
+        resources={"lake": lake_resource, "io_manager": ParquetLakeIOManager(lake=lake_resource)},
+    )
+    assert result.success
+    assert metadata(result)["dagster/row_count"] == 0
+    [record] = instance.event_log_storage.get_asset_check_execution_history(not_empty.check_key, limit=5)
+    assert (record.partition, record.status.value) == (KEY, "FAILED")
+    evaluation = record.evaluation
+    assert evaluation is not None and evaluation.severity.value == "WARN"
+    assert "collector" in (evaluation.description or "")

@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from event_platform.defs.warehouse import assets as warehouse_assets
 from event_platform.defs.warehouse import checks as warehouse_checks
+from event_platform.defs.warehouse import day_checks
 from event_platform.defs.warehouse.resources import WarehouseResource
 from event_platform.lake.io_manager import LakeResource, ParquetLakeIOManager
 from event_platform.partitions import daily_partitions
@@ -39,6 +40,13 @@ CHECKS = [
     warehouse_checks.no_sample_ratio_mismatch,
     warehouse_checks.sandbox_planted_truth,
 ]
+DAY_CHECKS = [
+    day_checks.identity_links_has_source_data,
+    day_checks.events_has_source_data,
+    day_checks.experiment_exposures_has_source_data,
+    day_checks.experiment_conversions_has_source_data,
+    day_checks.daily_active_users_has_source_data,
+]
 
 SourceDays = Mapping[tuple[str, str], Mapping[str, pa.Table]]
 """(source, table) -> partition key -> the table the source asset returns for that day."""
@@ -66,6 +74,7 @@ def platform_assets(sources: SourceDays) -> list[Any]:
         *DAILY_WAREHOUSE,
         *MARTS,
         *CHECKS,
+        *DAY_CHECKS,
     ]
 
 

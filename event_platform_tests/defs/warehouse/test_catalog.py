@@ -6,8 +6,16 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pytest
 
-from event_platform.defs.warehouse.catalog import CATALOG_TABLES, publish
+from event_platform import cli
+from event_platform.columns import column
+from event_platform.defs.warehouse.catalog import (
+    CATALOG_TABLES,
+    VERSIONS_DESCRIPTION,
+    VERSIONS_TABLE,
+    publish,
+)
 from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.io_manager import LakeResource
@@ -77,3 +85,66 @@ def test_on_s3_the_marts_are_tables_and_the_rest_is_listed(
             3,
             "2025-03-01",
         )
+
+
+def described(lake: Lake, table: str, day: str) -> None:
+    schema = pa.schema([column("active_users", pa.int64(), "People active that day.")])
+    delta.write(lake, table, pa.table({"active_users": [3]}, schema=schema).to_reader(), partition=day)
+
+
+def comments(warehouse: Path) -> tuple[dict[str, str | None], dict[tuple[str, str], str | None]]:
+    """Each relation's comment, and each column's, as DuckDB's catalog holds them."""
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        relations = connection.execute(
+            "SELECT view_name, comment FROM duckdb_views() WHERE NOT internal "
+            "UNION ALL SELECT table_name, comment FROM duckdb_tables()"
+        ).fetchall()
+        columns = connection.execute(
+            "SELECT table_name, column_name, comment FROM duckdb_columns()"
+        ).fetchall()
+    return dict(relations), {(table, name): comment for table, name, comment in columns}
+
+
+def test_every_published_relation_and_column_says_what_it_is(
+    lake_resource: LakeResource, s3_lake_resource: LakeResource, tmp_path: Path
+) -> None:
+    dau = next(table for table in CATALOG_TABLES if table.name == "daily_active_users")
+    for lake, kind in ((lake_resource.lake(), "view"), (s3_lake_resource.lake(), "table")):
+        described(lake, dau.lake_path, "2025-03-01")
+        warehouse = tmp_path / f"{kind}.duckdb"
+
+        publish(lake, warehouse)
+
+        relations, columns = comments(warehouse)
+        assert relations == {"daily_active_users": dau.description, VERSIONS_TABLE: VERSIONS_DESCRIPTION}, (
+            kind
+        )
+        assert columns[("daily_active_users", "active_users")] == "People active that day.", kind
+        assert "partition" in (columns[("daily_active_users", "date")] or ""), kind
+    assert all(table.description for table in CATALOG_TABLES)
+
+
+def test_the_cli_lists_what_each_table_holds_and_queries_it(
+    lake_resource: LakeResource,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`event-platform warehouse …`: the analysts' file without a DuckDB shell, read-only."""
+    lake = lake_resource.lake()
+    described(lake, "warehouse/daily_active_users", "2025-03-01")
+    warehouse = tmp_path / "warehouse.duckdb"
+    publish(lake, warehouse)
+    monkeypatch.setenv("EVENT_PLATFORM_WAREHOUSE", str(warehouse))
+
+    assert cli.main(["warehouse", "tables"]) == 0
+    assert "daily_active_users" in capsys.readouterr().out
+    assert cli.main(["warehouse", "tables", "--columns", "daily_active_users"]) == 0
+    assert "People active that day." in capsys.readouterr().out
+    assert cli.main(["warehouse", "query", "select sum(active_users) as people from daily_active_users"]) == 0
+    shown = capsys.readouterr().out
+    assert "people" in shown and "3" in shown
+
+    monkeypatch.setenv("EVENT_PLATFORM_WAREHOUSE", str(tmp_path / "nowhere.duckdb"))
+    with pytest.raises(SystemExit, match="make demo"):
+        cli.main(["warehouse", "tables"])
