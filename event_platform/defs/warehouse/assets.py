@@ -39,6 +39,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.dataset as ds
 from dagster import (
+    AssetDep,
     AssetExecutionContext,
     AssetIn,
     AssetKey,
@@ -50,7 +51,15 @@ from dagster import (
 )
 
 from event_platform import metadata
-from event_platform.defs.warehouse import catalog, exploration, models, results, results_checks, schemas
+from event_platform.defs.warehouse import (
+    catalog,
+    exploration,
+    models,
+    results,
+    results_checks,
+    results_daily,
+    schemas,
+)
 from event_platform.defs.warehouse.engine import Engine
 from event_platform.defs.warehouse.experiment_catalog import Catalog, build_catalog, latest_snapshot
 from event_platform.defs.warehouse.identity import IdentityMap, configured_rules
@@ -61,6 +70,7 @@ from event_platform.defs.warehouse.resources import (
     identity_lookback_days,
 )
 from event_platform.defs.warehouse.summary import experiment_summary
+from event_platform.lake import delta
 from event_platform.lake.io_manager import (
     ALLOW_MISSING_PARTITIONS,
     LakeResource,
@@ -68,7 +78,7 @@ from event_platform.lake.io_manager import (
     partitions_of,
 )
 from event_platform.partitions import daily_partitions
-from event_platform.policies import RANGE_BACKFILL_POLICY
+from event_platform.policies import RANGE_BACKFILL_POLICY, failing_plainly
 
 GROUP = "warehouse"
 OPTIONAL_INPUT = {ALLOW_MISSING_PARTITIONS: True}
@@ -314,70 +324,228 @@ def daily_active_users(
     )
 
 
+METADATA_LOOKBACK_DAYS = 30
+"""A day's results use the latest REST metadata snapshot of the 30 days up to it."""
+METADATA_KEYS = {
+    "experiment_metadata": AssetKey(["optimizely", "experiments"]),
+    "metric_metadata": AssetKey(["optimizely", "experiment_metrics"]),
+}
+METADATA_INS = {
+    name: AssetIn(key=key, partition_mapping=_lookback(METADATA_LOOKBACK_DAYS), metadata=OPTIONAL_INPUT)
+    for name, key in METADATA_KEYS.items()
+}
+"""For a daily asset: the metadata snapshots of the days up to its own."""
+ALL_METADATA_INS = {name: AssetIn(key=key, metadata=OPTIONAL_INPUT) for name, key in METADATA_KEYS.items()}
+"""For an unpartitioned asset: every snapshot (the latest is used)."""
 EXPERIMENTS_INS = {
     "exposures": AssetIn(key=AssetKey([GROUP, "experiment_exposures"]), metadata=OPTIONAL_INPUT),
     "conversions": AssetIn(key=AssetKey([GROUP, "experiment_conversions"]), metadata=OPTIONAL_INPUT),
-    "experiment_metadata": AssetIn(key=AssetKey(["optimizely", "experiments"]), metadata=OPTIONAL_INPUT),
-    "metric_metadata": AssetIn(key=AssetKey(["optimizely", "experiment_metrics"]), metadata=OPTIONAL_INPUT),
+    **ALL_METADATA_INS,
 }
-"""Every day of exposures and conversions, and the metadata snapshots (the latest is used)."""
+"""Every day of exposures and conversions, and the metadata snapshots: the exploration's inputs."""
+UNITS = AssetKey([GROUP, "experiment_units"])
+UNIT_STATE = AssetKey([GROUP, "experiment_unit_state"])
+RESULTS_DAILY = AssetKey([GROUP, "experiment_results_daily"])
 
 
-def _analyse(
-    analysis: Callable[
-        [Engine, ds.Dataset, ds.Dataset, Catalog, results.ResultsSettings], results.ResultsOutput
-    ],
+def _day_before() -> TimeWindowPartitionMapping:
+    """Day D's own day D-1: what a self-dependent daily asset continues from."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BetaWarning)
+        return TimeWindowPartitionMapping(
+            start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True
+        )
+
+
+def _earlier_days(day: str) -> list[str]:
+    return [(dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()]
+
+
+def _own_days(lake: LakeResource, key: AssetKey, days: Sequence[str]) -> ds.Dataset:
+    """Days of this asset's own table as stored now: a self-dependent asset reads the day before it from
+    the lake, not from its input, because in a range run that day was written by this run itself."""
+    store = lake.lake()
+    table = "/".join(key.path)
+    present = set(delta.partition_keys(store, table))
+    return delta.read(store, table, [day for day in days if day in present])
+
+
+def _catalog(
     warehouse: WarehouseResource,
-    exposures: ds.Dataset,
-    conversions: ds.Dataset,
     experiment_metadata: ds.Dataset,
     metric_metadata: ds.Dataset,
-) -> results.ResultsOutput:
-    """`analysis` over every day, with the experiments as the metadata's latest snapshot and the metrics
-    file describe them."""
-    experiments = build_catalog(
+    day: str | None,
+) -> Catalog:
+    """The experiments as the metrics file and the latest metadata snapshot (on or before `day`) say."""
+    return build_catalog(
         warehouse.metrics_config(WINDOW_DAYS),
-        latest_snapshot(experiment_metadata),
-        latest_snapshot(metric_metadata),
+        latest_snapshot(experiment_metadata, day),
+        latest_snapshot(metric_metadata, day),
         WINDOW_DAYS,
     )
-    with warehouse.engine() as engine:
-        return analysis(engine, exposures, conversions, experiments, warehouse.results_settings(WINDOW_DAYS))
+
+
+@asset(
+    **DAILY,
+    deps=[AssetDep(UNITS, partition_mapping=_day_before())],
+    ins={"exposures": AssetIn(key=AssetKey([GROUP, "experiment_exposures"]))},
+)
+def experiment_units(
+    context: AssetExecutionContext, warehouse: WarehouseResource, lake: LakeResource, exposures: ds.Dataset
+) -> PartitionStreams:
+    """Per experiment, the people first exposed on the day (in no earlier day's partition), with the
+    variation of that first decision: every unit once, under the day it entered the experiment."""
+
+    def new_units(engine: Engine, day: str) -> models.ModelOutput:
+        earlier = [key for key in delta.partition_keys(lake.lake(), "/".join(UNITS.path)) if key < day]
+        return results_daily.new_units(engine, _days(exposures, day), _own_days(lake, UNITS, earlier))
+
+    return _each_day(
+        context, warehouse, schemas.EXPERIMENT_UNITS, new_units, preview=schemas.EXPERIMENT_UNITS.names
+    )
+
+
+@asset(
+    **DAILY,
+    deps=[AssetDep(UNIT_STATE, partition_mapping=_day_before())],
+    ins={
+        "units": AssetIn(key=UNITS),
+        "exposures": AssetIn(key=AssetKey([GROUP, "experiment_exposures"])),
+        "conversions": AssetIn(key=AssetKey([GROUP, "experiment_conversions"])),
+        "events": AssetIn(
+            key=AssetKey([GROUP, "events"]),
+            partition_mapping=_lookback(results_daily.PRE_PERIOD_DAYS),
+            metadata=OPTIONAL_INPUT,
+        ),
+        **METADATA_INS,
+    },
+)
+def experiment_unit_state(
+    context: AssetExecutionContext,
+    warehouse: WarehouseResource,
+    lake: LakeResource,
+    units: ds.Dataset,
+    exposures: ds.Dataset,
+    conversions: ds.Dataset,
+    events: ds.Dataset,
+    experiment_metadata: ds.Dataset,
+    metric_metadata: ds.Dataset,
+) -> PartitionStreams:
+    """What each day's results start from: the units still inside their attribution window with what
+    each has accumulated per metric (and its pre-exposure value, for CUPED), and the sums of the units
+    whose window has closed. Day D = day D-1's state + day D's units, exposures and conversions."""
+
+    def state(engine: Engine, day: str) -> models.ModelOutput:
+        with failing_plainly(results_daily.MetricsChangedError):
+            return results_daily.unit_state(
+                engine,
+                day,
+                _own_days(lake, UNIT_STATE, _earlier_days(day)),
+                _days(units, day),
+                _days(exposures, day),
+                _days(conversions, day),
+                _days(events, day, results_daily.PRE_PERIOD_DAYS),
+                _catalog(warehouse, experiment_metadata, metric_metadata, day),
+                WINDOW_DAYS,
+            )
+
+    return _each_day(
+        context,
+        warehouse,
+        schemas.EXPERIMENT_UNIT_STATE,
+        state,
+        preview=("row_kind", "experiment_id", "variation_id", "metric_name", "cohort_day", "units"),
+    )
+
+
+@asset(
+    **DAILY,
+    deps=[AssetDep(RESULTS_DAILY, partition_mapping=_day_before())],
+    ins={"state": AssetIn(key=UNIT_STATE), **METADATA_INS},
+)
+def experiment_results_daily(
+    context: AssetExecutionContext,
+    warehouse: WarehouseResource,
+    lake: LakeResource,
+    state: ds.Dataset,
+    experiment_metadata: ds.Dataset,
+    metric_metadata: ds.Dataset,
+) -> PartitionStreams:
+    """Each experiment's results as of the day, as an analyst would have seen them that morning: the
+    sequential tests continue from the day before's, so every daily look is valid. Each day's metadata
+    holds the primary metric's lift and interval as numbers, which the asset's Plots tab draws day by
+    day."""
+    settings = warehouse.results_settings(WINDOW_DAYS)
+
+    def results_of(day: str) -> Iterator[tuple[str, pa.RecordBatchReader]]:
+        with warehouse.engine() as engine:
+            output = results_daily.results_as_of(
+                engine,
+                _days(state, day),
+                _own_days(lake, RESULTS_DAILY, _earlier_days(day)),
+                _catalog(warehouse, experiment_metadata, metric_metadata, day),
+                settings,
+            )
+        context.add_asset_metadata(
+            {**_metadata(_counts(output.metadata)), **results_daily.chart_metadata(output.table.to_pylist())},
+            partition_key=day,
+        )
+        yield day, output.table.to_reader()
+
+    def per_day() -> Iterator[tuple[str, pa.RecordBatchReader]]:
+        for day in context.partition_keys:
+            yield from results_of(day)
+
+    def add_metadata(day: str, written: Mapping[str, Any]) -> None:
+        context.add_asset_metadata(dict(written), partition_key=day)
+
+    return PartitionStreams(schemas.EXPERIMENT_RESULTS, per_day(), on_written=add_metadata)
+
+
+def _counts(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The results' headline numbers for a day's metadata (the lists stay on experiment_results)."""
+    return {name: values[name] for name in ("experiments", "units", "first_exposure", "last_exposure")}
 
 
 @asset(
     key_prefix=[GROUP],
     group_name=GROUP,
     kinds={"duckdb"},
-    ins=EXPERIMENTS_INS,
+    ins={
+        "results_by_day": AssetIn(key=RESULTS_DAILY, metadata=OPTIONAL_INPUT),
+        "state": AssetIn(key=UNIT_STATE, metadata=OPTIONAL_INPUT),
+        **ALL_METADATA_INS,
+    },
     check_specs=results_checks.results_check_specs(),
 )
 def experiment_results(
     context: AssetExecutionContext,
     warehouse: WarehouseResource,
-    exposures: ds.Dataset,
-    conversions: ds.Dataset,
+    results_by_day: ds.Dataset,
+    state: ds.Dataset,
     experiment_metadata: ds.Dataset,
     metric_metadata: ds.Dataset,
 ) -> Iterator[Any]:
-    """What to decide each experiment on: per experiment x variation x defined metric (Optimizely's
-    configured metrics and the metrics file's) over every day of exposures, with the experiment's and
-    variation's names, the metric's role, the planned weight, the lift against the baseline with its 95%
-    interval, the p-value and a `decision` (winner, loser, inconclusive, guardrail harmed, invalid:
-    sample-ratio mismatch). The days it covers (`first_exposure`, `last_exposure`) and each experiment's
-    summary are in the metadata.
-    Fixed-horizon tests: read them at the planned end. Every event type, uncorrected, is in
-    `experiment_exploration`."""
-    output = _analyse(
-        results.experiment_results, warehouse, exposures, conversions, experiment_metadata, metric_metadata
-    )
+    """What to decide each experiment on: the latest day of `experiment_results_daily`, per experiment x
+    variation x defined metric (Optimizely's configured metrics and the metrics file's), with the
+    experiment's and variation's names, the metric's role, the planned weight, the lift against the
+    baseline with its interval, the p-value before and after the correction across the experiment's
+    tests, and a `decision` (winner, loser, inconclusive, guardrail harmed, invalid: sample-ratio
+    mismatch). Sequential by default: valid however often it is read. Each experiment's summary is in
+    the metadata; every event type, uncorrected, is in `experiment_exploration`."""
+    latest = results.latest_day(results_by_day)
+    rows = results.rows_of_day(results_by_day, latest)
+    catalog_of_day = _catalog(warehouse, experiment_metadata, metric_metadata, latest)
+    seen = results.rows_of_day(state, latest, results_daily.SEEN)
+    summary = results.summarise(rows, seen, catalog_of_day)
     summaries = {
-        f"experiment: {label}": MetadataValue.md(experiment_summary(rows))
-        for label, rows in output.summaries.items()
+        f"experiment: {label}": MetadataValue.md(experiment_summary(experiment_rows))
+        for label, experiment_rows in results.by_experiment(rows).items()
     }
-    yield Output(output.table, metadata={**_metadata(output.metadata), **summaries})
-    yield results_checks.metadata_present(output.metadata["metadata_missing"])
-    yield results_checks.metric_events_seen(output.metadata["unseen_events"])
+    table = pa.Table.from_pylist(rows, schema=schemas.EXPERIMENT_RESULTS)
+    yield Output(table, metadata={"as_of": latest or "", **_metadata(summary), **summaries})
+    yield results_checks.metadata_present(summary["metadata_missing"])
+    yield results_checks.metric_events_seen(summary["unseen_events"])
 
 
 @asset(key_prefix=[GROUP], group_name=GROUP, kinds={"duckdb"}, ins=EXPERIMENTS_INS)
@@ -393,14 +561,14 @@ def experiment_exploration(
     (conversion rate, events and revenue per visitor), with uncorrected fixed-horizon tests. With dozens
     of comparisons per variation, about one in twenty null ones looks "significant" by chance: use it to
     find metrics worth defining in the metrics file, and decide from `experiment_results`."""
-    output = _analyse(
-        exploration.experiment_exploration,
-        warehouse,
-        exposures,
-        conversions,
-        experiment_metadata,
-        metric_metadata,
-    )
+    with warehouse.engine() as engine:
+        output = exploration.experiment_exploration(
+            engine,
+            exposures,
+            conversions,
+            _catalog(warehouse, experiment_metadata, metric_metadata, None),
+            warehouse.results_settings(WINDOW_DAYS),
+        )
     context.add_output_metadata(_metadata(output.metadata))
     return output.table
 

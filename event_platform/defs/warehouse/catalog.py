@@ -120,6 +120,13 @@ CATALOG_TABLES: tuple[CatalogTable, ...] = (
         mart=True,
     ),
     CatalogTable(
+        "experiment_results_daily",
+        "warehouse/experiment_results_daily",
+        "experiment_results as of each day (`date`): what an analyst saw that morning, sequential tests "
+        "continued day to day; how each lift and its interval evolved.",
+        mart=True,
+    ),
+    CatalogTable(
         "experiment_exploration",
         "warehouse/experiment_exploration",
         "Exploratory: every event type of every source as a conversion metric per experiment and variation, "

@@ -40,6 +40,8 @@ METRIC_PARTS = pa.schema(
     [
         ("experiment_id", pa.string()),
         ("metric_index", pa.int64()),
+        ("metric_name", pa.string()),
+        ("definition", pa.string()),
         ("part", pa.string()),
         ("x_aggregation", pa.string()),
         ("y_aggregation", pa.string()),
@@ -51,7 +53,7 @@ METRIC_PARTS = pa.schema(
     ]
 )
 """One row per event a metric's numerator (`x`) or denominator (`y`) counts, with how each part
-aggregates (unique, count, sum): what results_metrics.sql joins the conversions with."""
+aggregates (unique, count, sum): what results_state.sql joins the conversions and events with."""
 
 
 def control_order(variation_id: str) -> tuple[int, int, str]:
@@ -124,6 +126,8 @@ class Catalog:
                         {
                             "experiment_id": experiment_id,
                             "metric_index": index,
+                            "metric_name": metric.name,
+                            "definition": metric.definition(),
                             "part": name,
                             "x_aggregation": metric.numerator.aggregation,
                             "y_aggregation": metric.denominator.aggregation if metric.denominator else None,

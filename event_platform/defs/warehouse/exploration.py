@@ -5,13 +5,14 @@ variation, about one in twenty null comparisons comes out "significant" by chanc
 looks for a metric worth defining, not what they decide from.
 
 Per source and event type: `conversion_rate` (share of units with the event in the attribution window;
-two-proportion z-test) and `events_per_visitor` (Welch t-test); per source `revenue_per_visitor` (Welch;
+z-test, one look) and `events_per_visitor` (Welch t-test); per source `revenue_per_visitor` (Welch;
 units without revenue count as 0). Units, the control and the sample-ratio test are those of
 `experiment_results` (`results.allocations`), so both tables agree on who is in which variation.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,9 +20,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from event_platform.defs.warehouse import schemas, stats
+from event_platform.defs.warehouse import inference, schemas
 from event_platform.defs.warehouse.engine import Engine, load_sql
 from event_platform.defs.warehouse.experiment_catalog import Catalog
+from event_platform.defs.warehouse.inference import ArmSums, Method, MetricKind
 from event_platform.defs.warehouse.results import (
     Allocation,
     ResultsOutput,
@@ -40,13 +42,16 @@ class _Sums:
     total: float = 0.0
     total_of_squares: float = 0.0
 
-    def mean_and_variance(self, units: int) -> tuple[float | None, float | None]:
-        if units == 0:
-            return None, None
-        mean = self.total / units
-        if units < 2:
-            return mean, None
-        return mean, max(0.0, (self.total_of_squares - self.total * mean) / (units - 1))
+    def arm(self, kind: MetricKind, units: int) -> ArmSums:
+        """A conversion's y is 0/1 (its sums are the converted units); otherwise the per-unit total."""
+        if kind is MetricKind.CONVERSION:
+            return ArmSums(float(units), float(self.converted_units), float(self.converted_units))
+        return ArmSums(float(units), self.total, self.total_of_squares)
+
+
+def _finite(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def experiment_exploration(
@@ -121,41 +126,33 @@ def _metric_rows(
 ) -> list[dict[str, Any]]:
     info = catalog.info(experiment.experiment_id)
     control = experiment.control
-    control_arm, control_sums = experiment.arms[control], by_variation.get(control, _Sums())
     srm = experiment.srm
     rows = []
+    kind = MetricKind.CONVERSION if metric == "conversion_rate" else MetricKind.SUM
+    method = Method.FIXED_Z if kind is MetricKind.CONVERSION else Method.FIXED_WELCH
+    estimates = {
+        variation: inference.estimate(
+            kind, by_variation.get(variation, _Sums()).arm(kind, experiment.arms[variation].units)
+        )
+        for variation in experiment.variations
+    }
     for variation in experiment.variations:
         arm, sums = experiment.arms[variation], by_variation.get(variation, _Sums())
-        if metric == "conversion_rate":
-            test = "two_proportion_z"
-            value = sums.converted_units / arm.units if arm.units else None
-            variance = value * (1.0 - value) if value is not None else None
-            comparison = stats.two_proportion_test(
-                control_sums.converted_units,
-                control_arm.units,
-                sums.converted_units,
-                arm.units,
-                settings.confidence,
-            )
-        else:
-            test = "welch_t"
-            value, variance = sums.mean_and_variance(arm.units)
-            control_mean, control_variance = control_sums.mean_and_variance(control_arm.units)
-            comparison = (
-                stats.welch_test(
-                    control_mean,
-                    control_variance,
-                    control_arm.units,
-                    value,
-                    variance,
-                    arm.units,
-                    settings.confidence,
-                )
-                if None not in (value, variance, control_mean, control_variance)
-                else stats.NO_COMPARISON
-            )
+        estimate = estimates[variation]
+        value = _finite(estimate.mean)
+        variance = _finite(estimate.variance * arm.units)
         if variation == control:
-            comparison = stats.NO_COMPARISON
+            comparison, tested, statistic = None, None, None
+        else:
+            comparison = inference.lift(estimates[control], estimate)
+            tested = inference.fixed_horizon(
+                comparison, 1.0 - settings.confidence, welch=method is Method.FIXED_WELCH
+            )
+            statistic = (
+                _finite(comparison.absolute / math.sqrt(comparison.variance))
+                if comparison.variance > 0
+                else None
+            )
         rows.append(
             {
                 "experiment_id": experiment.experiment_id,
@@ -166,20 +163,20 @@ def _metric_rows(
                 "metric": metric,
                 "metric_source": source,
                 "metric_event": event_name,
-                "test": test,
+                "test": method.value,
                 "units": arm.units,
                 "conversions": sums.converted_units,
                 "total": sums.total,
                 "value": value,
                 "variance": variance,
-                "absolute_lift": comparison.absolute_lift,
-                "ci_low": comparison.ci_low,
-                "ci_high": comparison.ci_high,
-                "relative_lift": comparison.relative_lift,
-                "relative_ci_low": comparison.relative_ci_low,
-                "relative_ci_high": comparison.relative_ci_high,
-                "statistic": comparison.statistic,
-                "p_value": comparison.p_value,
+                "absolute_lift": _finite(comparison.absolute) if comparison else None,
+                "ci_low": _finite(tested.ci_low) if tested else None,
+                "ci_high": _finite(tested.ci_high) if tested else None,
+                "relative_lift": _finite(comparison.relative) if comparison else None,
+                "relative_ci_low": _finite(tested.relative_ci_low) if tested else None,
+                "relative_ci_high": _finite(tested.relative_ci_high) if tested else None,
+                "statistic": statistic,
+                "p_value": _finite(tested.p_value) if tested else None,
                 "holdback_visitors": arm.holdback_visitors,
                 "excluded_visitors": arm.excluded_visitors,
                 "srm_chi_square": srm.statistic if srm else None,

@@ -56,7 +56,7 @@ class ModelOutput:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def _finish(
+def finish(
     engine: Engine, schema: pa.Schema, time_column: str | None, metadata: dict[str, Any]
 ) -> ModelOutput:
     """Summarise the computed output table and hand its rows over as a stream.
@@ -105,7 +105,7 @@ def identity_links(
         engine.create_table(OUTPUT_TABLE, load_sql("identity_links", pairs=_union(pairs)))
     else:
         engine.register(OUTPUT_TABLE, schemas.IDENTITY_LINKS.empty_table())
-    return _finish(
+    return finish(
         engine, schemas.IDENTITY_LINKS, "first_seen_at", {"sources": [source.name for source in present]}
     )
 
@@ -128,7 +128,7 @@ def events(
         f"SELECT source, count(*) AS n FROM {OUTPUT_TABLE} GROUP BY source ORDER BY source"
     )
     without_person = engine.rows(f"SELECT count(*) AS n FROM {OUTPUT_TABLE} WHERE person_key IS NULL")[0]["n"]
-    return _finish(
+    return finish(
         engine,
         schemas.EVENTS,
         "occurred_at",
@@ -176,7 +176,7 @@ def experiment_exposures(
                 "WHERE experiment_id IN (SELECT experiment_id FROM assignments) GROUP BY experiment_id"
             )
         }
-    return _finish(
+    return finish(
         engine,
         schemas.EXPERIMENT_EXPOSURES,
         "first_exposed_at",
@@ -200,7 +200,7 @@ def experiment_conversions(
     per_source = engine.rows(
         f"SELECT source, count(*) AS n FROM {OUTPUT_TABLE} GROUP BY source ORDER BY source"
     )
-    return _finish(
+    return finish(
         engine,
         schemas.EXPERIMENT_CONVERSIONS,
         "occurred_at",
@@ -218,7 +218,7 @@ def daily_active_users(engine: Engine, events_of_day: ds.Dataset | None) -> Mode
         row["source"]: row["active_users"]
         for row in engine.rows(f"SELECT source, active_users FROM {OUTPUT_TABLE} ORDER BY source")
     }
-    return _finish(
+    return finish(
         engine,
         schemas.DAILY_ACTIVE_USERS,
         None,

@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from event_platform.defs.warehouse import stats
+from scipy import stats
+
 from event_platform.sandbox.world import Experiment, World
 
 CHECK_CONFIDENCE = 0.999
@@ -31,7 +32,7 @@ def srm_detectable(experiment: Experiment, total_units: int, alpha: float) -> bo
     (normal approximation of the noncentral chi-square for one degree of freedom)."""
     equal = 1.0 / len(experiment.variations)
     noncentrality = total_units * sum((v.traffic_share - equal) ** 2 / equal for v in experiment.variations)
-    needed = stats.normal_quantile(1.0 - alpha / 2.0) + stats.normal_quantile(DETECTION_POWER)
+    needed = float(stats.norm.ppf(1.0 - alpha / 2.0) + stats.norm.ppf(DETECTION_POWER))
     return math.sqrt(noncentrality) >= needed
 
 
@@ -60,7 +61,10 @@ def judge(
         if experiment is None or row["visits"] == 0:
             continue
         expected = planted_rate(experiment, row["variation_id"])
-        low, high = stats.proportion_interval(row["converted_visits"], row["visits"], CHECK_CONFIDENCE)
+        interval = stats.binomtest(row["converted_visits"], row["visits"]).proportion_ci(
+            CHECK_CONFIDENCE, method="wilson"
+        )
+        low, high = interval.low, interval.high
         measured = row["converted_visits"] / row["visits"]
         verdict.details.append(
             {

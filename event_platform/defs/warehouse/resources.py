@@ -11,6 +11,10 @@ and the experiment-analysis choices. Every field is optional and falls back to t
 | `EVENT_PLATFORM_ATTRIBUTION_WINDOW_DAYS` | conversions count this many days after the first exposure | `7` |
 | `EVENT_PLATFORM_IDENTITY_LOOKBACK_DAYS` | days of identity links a day's events resolve through | `30` |
 | `EVENT_PLATFORM_IDENTITY_RULES` | identity rules, see `identity.py` | the sources' shared ids |
+| `EVENT_PLATFORM_EXPERIMENT_METHOD` | `sequential`; `fixed_z`, `fixed_welch` (one look) | sequential |
+| `EVENT_PLATFORM_SEQUENTIAL_TUNING_UNITS` | units at which the sequential interval is narrowest | `100000` |
+| `EVENT_PLATFORM_CUPED` | adjust metrics by their 14 pre-exposure days (`on`, `off`) | on |
+| `EVENT_PLATFORM_EXPERIMENT_CORRECTION` | `benjamini_hochberg` (false discovery rate) or `holm` | BH |
 
 The attribution window and the identity lookback shape the assets' partition mappings, so they are
 read when the definitions load, not per run.
@@ -19,11 +23,13 @@ read when the definitions load, not per run.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from dagster import ConfigurableResource, Failure
 
 from event_platform import settings
 from event_platform.defs.warehouse.engine import Engine, EngineSettings
+from event_platform.defs.warehouse.inference import Correction, InferenceSettings, Method
 from event_platform.defs.warehouse.metrics import SETTING as METRICS_FILE_SETTING
 from event_platform.defs.warehouse.metrics import MetricsConfig, MetricsFileError, load_config
 from event_platform.defs.warehouse.results import ResultsSettings, parse_traffic_weights
@@ -32,6 +38,7 @@ DEFAULT_MEMORY_LIMIT = EngineSettings.memory_limit
 DEFAULT_THREADS = EngineSettings.threads
 DEFAULT_ATTRIBUTION_WINDOW_DAYS = 7
 DEFAULT_IDENTITY_LOOKBACK_DAYS = 30
+DEFAULT_TUNING_UNITS = InferenceSettings.tuning_units
 
 
 def _positive_int(name: str, default: int) -> int:
@@ -65,6 +72,14 @@ class WarehouseResource(ConfigurableResource):
     """JSON `{experiment_id: {variation_id: weight}}`; experiments not named are split equally."""
     confidence: float = 0.95
     srm_alpha: float = 0.001
+    method: str | None = None
+    """EVENT_PLATFORM_EXPERIMENT_METHOD: sequential (default), fixed_z or fixed_welch."""
+    tuning_units: float | None = None
+    """EVENT_PLATFORM_SEQUENTIAL_TUNING_UNITS: units at which the sequential interval is narrowest."""
+    correction: str | None = None
+    """EVENT_PLATFORM_EXPERIMENT_CORRECTION: benjamini_hochberg (default) or holm."""
+    cuped: bool | None = None
+    """EVENT_PLATFORM_CUPED: on (default) or off."""
     metrics_file: str | None = None
     """The metric and experiment definitions (EVENT_PLATFORM_METRICS_FILE)."""
 
@@ -92,7 +107,48 @@ class WarehouseResource(ConfigurableResource):
         weights = self.traffic_weights or settings.setting("EVENT_PLATFORM_EXPERIMENT_WEIGHTS")
         return ResultsSettings(
             window_days=window_days,
-            confidence=self.confidence,
-            srm_alpha=self.srm_alpha,
+            inference=InferenceSettings(
+                alpha=1.0 - self.confidence,
+                method=_choice(Method, "EVENT_PLATFORM_EXPERIMENT_METHOD", self.method),
+                tuning_units=self.tuning_units
+                or _positive_number("EVENT_PLATFORM_SEQUENTIAL_TUNING_UNITS", DEFAULT_TUNING_UNITS),
+                correction=_choice(Correction, "EVENT_PLATFORM_EXPERIMENT_CORRECTION", self.correction),
+                srm_alpha=self.srm_alpha,
+            ),
             traffic_weights=parse_traffic_weights(weights),
+            cuped=self.cuped if self.cuped is not None else _switch("EVENT_PLATFORM_CUPED", default=True),
         )
+
+
+def _switch(name: str, default: bool) -> bool:
+    text = (settings.setting(name) or "").strip().lower()
+    if not text:
+        return default
+    if text not in ("on", "off"):
+        raise ValueError(f"{name} is {text!r}; it must be on or off")
+    return text == "on"
+
+
+def _choice(options: type[Method] | type[Correction], name: str, given: str | None) -> Any:
+    """The setting `name` as one of `options` (the first is the default); a wrong value names the choices."""
+    text = given or settings.setting(name)
+    if not text:
+        return next(iter(options))
+    try:
+        return options(text.strip().lower())
+    except ValueError:
+        allowed = ", ".join(option.value for option in options)
+        raise ValueError(f"{name} is {text!r}; it must be one of {allowed}") from None
+
+
+def _positive_number(name: str, default: float) -> float:
+    text = settings.setting(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ValueError(f"{name} must be a positive number; it is {text!r}")
+    return value

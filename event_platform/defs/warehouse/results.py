@@ -1,7 +1,8 @@
 """`warehouse/experiment_results`: per experiment x variation x defined metric, what an analyst decides on.
 
 DuckDB reduces the daily exposure and conversion partitions to sums per experiment, variation and
-metric (`results_*.sql`); the statistics then run in plain Python (`stats.py`) over those few rows.
+metric (`results_*.sql`); the statistics then run in plain Python (`inference.py`, on scipy) over those
+few rows.
 
 - Experiments, names, planned weights, the control and the metrics come from `experiment_catalog.py`
   (Optimizely's metadata and the metrics file). Only defined metrics are analysed; the every-event view
@@ -9,14 +10,18 @@ metric (`results_*.sql`); the statistics then run in plain Python (`stats.py`) o
 - Units: people exposed, counted once over the experiment's whole window (first exposure of all time
   decides the variation); holdbacks and people shown two variations are left out and counted. A
   variation planned with a weight but never seen is shown with 0 units.
-- Metrics: a conversion is compared by a two-proportion z-test, a count or sum per unit by Welch's
-  t-test, a ratio of sums by a z-test on delta-method variances. Each row's `decision` reads the test
-  against the metric's winning direction and role: winner, loser, inconclusive; a guardrail reports
-  only harm; an experiment whose allocation fails the sample-ratio test is invalid whatever its lifts.
+- Metrics: means per unit (a conversion's is its rate) and ratios of sums by the delta method, compared
+  with the control by the test `InferenceSettings.method` names: by default the always-valid mixture SPRT
+  (valid however often the table is read), or a fixed-horizon z or Welch test for an experiment read once
+  at its planned end. Guardrails are tested one-sided, for harm.
+- Decisions: the p-values of an experiment's metrics x variations are corrected in tiers (the primary
+  metric alone; secondary metrics with guardrails; monitoring apart) by Benjamini-Hochberg (or Holm), and
+  each row's `decision` reads its corrected p-value against the metric's winning direction: winner,
+  loser, inconclusive; a guardrail reports only harm; an experiment whose allocation fails the
+  sample-ratio test is invalid whatever its lifts.
 - Sample-ratio mismatch: chi-square goodness of fit of units per variation against the planned weights
   (Optimizely's metadata, else EVENT_PLATFORM_EXPERIMENT_WEIGHTS or the metrics file, else equal),
   flagged below `srm_alpha` (0.001 by default, the usual threshold).
-These tests are fixed-horizon: read once at a planned end, not every day (`method` says which test).
 """
 
 from __future__ import annotations
@@ -29,27 +34,47 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from event_platform.defs.warehouse import schemas, stats
-from event_platform.defs.warehouse.engine import Engine, load_sql
+from event_platform.defs.warehouse import inference, schemas
+from event_platform.defs.warehouse.engine import Engine, has_rows_source, load_sql
 from event_platform.defs.warehouse.experiment_catalog import Catalog, ExperimentInfo
+from event_platform.defs.warehouse.inference import (
+    FIRST_LOOK,
+    ArmSums,
+    Decision,
+    Inference,
+    InferenceSettings,
+    MetricKind,
+    MetricRole,
+    WinningDirection,
+)
 from event_platform.defs.warehouse.metrics import ExperimentMetric
+from event_platform.lake.layout import PARTITION_KEY
 
 Weights = Mapping[str, Mapping[str, float]]
 
-METHODS = {"conversion": "two_proportion_z", "count": "welch_t", "sum": "welch_t", "ratio": "delta_method_z"}
 INVALID = "invalid: sample-ratio mismatch"
 
 
 @dataclass(frozen=True)
 class ResultsSettings:
     window_days: int = 7
-    confidence: float = 0.95
-    srm_alpha: float = 0.001
+    inference: InferenceSettings = field(default_factory=InferenceSettings)
     traffic_weights: Weights = field(default_factory=dict)
     """experiment_id -> variation_id -> weight (EVENT_PLATFORM_EXPERIMENT_WEIGHTS), where the metadata
     gives none."""
+    cuped: bool = True
+    """Adjust conversion, count and sum metrics by their pre-exposure value (EVENT_PLATFORM_CUPED)."""
+
+    @property
+    def confidence(self) -> float:
+        return 1.0 - self.inference.alpha
+
+    @property
+    def srm_alpha(self) -> float:
+        return self.inference.srm_alpha
 
 
 def parse_traffic_weights(text: str | None) -> dict[str, dict[str, float]]:
@@ -81,7 +106,7 @@ class Allocation:
     arms: dict[str, Arm]
     planned: list[float]
     """Planned shares of `variations`, summing to 1."""
-    srm: stats.GoodnessOfFit | None
+    srm: inference.SampleRatio | None
     flagged: bool
     first_exposure: dt.datetime | None
     last_exposure: dt.datetime | None
@@ -113,7 +138,7 @@ def allocations(
         arms = {v: arms.get(v, Arm(0)) for v in variations}
         planned = _planned_shares(info, variations, settings)
         srm = (
-            stats.sample_ratio_test([arms[v].units for v in variations], planned)
+            inference.sample_ratio_test([arms[v].units for v in variations], planned, settings.srm_alpha)
             if len(variations) > 1
             else None
         )
@@ -123,7 +148,7 @@ def allocations(
             arms,
             planned,
             srm,
-            bool(srm and srm.p_value < settings.srm_alpha),
+            bool(srm and srm.mismatch),
             min(row["first_exposure"] for row in rows),
             max(row["last_exposure"] for row in rows),
         )
@@ -154,17 +179,6 @@ class ResultsOutput:
     """Each experiment's rows, by its label (name, else id): what `summary.py` formats."""
 
 
-def experiment_results(
-    engine: Engine,
-    exposures: ds.Dataset | None,
-    conversions: ds.Dataset | None,
-    catalog: Catalog,
-    settings: ResultsSettings,
-) -> ResultsOutput:
-    register_inputs(engine, exposures, conversions)
-    return results_of_registered(engine, catalog, settings)
-
-
 def register_inputs(engine: Engine, exposures: ds.Dataset | None, conversions: ds.Dataset | None) -> None:
     engine.register_or_empty("exposures", exposures, schemas.EXPERIMENT_EXPOSURES)
     engine.register_or_empty("conversions", conversions, schemas.EXPERIMENT_CONVERSIONS)
@@ -173,63 +187,123 @@ def register_inputs(engine: Engine, exposures: ds.Dataset | None, conversions: d
 def registered_allocations(
     engine: Engine, catalog: Catalog, settings: ResultsSettings
 ) -> dict[str, Allocation]:
-    """The allocations of the `exposures` in `engine`; leaves the `visitors` table the metrics join."""
+    """The allocations of the `exposures` in `engine` over all their days (the exploration's units)."""
     engine.create_table("visitors", load_sql("results_visitors"))
     return allocations(engine.rows(load_sql("results_units")), catalog, settings)
 
 
-def results_of_registered(engine: Engine, catalog: Catalog, settings: ResultsSettings) -> ResultsOutput:
-    """The results from the relations `exposures` and `conversions` already in `engine`, however they
-    read the lake (the benchmark compares readers)."""
-    allocation = registered_allocations(engine, catalog, settings)
-    parts = catalog.metric_parts(list(allocation))
-    engine.register("metric_parts", parts)
-    sums = engine.rows(load_sql("results_metrics", **amount_fragments(parts)))
-    unseen = engine.rows(load_sql("results_unseen_events"))
-    rows = result_rows(allocation, sums, catalog, settings)
-    by_experiment: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        by_experiment.setdefault(row["experiment_name"] or row["experiment_id"], []).append(row)
-    infos = [catalog.info(experiment_id) for experiment_id in allocation]
-    exposures = [a.first_exposure for a in allocation.values() if a.first_exposure] + [
-        a.last_exposure for a in allocation.values() if a.last_exposure
-    ]
+Look = tuple[str, str, str]
+"""(experiment_id, variation_id, metric_name): a test, as the sequential state is keyed."""
+
+
+def results_from_sums(
+    sums: Sequence[Mapping[str, Any]],
+    seen: Sequence[Mapping[str, Any]],
+    catalog: Catalog,
+    settings: ResultsSettings,
+    previous: Mapping[Look, Inference] | None = None,
+) -> ResultsOutput:
+    """The results from the sums per experiment, variation and metric (metric '' for the units;
+    `results_state_sums.sql`), the metric events some unit has had (`seen`), and the sequential tests'
+    state of the look before (`previous`)."""
+    units = [row for row in sums if row["metric_name"] == ""]
+    allocation = allocations(units, catalog, settings)
+    by_metric: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
+    for row in sums:
+        if row["metric_name"]:
+            by_metric.setdefault((row["experiment_id"], row["metric_name"]), {})[row["variation_id"]] = row
+    rows = result_rows(allocation, by_metric, catalog, settings, previous or {})
     return ResultsOutput(
         pa.Table.from_pylist(rows, schema=schemas.EXPERIMENT_RESULTS),
-        {
-            "experiments": len(allocation),
-            "units": sum(arm.units for a in allocation.values() for arm in a.arms.values()),
-            "first_exposure": min(exposures).isoformat() if exposures else None,
-            "last_exposure": max(exposures).isoformat() if exposures else None,
-            "sample_ratio_mismatch": [_label(catalog.info(e)) for e, a in allocation.items() if a.flagged],
-            "metadata_missing": [info.id for info in infos if info.metadata != "ok"],
-            "metrics_not_analysed": [
-                {"experiment": _label(info), "metric": entry.name, "reason": entry.reason}
-                for info in infos
-                for entry in info.not_analysed
-            ],
-            "unseen_events": [
-                {
-                    "experiment": _label(catalog.info(row["experiment_id"])),
-                    "metric": catalog.info(row["experiment_id"]).metrics[row["metric_index"]].metric.name,
-                    "event": f"{row['source']} {row['event']}",
-                }
-                for row in unseen
-            ],
-        },
-        by_experiment,
+        summarise(rows, seen, catalog),
+        by_experiment(rows),
     )
 
 
-def amount_fragments(parts: pa.Table) -> dict[str, str]:
-    """What a sum adds per event: revenue, or a property; `properties` (JSON text, the widest column) is
-    named only when some metric sums one, since naming it makes DuckDB read it for every conversion."""
-    if parts.column("json_path").null_count == parts.num_rows:
-        return {"amount": "CASE WHEN m.use_revenue THEN c.revenue END"}
+def by_experiment(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Each experiment's rows, by its label (name, else id): what `summary.py` formats."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(row["experiment_name"] or row["experiment_id"], []).append(row)
+    return grouped
+
+
+def summarise(
+    rows: Sequence[Mapping[str, Any]], seen: Sequence[Mapping[str, Any]], catalog: Catalog
+) -> dict[str, Any]:
+    """What the results' metadata and checks report: experiments, units, the days covered, sample-ratio
+    mismatches, experiments without metadata, metrics not analysed, metric events nobody has had."""
+    experiments = list(dict.fromkeys(row["experiment_id"] for row in rows))
+    infos = [catalog.info(experiment_id) for experiment_id in experiments]
+    arms = {(row["experiment_id"], row["variation_id"]): row for row in rows}
+    exposures = [
+        moment for row in arms.values() for moment in (row["first_exposure"], row["last_exposure"]) if moment
+    ]
     return {
-        "amount": "CASE WHEN m.use_revenue THEN c.revenue WHEN m.json_path IS NOT NULL "
-        "THEN TRY_CAST(json_extract_string(c.properties, m.json_path) AS DOUBLE) END"
+        "experiments": len(experiments),
+        "units": sum(row["units"] or 0 for row in arms.values()),
+        "first_exposure": min(exposures) if exposures else None,
+        "last_exposure": max(exposures) if exposures else None,
+        "sample_ratio_mismatch": sorted(
+            {_label(catalog.info(r["experiment_id"])) for r in rows if r["srm_flagged"]}
+        ),
+        "metadata_missing": [info.id for info in infos if info.metadata != "ok"],
+        "metrics_not_analysed": [
+            {"experiment": _label(info), "metric": entry.name, "reason": entry.reason}
+            for info in infos
+            for entry in info.not_analysed
+        ],
+        "unseen_events": unseen_events(infos, seen),
     }
+
+
+def latest_day(dataset: ds.Dataset | None) -> str | None:
+    """The latest day a daily table holds, None when it holds none."""
+    if not has_rows_source(dataset) or PARTITION_KEY not in dataset.schema.names:  # type: ignore[union-attr]
+        return None
+    days = dataset.to_table(columns=[PARTITION_KEY]).column(PARTITION_KEY)  # type: ignore[union-attr]
+    return max(days.to_pylist(), default=None)
+
+
+def rows_of_day(
+    dataset: ds.Dataset | None, day: str | None, row_kind: str | None = None
+) -> list[dict[str, Any]]:
+    """The rows of one day of a daily table (of one `row_kind`, for the unit state), without `date`."""
+    if day is None or not has_rows_source(dataset):
+        return []
+    assert dataset is not None
+    where = pc.field(PARTITION_KEY) == day
+    if row_kind is not None:
+        where = where & (pc.field("row_kind") == row_kind)
+    table = dataset.to_table(filter=where)
+    return table.drop_columns([PARTITION_KEY]).to_pylist()
+
+
+def unseen_events(infos: Sequence[ExperimentInfo], seen: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """The events the experiments' metrics count that no exposed unit has had yet: usually a misspelt name
+    or an event no source sends."""
+    had = {(row["experiment_id"], row["metric_name"], row["source"], row["event"]) for row in seen}
+    return [
+        {"experiment": _label(info), "metric": entry.metric.name, "event": f"{match.source} {match.event}"}
+        for info in infos
+        for entry in info.metrics
+        for part in (entry.metric.numerator, entry.metric.denominator)
+        if part is not None
+        for match in part.events
+        if match.event is not None and (info.id, entry.metric.name, match.source, match.event) not in had
+    ]
+
+
+def amount_expression(parts: pa.Table, part: str = "m", event: str = "c") -> str:
+    """What a sum adds per event (`event`, matched by the metric part `part`): revenue, or a property.
+    `properties` (JSON text, the widest column) is named only when some metric sums one, since naming it
+    makes DuckDB read it for every event."""
+    if parts.column("json_path").null_count == parts.num_rows:
+        return f"CASE WHEN {part}.use_revenue THEN {event}.revenue END"
+    return (
+        f"CASE WHEN {part}.use_revenue THEN {event}.revenue WHEN {part}.json_path IS NOT NULL "
+        f"THEN TRY_CAST(json_extract_string({event}.properties, {part}.json_path) AS DOUBLE) END"
+    )
 
 
 def _label(info: ExperimentInfo) -> str:
@@ -238,19 +312,22 @@ def _label(info: ExperimentInfo) -> str:
 
 def result_rows(
     allocation: Mapping[str, Allocation],
-    sums: Sequence[Mapping[str, Any]],
+    by_metric: Mapping[tuple[str, str], Mapping[str, Mapping[str, Any]]],
     catalog: Catalog,
     settings: ResultsSettings,
+    previous: Mapping[Look, Inference],
 ) -> list[dict[str, Any]]:
-    """The results table's rows from the allocations and the per-metric sums (results_metrics.sql)."""
-    by_metric: dict[tuple[str, int], dict[str, Mapping[str, Any]]] = {}
-    for row in sums:
-        by_metric.setdefault((row["experiment_id"], row["metric_index"]), {})[row["variation_id"]] = row
+    """The results table's rows from the allocations and the sums per (experiment, metric name) and
+    variation."""
     rows: list[dict[str, Any]] = []
     for experiment_id, experiment in allocation.items():
         info = catalog.info(experiment_id)
-        for index, entry in enumerate(info.metrics):
-            rows += _metric_rows(info, experiment, entry, by_metric.get((experiment_id, index), {}), settings)
+        analysed: list[dict[str, Any]] = []
+        for entry in info.metrics:
+            sums_of_metric = by_metric.get((experiment_id, entry.metric.name), {})
+            analysed += _metric_rows(info, experiment, entry, sums_of_metric, settings, previous)
+        decide_experiment(analysed, experiment, settings)
+        rows += analysed
         for skipped in info.not_analysed:
             note = f"not analysed: {skipped.reason}"
             rows += [
@@ -311,12 +388,8 @@ def _base(
     }
 
 
-@dataclass(frozen=True)
-class _Estimate:
-    value: float | None
-    standard_error: float | None
-    total: float
-    denominator: float
+SUM_FIELDS = ("sum_y", "sum_y2", "sum_d", "sum_d2", "sum_yd", "sum_x", "sum_x2", "sum_xy", "sum_h", "sum_hy")
+"""What results_state_sums.sql sums per experiment, metric and variation: inference.ArmSums' fields."""
 
 
 def _metric_rows(
@@ -325,125 +398,127 @@ def _metric_rows(
     entry: ExperimentMetric,
     sums: Mapping[str, Mapping[str, Any]],
     settings: ResultsSettings,
+    previous: Mapping[Look, Inference],
 ) -> list[dict[str, Any]]:
+    """One row per variation: its estimate, and against the control the lift and its test (continuing
+    the sequential test from its `previous` look), CUPED-adjusted where the metric allows. The p-values
+    are corrected later, across the experiment (`decide_experiment`)."""
     metric = entry.metric
-    ratio_sums = {
-        variation: stats.RatioSums(
-            experiment.arms[variation].units,
-            *(
-                float(sums.get(variation, {}).get(name) or 0.0)
-                for name in ("sum_x", "sum_xx", "sum_y", "sum_yy", "sum_xy")
-            ),
+    kind = MetricKind(metric.kind)
+    arms = [
+        ArmSums(
+            units=float(experiment.arms[variation].units),
+            **{name: float(sums.get(variation, {}).get(name) or 0.0) for name in SUM_FIELDS},
         )
         for variation in experiment.variations
-    }
-    control = ratio_sums[experiment.control]
-    alpha = 1.0 - settings.confidence
+    ]
+    estimates = dict(zip(experiment.variations, (inference.estimate(kind, arm) for arm in arms), strict=True))
+    compared, variance_reduction = estimates, None
+    if settings.cuped and kind is not MetricKind.RATIO and any(arm.sum_h > 0 for arm in arms):
+        adjustment = inference.cuped(kind, arms)
+        compared = dict(zip(experiment.variations, adjustment.arms, strict=True))
+        variance_reduction = _number(adjustment.variance_reduction)
+    control = compared[experiment.control]
+    alternative = inference.alternative_for(
+        MetricRole(entry.role), WinningDirection(metric.winning_direction)
+    )
     rows = []
     for variation in experiment.variations:
-        treatment = ratio_sums[variation]
-        estimate = _estimate(metric.kind, treatment)
-        comparison = (
-            stats.NO_COMPARISON
-            if variation == experiment.control
-            else _compare(metric.kind, control, treatment, settings.confidence)
-        )
-        significant = comparison.p_value is not None and comparison.p_value < alpha
-        rows.append(
-            {
-                **_base(info, experiment, variation, settings),
-                "metric_name": metric.name,
-                "metric_role": entry.role,
-                "metric_kind": metric.kind,
-                "metric_definition": metric.definition(),
-                "winning_direction": metric.winning_direction,
-                "method": METHODS[metric.kind],
-                "units_with_event": int(sums.get(variation, {}).get("units_with_event") or 0),
-                "total": estimate.total,
-                "denominator": estimate.denominator,
-                "value": estimate.value,
-                "standard_error": estimate.standard_error,
-                "absolute_lift": comparison.absolute_lift,
-                "ci_low": comparison.ci_low,
-                "ci_high": comparison.ci_high,
-                "relative_lift": comparison.relative_lift,
-                "relative_ci_low": comparison.relative_ci_low,
-                "relative_ci_high": comparison.relative_ci_high,
-                "statistic": comparison.statistic,
-                "p_value": comparison.p_value,
-                "significant": significant,
-                "decision": decide(
-                    experiment.flagged,
-                    variation == experiment.control,
-                    entry.role,
-                    metric.winning_direction,
-                    comparison.absolute_lift,
-                    significant,
-                ),
-                "attribution_window_days": metric.window_days,
+        estimate = estimates[variation]
+        row: dict[str, Any] = {
+            **_base(info, experiment, variation, settings),
+            "metric_name": metric.name,
+            "metric_role": entry.role,
+            "metric_kind": metric.kind,
+            "metric_definition": metric.definition(),
+            "winning_direction": metric.winning_direction,
+            "method": settings.inference.method.value,
+            "units_with_event": int(sums.get(variation, {}).get("units_with_event") or 0),
+            "total": float(sums.get(variation, {}).get("sum_y") or 0.0),
+            "denominator": (
+                float(sums.get(variation, {}).get("sum_d") or 0.0)
+                if kind is MetricKind.RATIO
+                else float(experiment.arms[variation].units)
+            ),
+            "value": _number(estimate.mean),
+            "standard_error": _number(math.sqrt(estimate.variance)) if estimate.variance >= 0 else None,
+            "variance_reduction": variance_reduction,
+            "attribution_window_days": metric.window_days,
+        }
+        if variation != experiment.control:
+            comparison = inference.lift(control, compared[variation])
+            look = previous.get((info.id, variation, metric.name), FIRST_LOOK)
+            tested = inference.infer(comparison, settings.inference, alternative, look)
+            error = math.sqrt(comparison.variance) if comparison.variance > 0 else math.nan
+            row |= {
+                "absolute_lift": _number(comparison.absolute),
+                "ci_low": _number(tested.ci_low),
+                "ci_high": _number(tested.ci_high),
+                "relative_lift": _number(comparison.relative),
+                "relative_ci_low": _number(tested.relative_ci_low),
+                "relative_ci_high": _number(tested.relative_ci_high),
+                "statistic": _number(comparison.absolute / error),
+                "p_value": _number(tested.p_value),
             }
-        )
+        rows.append(row)
     return rows
 
 
-def _estimate(kind: str, sums: stats.RatioSums) -> _Estimate:
-    units = sums.units
-    if kind == "ratio":
-        variance = sums.ratio_variance()
-        return _Estimate(
-            sums.ratio, math.sqrt(variance) if variance is not None else None, sums.sum_x, sums.sum_y
+def _number(value: float) -> float | None:
+    """A finite float for the table; None where the data cannot define it (NaN, an open interval end)."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def decide_experiment(rows: list[dict[str, Any]], experiment: Allocation, settings: ResultsSettings) -> None:
+    """Correct the experiment's p-values across its metrics x variations in tiers (the primary metric on
+    its own), then read each row's decision from its corrected p-value, in place."""
+    tested = [row for row in rows if row.get("metric_role") and not row["is_control"] and row.get("method")]
+    alpha = settings.inference.alpha
+    if tested:
+        p_values = [math.nan if row["p_value"] is None else row["p_value"] for row in tested]
+        corrected = inference.correct(
+            p_values, [MetricRole(row["metric_role"]) for row in tested], settings.inference.correction
         )
-    if units == 0:
-        return _Estimate(None, None, sums.sum_x, 0.0)
-    mean = sums.sum_x / units
-    if kind == "conversion":
-        return _Estimate(mean, math.sqrt(mean * (1.0 - mean) / units), sums.sum_x, float(units))
-    variance = _sample_variance(sums.sum_x, sums.sum_xx, units)
-    standard_error = math.sqrt(variance / units) if variance is not None else None
-    return _Estimate(mean, standard_error, sums.sum_x, float(units))
-
-
-def _sample_variance(total: float, total_of_squares: float, units: int) -> float | None:
-    if units < 2:
-        return None
-    return max(0.0, (total_of_squares - total * total / units) / (units - 1))
-
-
-def _compare(
-    kind: str, control: stats.RatioSums, treatment: stats.RatioSums, confidence: float
-) -> stats.Comparison:
-    if kind == "ratio":
-        return stats.ratio_test(control, treatment, confidence)
-    if kind == "conversion":
-        return stats.two_proportion_test(
-            round(control.sum_x), control.units, round(treatment.sum_x), treatment.units, confidence
+        for row, adjusted in zip(tested, corrected, strict=True):
+            row["corrected_p_value"] = _number(adjusted)
+            row["significant"] = bool(adjusted < alpha)
+    for row in rows:
+        if not row.get("method"):
+            continue
+        row.setdefault("significant", False)
+        row["decision"] = decide(
+            experiment.flagged,
+            row["is_control"],
+            row["metric_role"],
+            row["winning_direction"],
+            row.get("absolute_lift"),
+            row.get("corrected_p_value"),
+            alpha,
         )
-    control_variance = _sample_variance(control.sum_x, control.sum_xx, control.units)
-    treatment_variance = _sample_variance(treatment.sum_x, treatment.sum_xx, treatment.units)
-    if control_variance is None or treatment_variance is None:
-        return stats.NO_COMPARISON
-    return stats.welch_test(
-        control.sum_x / control.units,
-        control_variance,
-        control.units,
-        treatment.sum_x / treatment.units,
-        treatment_variance,
-        treatment.units,
-        confidence,
-    )
 
 
 def decide(
-    flagged: bool, is_control: bool, role: str, direction: str, lift: float | None, significant: bool
+    flagged: bool,
+    is_control: bool,
+    role: str,
+    direction: str,
+    lift: float | None,
+    corrected_p_value: float | None,
+    alpha: float,
 ) -> str:
-    """A row's verdict: the allocation first, then the test read against the winning direction."""
+    """A row's verdict in the analyst's words: the allocation first, then `inference.decide` on the
+    corrected p-value, read against the winning direction (a guardrail only for harm)."""
     if flagged:
         return INVALID
     if is_control:
         return "baseline"
-    if not significant or lift is None or lift == 0.0:
-        return "no harm detected" if role == "guardrail" else "inconclusive"
-    better = (lift > 0) == (direction == "increasing")
-    if role == "guardrail":
-        return "no harm detected" if better else "guardrail harmed"
-    return "winner" if better else "loser"
+    verdict = inference.decide(MetricRole(role), WinningDirection(direction), lift, corrected_p_value, alpha)
+    return DECISIONS[verdict] if role != MetricRole.GUARDRAIL else GUARDRAIL_DECISIONS[verdict]
+
+
+DECISIONS = {Decision.WINNER: "winner", Decision.LOSER: "loser", Decision.INCONCLUSIVE: "inconclusive"}
+GUARDRAIL_DECISIONS = {
+    Decision.GUARDRAIL_HARMED: "guardrail harmed",
+    Decision.INCONCLUSIVE: "no harm detected",
+}

@@ -130,13 +130,22 @@ _UNITS = column(
 )
 _LIFTS = [
     column("absolute_lift", pa.float64(), "value minus the control's value."),
-    column("ci_low", pa.float64(), "Lower end of the absolute lift's interval (at `confidence`)."),
+    column(
+        "ci_low",
+        pa.float64(),
+        "Lower end of the absolute lift's interval at `confidence` (a confidence sequence when sequential).",
+    ),
     column("ci_high", pa.float64(), "Upper end of the absolute lift's interval."),
     column("relative_lift", pa.float64(), "value / control's value - 1 (0.05 is +5%)."),
     column("relative_ci_low", pa.float64(), "Lower end of the relative lift's interval (delta method)."),
     column("relative_ci_high", pa.float64(), "Upper end of the relative lift's interval."),
     column("statistic", pa.float64(), "The test statistic (z or Welch's t)."),
-    column("p_value", pa.float64(), "Two-sided p-value of no difference from the control."),
+    column(
+        "p_value",
+        pa.float64(),
+        "p-value of no difference from the control by `method` (sequential: always valid; a guardrail's "
+        "is one-sided, for harm), before any correction.",
+    ),
 ]
 _ALLOCATION = [
     column("holdback_visitors", pa.int64(), "People held back (Optimizely holdback), not counted as units."),
@@ -191,8 +200,8 @@ EXPERIMENT_RESULTS = pa.schema(
         column(
             "method",
             pa.string(),
-            "How the comparison was computed: two_proportion_z (conversions), welch_t (counts and sums) or "
-            "delta_method_z (ratios), each a fixed-horizon test.",
+            "The test: sequential (always-valid mixture SPRT, valid at every daily look; the default), "
+            "fixed_z or fixed_welch (valid once, at a planned end). Ratios use delta-method variances.",
         ),
         _UNITS,
         column(
@@ -212,8 +221,21 @@ EXPERIMENT_RESULTS = pa.schema(
             "The estimate: conversion rate, mean per unit, or ratio (total / denominator).",
         ),
         column("standard_error", pa.float64(), "Standard error of value."),
+        column(
+            "variance_reduction",
+            pa.float64(),
+            "CUPED: the share of the lift's variance removed by adjusting for each unit's same metric over "
+            "the 14 days before its first exposure (the lift, interval and p-value are the adjusted ones); "
+            "null when not adjusted (ratio metrics, no pre-exposure history, EVENT_PLATFORM_CUPED=off).",
+        ),
         *_LIFTS,
-        column("significant", pa.bool_(), "p_value below 1 - confidence."),
+        column(
+            "corrected_p_value",
+            pa.float64(),
+            "p_value corrected across the experiment's metrics x variations in tiers (primary alone; "
+            "secondary with guardrails; monitoring apart), Benjamini-Hochberg by default.",
+        ),
+        column("significant", pa.bool_(), "corrected_p_value below 1 - confidence: what decision reads."),
         column(
             "decision",
             pa.string(),
@@ -232,6 +254,80 @@ EXPERIMENT_RESULTS = pa.schema(
 """`warehouse/experiment_results`: per experiment x variation x defined metric, the numbers an analyst
 decides on."""
 
+EXPERIMENT_UNITS = pa.schema(
+    [
+        _EXPERIMENT_ID,
+        column("person_key", pa.string(), PERSON_KEY),
+        column("variation_id", pa.string(), "The variation of the person's first decision of all time."),
+        column("is_holdback", pa.bool_(), "Whether that first decision held the person back."),
+        column("first_exposed_at", TIMESTAMP, "The person's first exposure to the experiment (UTC)."),
+    ]
+)
+"""`warehouse/experiment_units`: each person's first exposure to an experiment, filed under its day."""
+
+_SUM_COLUMNS = [
+    column("units", pa.int64(), "Units summed (holdbacks and people shown several variations left out)."),
+    column("holdback_visitors", pa.int64(), "People held back, counted apart."),
+    column("excluded_visitors", pa.int64(), "People shown several variations in their window."),
+    column("units_with_event", pa.int64(), "Units with at least one of the metric's numerator events."),
+    column("sum_y", pa.float64(), "Sum over units of the metric's per-unit value (a ratio's numerator)."),
+    column("sum_y2", pa.float64(), "Sum of its squares."),
+    column("sum_d", pa.float64(), "Sum of a ratio metric's per-unit denominator (0 for other kinds)."),
+    column("sum_d2", pa.float64(), "Sum of the denominator's squares."),
+    column("sum_yd", pa.float64(), "Sum of value x denominator."),
+    column("sum_x", pa.float64(), "Sum of the value over the pre-exposure window (CUPED's covariate)."),
+    column("sum_x2", pa.float64(), "Sum of the covariate's squares."),
+    column("sum_xy", pa.float64(), "Sum of covariate x value."),
+    column("sum_h", pa.float64(), "Units with any event in the pre-exposure window."),
+    column("sum_hy", pa.float64(), "Sum of the value over those units."),
+    column("first_exposure", TIMESTAMP, "The earliest first exposure among the units (UTC)."),
+    column("last_exposure", TIMESTAMP, "The latest first exposure among the units (UTC)."),
+]
+
+EXPERIMENT_UNIT_STATE = pa.schema(
+    [
+        column(
+            "row_kind",
+            pa.string(),
+            "unit: one open unit (still inside its attribution window) and one metric; closed: the sums "
+            "of every unit whose window has closed, per experiment, variation and metric; seen: an event a "
+            "metric counts that some exposed unit has had.",
+        ),
+        _EXPERIMENT_ID,
+        column("variation_id", pa.string(), "The unit's variation (its first exposure's)."),
+        column("metric_name", pa.string(), "The metric; '' for the unit itself (counts, exposures)."),
+        column("definition", pa.string(), "The metric's definition when the values were counted."),
+        column("person_key", pa.string(), "unit rows: " + PERSON_KEY),
+        column("is_holdback", pa.bool_(), "unit rows: the first decision held the person back."),
+        column("first_exposed_at", TIMESTAMP, "unit rows: the person's first exposure (UTC)."),
+        column("cohort_day", pa.date32(), "unit rows: the day of that first exposure."),
+        column("first_variation", pa.string(), "unit rows: the lowest variation id shown in the window."),
+        column("last_variation", pa.string(), "unit rows: the highest; unequal means several variations."),
+        column("num_events", pa.int64(), "unit rows: the metric's numerator events so far."),
+        column("num_amount", pa.float64(), "unit rows: the numerator's value (revenue, a property) so far."),
+        column("den_events", pa.int64(), "unit rows: a ratio's denominator events so far."),
+        column("den_amount", pa.float64(), "unit rows: the denominator's value so far."),
+        column("pre_value", pa.float64(), "unit rows: the numerator over the pre-exposure window (CUPED)."),
+        column("has_history", pa.bool_(), "unit rows: any event in the pre-exposure window."),
+        column("source", pa.string(), "seen rows: the source of an event the metric counts that a unit had."),
+        column("event", pa.string(), "seen rows: that event's name."),
+        *_SUM_COLUMNS,
+    ]
+)
+"""`warehouse/experiment_unit_state`: what day D+1's results start from (see results_daily.py)."""
+
+EXPERIMENT_SUMS = pa.schema(
+    [
+        _EXPERIMENT_ID,
+        column("variation_id", pa.string(), "The variation."),
+        column("metric_name", pa.string(), "The metric; '' for the units themselves."),
+        column("definition", pa.string(), "The metric's definition."),
+        *_SUM_COLUMNS,
+    ]
+)
+"""Sums per experiment, variation and metric (results_state_sums.sql's shape)."""
+
+
 EXPERIMENT_EXPLORATION = pa.schema(
     [
         _EXPERIMENT_ID,
@@ -246,7 +342,7 @@ EXPERIMENT_EXPLORATION = pa.schema(
         ),
         column("metric_source", pa.string(), "The source of the events."),
         column("metric_event", pa.string(), "The event type (null for revenue, which sums every event's)."),
-        column("test", pa.string(), "two_proportion_z or welch_t (fixed horizon, uncorrected)."),
+        column("test", pa.string(), "fixed_z (rates) or fixed_welch (means): one look, uncorrected."),
         _UNITS,
         column("conversions", pa.int64(), "Units with at least one such event in the window."),
         column("total", pa.float64(), "Sum over units of events or revenue."),

@@ -67,6 +67,17 @@ def _variation(row: Row) -> str:
     return row.get("variation_name") or row["variation_id"]
 
 
+METHODS = {
+    "sequential": "Tests: sequential (always valid: the intervals and p-values hold however often the "
+    "results are read); p corrected across metrics x variations, the primary metric on its own.",
+    "fixed_z": "Tests: fixed-horizon z (valid read once, at the planned end); p corrected across metrics x "
+    "variations, the primary metric on its own.",
+    "fixed_welch": "Tests: fixed-horizon Welch t (valid read once, at the planned end); p corrected across "
+    "metrics x variations, the primary metric on its own.",
+}
+"""The sentence under an experiment's table saying how to read its intervals and p-values."""
+
+
 def experiment_summary(rows: Sequence[Row]) -> str:
     """The summary of one experiment's rows (all of them share its experiment_id)."""
     first = rows[0]
@@ -88,7 +99,7 @@ def experiment_summary(rows: Sequence[Row]) -> str:
     lines.append(_primary_verdict(rows, confidence))
     measured = [row for row in rows if row.get("metric_kind") and not row["is_control"]]
     if measured:
-        lines += ["", _metrics_table(rows, measured, confidence)]
+        lines += ["", _metrics_table(rows, measured, confidence), "", METHODS.get(measured[0]["method"], "")]
     skipped = _unique(
         (row["metric_name"], row.get("note")) for row in rows if row.get("decision") == "not analysed"
     )
@@ -156,8 +167,8 @@ def _primary_verdict(rows: Sequence[Row], confidence: float) -> str:
             verdict += f", {percent(row['relative_lift'], signed=True)}"
         if row.get("relative_ci_low") is not None:
             verdict += f" ({confidence:.0%} CI {interval(row['relative_ci_low'], row['relative_ci_high'])})"
-        if row.get("p_value") is not None:
-            verdict += f", {p_phrase(row['p_value'])}"
+        if row.get("corrected_p_value") is not None:
+            verdict += f", {p_phrase(row['corrected_p_value'])}"
         verdicts.append(verdict)
     control = next(row for row in primary if row["is_control"])
     return (
@@ -177,7 +188,7 @@ def _metrics_table(rows: Sequence[Row], measured: Sequence[Row], confidence: flo
             "control": estimate(controls[row["metric_name"]]) if row["metric_name"] in controls else "",
             "lift": percent(row.get("relative_lift"), signed=True),
             f"{confidence:.0%} CI": interval(row.get("relative_ci_low"), row.get("relative_ci_high")),
-            "p": p_value(row.get("p_value")),
+            "p": p_value(row.get("corrected_p_value")),
             "decision": row.get("decision") or "",
         }
         for row in measured

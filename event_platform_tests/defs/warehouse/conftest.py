@@ -29,6 +29,9 @@ DAILY_WAREHOUSE = [
     warehouse_assets.experiment_exposures,
     warehouse_assets.experiment_conversions,
     warehouse_assets.daily_active_users,
+    warehouse_assets.experiment_units,
+    warehouse_assets.experiment_unit_state,
+    warehouse_assets.experiment_results_daily,
 ]
 MARTS = [
     warehouse_assets.experiment_results,

@@ -21,8 +21,15 @@ pytestmark = pytest.mark.integration
 WITH_ROWS, EMPTY, WITHOUT_SOURCES = "2025-03-01", "2025-03-02", "2025-03-03"
 TRACKING = ("tracking", "events")
 EXPOSURES = dg.AssetKey(["warehouse", "experiment_exposures"])
-WAREHOUSE_KEYS = [asset.key for asset in DAILY_WAREHOUSE if asset.key != EXPOSURES]
-"""Tracking only, so no exposures: they read Optimizely's decisions of the day, which they require."""
+NEEDS_DECISIONS = {
+    EXPOSURES,
+    dg.AssetKey(["warehouse", "experiment_units"]),
+    dg.AssetKey(["warehouse", "experiment_unit_state"]),
+    dg.AssetKey(["warehouse", "experiment_results_daily"]),
+}
+WAREHOUSE_KEYS = [asset.key for asset in DAILY_WAREHOUSE if asset.key not in NEEDS_DECISIONS]
+"""Tracking only, so no exposures (they read Optimizely's decisions of the day, which they require) and
+nothing built on them."""
 
 
 def tracked(day: str, learners: int) -> pa.Table:

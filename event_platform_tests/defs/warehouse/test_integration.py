@@ -119,7 +119,7 @@ def test_results_carry_names_roles_weights_and_only_the_defined_metrics(
     [per_session] = find(checkout, metric_name="Detail page view (count per session)", is_control=False)
     assert per_session["decision"] == "not analysed" and "per session" in per_session["note"]
     [ratio] = find(checkout, metric_name="cart_adds_per_product_view", is_control=False)
-    assert ratio["method"] == "delta_method_z" and ratio["p_value"] is not None
+    assert ratio["method"] == "sequential" and ratio["p_value"] is not None
     # The Feature Experimentation rule's baseline and the metrics file's metrics for it.
     layout = find(rows, experiment_name="course_page_layout", metric_role="primary", is_control=True)
     assert [row["variation_name"] for row in layout] == ["control"]

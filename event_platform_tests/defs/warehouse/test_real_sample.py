@@ -16,6 +16,7 @@ from scipy import stats as scipy_stats
 
 from event_platform.defs.optimizely.experiment_assets import experiment_metadata
 from event_platform.defs.optimizely.resources import OptimizelyResource
+from event_platform.defs.warehouse.resources import WarehouseResource
 from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
 from event_platform.partitions import daily_partitions
@@ -27,6 +28,7 @@ from event_platform_tests.defs.warehouse.conftest import (
     resources_at,
     source_asset,
 )
+from event_platform_tests.defs.warehouse.test_results import msprt_p_value
 
 DAY = "2025-03-02"
 RESULTS = dg.AssetKey(["warehouse", "experiment_results"])
@@ -89,8 +91,13 @@ def sample_run(
 ) -> dict[str, list[dict]]:
     """The sample's day through Dagster with the real metadata asset, then the marts: both tables' rows."""
     decisions, conversions = covid_sample
+    directory = tmp_path_factory.mktemp("covid")
     resources = {
-        **resources_at(tmp_path_factory.mktemp("covid")),
+        **resources_at(directory),
+        # Unadjusted, so the p-values can be recomputed from counts alone (CUPED is tested on its own).
+        "warehouse": WarehouseResource(
+            path=str(directory / "warehouse.duckdb"), memory_limit="1GB", cuped=False
+        ),
         "optimizely": OptimizelyResource(
             api_token="sample-token", rest_url=REST, rest_requests_per_second=100
         ),
@@ -167,10 +174,12 @@ def test_real_sample_results_carry_names_the_primary_metric_and_independent_coun
         assert row["value"] == pytest.approx(converted / units)
         assert row["planned_weight"] == pytest.approx(WEIGHTS[variation] / 10_000)
         if variation != ORIGINAL:
-            table = [[c_converted, c_units - c_converted], [converted, units - converted]]
-            assert row["p_value"] == pytest.approx(
-                scipy_stats.chi2_contingency(table, correction=False).pvalue
-            )
+            # The default test, the always-valid mSPRT, recomputed from the independent counts.
+            rate, control_rate = converted / units, c_converted / c_units
+            variance = rate * (1 - rate) / units + control_rate * (1 - control_rate) / c_units
+            expected_p = msprt_p_value(rate - control_rate, variance, units + c_units, 0.05, 100_000)
+            assert row["method"] == "sequential"
+            assert row["p_value"] == pytest.approx(expected_p, rel=1e-9)
     # Allocation of the sample matches its planned thirds: no mismatch flagged.
     units = [expected[v][0] for v in VARIATIONS]
     planned = [sum(units) * WEIGHTS[v] / 10_000 for v in VARIATIONS]

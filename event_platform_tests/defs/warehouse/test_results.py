@@ -2,16 +2,19 @@
 weights and the sample-ratio test, each metric kind's statistics, decisions, and the summary text."""
 
 import datetime as dt
+import math
 from typing import Any
 
 import pytest
 from scipy import stats as scipy_stats
 
-from event_platform.defs.warehouse.experiment_catalog import build_catalog, control_order
+from event_platform.defs.warehouse.experiment_catalog import Catalog, build_catalog, control_order
+from event_platform.defs.warehouse.inference import Correction, InferenceSettings, Method
 from event_platform.defs.warehouse.metrics import EMPTY, parse_config
 from event_platform.defs.warehouse.resources import WarehouseResource, attribution_window_days
 from event_platform.defs.warehouse.results import (
     INVALID,
+    SUM_FIELDS,
     ResultsSettings,
     allocations,
     decide,
@@ -76,8 +79,8 @@ def sums(experiment: str, index: int, variation: str, **values: float) -> dict[s
         "experiment_id": experiment,
         "metric_index": index,
         "variation_id": variation,
-        "units_with_event": int(values.get("sum_x", 0)),
-        **{name: values.get(name, 0.0) for name in ("sum_x", "sum_xx", "sum_y", "sum_yy", "sum_xy")},
+        "units_with_event": int(values.get("sum_y", 0)),
+        **{name: values.get(name, 0.0) for name in SUM_FIELDS},
     }
 
 
@@ -164,47 +167,128 @@ experiments:
     assert "replaces Optimizely's" in info.notes[0]
 
 
-def rows_for(metric_kind_yaml: str, sum_rows: list[dict[str, Any]], counts: dict[str, int]) -> list[dict]:
+FIXED_Z = ResultsSettings(inference=InferenceSettings(method=Method.FIXED_Z))
+FIXED_WELCH = ResultsSettings(inference=InferenceSettings(method=Method.FIXED_WELCH))
+
+
+def rows_for(
+    metrics_yaml: str,
+    sum_rows: list[dict[str, Any]],
+    counts: dict[str, int],
+    settings: ResultsSettings,
+    roles: str = "[{metric: m, role: primary}]",
+) -> list[dict]:
     config = parse_config(
-        f"metrics:\n  m: {metric_kind_yaml}\n"
-        "experiments: [{id: e, metrics: [{metric: m, role: primary}]}]",
-        "m.yaml",
-        window_days=7,
+        f"metrics:\n{metrics_yaml}\nexperiments: [{{id: e, metrics: {roles}}}]", "m.yaml", window_days=7
     )
     catalog = build_catalog(config, [], [], 7)
-    settings = ResultsSettings()
-    return result_rows(allocations(units("e", counts), catalog, settings), sum_rows, catalog, settings)
-
-
-def test_a_conversion_is_a_two_proportion_test() -> None:
-    rows = rows_for(
-        "{kind: conversion, source: optimizely, events: [purchase]}",
-        [sums("e", 0, "1", sum_x=100, sum_xx=100), sums("e", 0, "2", sum_x=130, sum_xx=130)],
-        {"1": 1000, "2": 1000},
+    return result_rows(
+        allocations(units("e", counts), catalog, settings),
+        by_metric(sum_rows, catalog),
+        catalog,
+        settings,
+        {},
     )
-    control, treatment = rows
+
+
+def by_metric(sum_rows: list[dict[str, Any]], catalog: Catalog) -> dict[tuple[str, str], dict[str, Any]]:
+    """`sums` rows (by metric index) keyed as result_rows takes them: (experiment, metric name) ->
+    variation -> sums."""
+    keyed: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in sum_rows:
+        name = catalog.info(row["experiment_id"]).metrics[row["metric_index"]].metric.name
+        keyed.setdefault((row["experiment_id"], name), {})[row["variation_id"]] = row
+    return keyed
+
+
+PURCHASE = "  m: {kind: conversion, source: optimizely, events: [purchase]}"
+CONVERSIONS = [sums("e", 0, "1", sum_y=100, sum_y2=100), sums("e", 0, "2", sum_y=130, sum_y2=130)]
+
+
+def test_a_conversion_at_a_fixed_horizon_is_the_unpooled_z_test() -> None:
+    control, treatment = rows_for(PURCHASE, CONVERSIONS, {"1": 1000, "2": 1000}, FIXED_Z)
     assert (control["decision"], control["value"]) == ("baseline", 0.1)
-    table = [[100, 900], [130, 870]]
-    assert treatment["p_value"] == pytest.approx(scipy_stats.chi2_contingency(table, correction=False).pvalue)
+    standard_error = (0.1 * 0.9 / 1000 + 0.13 * 0.87 / 1000) ** 0.5
+    assert treatment["statistic"] == pytest.approx(0.03 / standard_error)
+    assert treatment["p_value"] == pytest.approx(2 * scipy_stats.norm.sf(0.03 / standard_error))
     assert treatment["relative_lift"] == pytest.approx(0.3)
+    # One primary test: the correction leaves it as it is.
+    assert treatment["corrected_p_value"] == pytest.approx(treatment["p_value"])
     assert (treatment["method"], treatment["decision"], treatment["significant"]) == (
-        "two_proportion_z",
+        "fixed_z",
         "winner",
         True,
     )
 
 
-def test_a_sum_per_unit_is_welchs_t_test_with_zeros_for_units_without_events() -> None:
+def msprt_p_value(lift: float, variance: float, units: float, alpha: float, tuning_units: float) -> float:
+    """Johari et al. (2017), written out here: the normal-mixture likelihood ratio with
+    tau^2 = rho^2 N V, rho^2 from Waudby-Smith et al. eq. 161; p = min(1, 1 / ratio)."""
+    rho2 = (-2 * math.log(alpha) + math.log(1 - 2 * math.log(alpha))) / tuning_units
+    tau2 = rho2 * units * variance
+    ratio = math.sqrt(variance / (variance + tau2)) * math.exp(
+        tau2 * lift**2 / (2 * variance * (variance + tau2))
+    )
+    return min(1.0, 1.0 / ratio)
+
+
+def test_by_default_a_conversion_gets_the_always_valid_p_value_and_a_wider_interval() -> None:
+    treatment = rows_for(PURCHASE, CONVERSIONS, {"1": 1000, "2": 1000}, ResultsSettings())[1]
+    variance = 0.1 * 0.9 / 1000 + 0.13 * 0.87 / 1000
+    expected = msprt_p_value(0.03, variance, 2000, 0.05, 100_000)
+    assert treatment["method"] == "sequential"
+    assert treatment["p_value"] == pytest.approx(expected, rel=1e-9)
+    fixed = rows_for(PURCHASE, CONVERSIONS, {"1": 1000, "2": 1000}, FIXED_Z)[1]
+    assert treatment["p_value"] > fixed["p_value"]  # the price of looking every day
+    assert treatment["ci_low"] < fixed["ci_low"] < 0.03 < fixed["ci_high"] < treatment["ci_high"]
+    assert treatment["decision"] == ("winner" if expected < 0.05 else "inconclusive")
+
+
+def test_an_experiments_tests_are_corrected_by_tier_with_benjamini_hochberg() -> None:
+    metrics = "\n".join(
+        f"  {name}: {{kind: conversion, source: optimizely, events: [{name}]}}" for name in "abcd"
+    )
+    roles = (
+        "[{metric: a, role: primary}, {metric: b, role: secondary}, {metric: c, role: secondary}, "
+        "{metric: d, role: monitoring}]"
+    )
+    converted = {0: (100, 135), 1: (100, 128), 2: (100, 112), 3: (100, 131)}
+    sum_rows = [
+        sums("e", index, variation, sum_y=count, sum_y2=count)
+        for index, pair in converted.items()
+        for variation, count in zip(("1", "2"), pair, strict=True)
+    ]
+    for correction in Correction:
+        settings = ResultsSettings(inference=InferenceSettings(method=Method.FIXED_Z, correction=correction))
+        rows = rows_for(metrics, sum_rows, {"1": 1000, "2": 1000}, settings, roles)
+        tested = {row["metric_name"]: row for row in rows if not row["is_control"]}
+        # The primary metric and the monitoring metric are each alone in their tier.
+        for alone in ("a", "d"):
+            assert tested[alone]["corrected_p_value"] == pytest.approx(tested[alone]["p_value"])
+        secondary = [tested["b"]["p_value"], tested["c"]["p_value"]]
+        if correction is Correction.BENJAMINI_HOCHBERG:
+            expected = scipy_stats.false_discovery_control(secondary, method="bh")
+        else:
+            # Holm with two tests: the smaller p doubled, the larger kept but never below it.
+            smaller = min(1.0, 2 * min(secondary))
+            expected = [smaller if p == min(secondary) else max(smaller, p) for p in secondary]
+        assert [tested["b"]["corrected_p_value"], tested["c"]["corrected_p_value"]] == pytest.approx(expected)
+        for row in tested.values():
+            assert row["significant"] == (row["corrected_p_value"] < 0.05)
+
+
+def test_a_sum_per_unit_at_a_fixed_horizon_is_welchs_t_test_with_zeros_for_units_without_events() -> None:
     control_values = [3.0, 0.0, 5.0, 0.0]
     treatment_values = [1.0, 2.0, 0.0]
     rows = rows_for(
-        "{kind: sum, source: optimizely, events: [purchase], property: revenue, "
+        "  m: {kind: sum, source: optimizely, events: [purchase], property: revenue, "
         "winning_direction: decreasing}",
         [
-            sums("e", 0, "1", sum_x=sum(control_values), sum_xx=sum(v * v for v in control_values)),
-            sums("e", 0, "2", sum_x=sum(treatment_values), sum_xx=sum(v * v for v in treatment_values)),
+            sums("e", 0, "1", sum_y=sum(control_values), sum_y2=sum(v * v for v in control_values)),
+            sums("e", 0, "2", sum_y=sum(treatment_values), sum_y2=sum(v * v for v in treatment_values)),
         ],
         {"1": 4, "2": 3},
+        FIXED_WELCH,
     )
     treatment = rows[1]
     expected = scipy_stats.ttest_ind(treatment_values, control_values, equal_var=False)
@@ -214,58 +298,80 @@ def test_a_sum_per_unit_is_welchs_t_test_with_zeros_for_units_without_events() -
 
 
 def test_a_ratio_uses_the_delta_method() -> None:
-    # Per unit (x, y): revenue and orders.
+    # Per unit (y, d): revenue and orders.
     control_units = [(10.0, 1.0), (30.0, 2.0), (0.0, 0.0), (20.0, 1.0)]
     treatment_units = [(15.0, 1.0), (40.0, 1.0), (25.0, 2.0)]
 
     def moments(pairs: list[tuple[float, float]]) -> dict[str, float]:
         return {
-            "sum_x": sum(x for x, _ in pairs),
-            "sum_xx": sum(x * x for x, _ in pairs),
-            "sum_y": sum(y for _, y in pairs),
-            "sum_yy": sum(y * y for _, y in pairs),
-            "sum_xy": sum(x * y for x, y in pairs),
+            "sum_y": sum(y for y, _ in pairs),
+            "sum_y2": sum(y * y for y, _ in pairs),
+            "sum_d": sum(d for _, d in pairs),
+            "sum_d2": sum(d * d for _, d in pairs),
+            "sum_yd": sum(y * d for y, d in pairs),
         }
 
     rows = rows_for(
-        "{kind: ratio, numerator: {kind: sum, source: optimizely, events: [purchase], property: revenue}, "
+        "  m: {kind: ratio, "
+        "numerator: {kind: sum, source: optimizely, events: [purchase], property: revenue}, "
         "denominator: {kind: count, source: optimizely, events: [purchase]}}",
         [sums("e", 0, "1", **moments(control_units)), sums("e", 0, "2", **moments(treatment_units))],
         {"1": 4, "2": 3},
+        FIXED_Z,
     )
     control, treatment = rows
     assert control["value"] == pytest.approx(60.0 / 4.0) and treatment["value"] == pytest.approx(80.0 / 4.0)
 
     def delta_variance(pairs: list[tuple[float, float]]) -> float:
-        xs, ys = [x for x, _ in pairs], [y for _, y in pairs]
-        n, mx, my = len(pairs), sum(xs) / len(xs), sum(ys) / len(ys)
-        cov = scipy_stats.tvar(xs), scipy_stats.tvar(ys)
-        cxy = sum((x - mx) * (y - my) for x, y in pairs) / (n - 1)
-        return (cov[0] / my**2 - 2 * mx * cxy / my**3 + mx**2 * cov[1] / my**4) / n
+        ys, ds = [y for y, _ in pairs], [d for _, d in pairs]
+        n, my, md = len(pairs), sum(ys) / len(ys), sum(ds) / len(ds)
+        cyd = sum((y - my) * (d - md) for y, d in pairs) / (n - 1)
+        return (
+            scipy_stats.tvar(ys) / md**2 - 2 * my * cyd / md**3 + my**2 * scipy_stats.tvar(ds) / md**4
+        ) / n
 
     se = (delta_variance(control_units) + delta_variance(treatment_units)) ** 0.5
     z = (treatment["value"] - control["value"]) / se
     assert treatment["statistic"] == pytest.approx(z)
     assert treatment["p_value"] == pytest.approx(2 * scipy_stats.norm.sf(abs(z)))
-    assert treatment["method"] == "delta_method_z"
+    assert treatment["method"] == "fixed_z"
 
 
-def test_decisions_read_the_test_against_direction_role_and_allocation() -> None:
-    assert decide(True, False, "primary", "increasing", 0.1, True) == INVALID
-    assert decide(False, True, "primary", "increasing", None, False) == "baseline"
-    assert decide(False, False, "primary", "increasing", 0.1, True) == "winner"
-    assert decide(False, False, "primary", "decreasing", 0.1, True) == "loser"
-    assert decide(False, False, "secondary", "increasing", 0.1, False) == "inconclusive"
-    assert decide(False, False, "guardrail", "increasing", -0.1, True) == "guardrail harmed"
-    assert decide(False, False, "guardrail", "increasing", 0.1, True) == "no harm detected"
-    assert decide(False, False, "guardrail", "decreasing", 0.1, True) == "guardrail harmed"
+def test_decisions_read_the_corrected_p_value_against_direction_role_and_allocation() -> None:
+    assert decide(True, False, "primary", "increasing", 0.1, 0.01, 0.05) == INVALID
+    assert decide(False, True, "primary", "increasing", None, None, 0.05) == "baseline"
+    assert decide(False, False, "primary", "increasing", 0.1, 0.01, 0.05) == "winner"
+    assert decide(False, False, "primary", "decreasing", 0.1, 0.01, 0.05) == "loser"
+    assert decide(False, False, "secondary", "increasing", 0.1, 0.2, 0.05) == "inconclusive"
+    assert decide(False, False, "secondary", "increasing", 0.1, None, 0.05) == "inconclusive"
+    assert decide(False, False, "guardrail", "increasing", -0.1, 0.01, 0.05) == "guardrail harmed"
+    assert decide(False, False, "guardrail", "increasing", 0.1, 0.01, 0.05) == "no harm detected"
+    assert decide(False, False, "guardrail", "decreasing", 0.1, 0.01, 0.05) == "guardrail harmed"
+
+
+def test_a_guardrail_is_tested_one_sided_for_harm() -> None:
+    guardrail = "[{metric: a, role: primary}, {metric: m, role: guardrail}]"
+    metrics = "  a: {kind: conversion, source: optimizely, events: [a]}\n" + PURCHASE
+    # The guardrail (an increasing metric) fell: harm is the side tested.
+    falling = [
+        sums("e", 1, "1", sum_y=130, sum_y2=130),
+        sums("e", 1, "2", sum_y=100, sum_y2=100),
+    ]
+    [row] = [
+        r
+        for r in rows_for(metrics, falling, {"1": 1000, "2": 1000}, FIXED_Z, guardrail)
+        if r["metric_name"] == "m" and not r["is_control"]
+    ]
+    standard_error = (0.1 * 0.9 / 1000 + 0.13 * 0.87 / 1000) ** 0.5
+    assert row["p_value"] == pytest.approx(scipy_stats.norm.cdf(-0.03 / standard_error))
+    assert row["decision"] == "guardrail harmed"
 
 
 def test_an_experiment_without_metadata_keeps_its_ids_units_and_allocation() -> None:
     catalog = build_catalog(EMPTY, [], [], 7)
     settings = ResultsSettings()
     rows = result_rows(
-        allocations(units("77", {"1": 560, "2": 440}), catalog, settings), [], catalog, settings
+        allocations(units("77", {"1": 560, "2": 440}), catalog, settings), {}, catalog, settings, {}
     )
     assert [(r["experiment_id"], r["experiment_name"], r["metadata"], r["units"]) for r in rows] == [
         ("77", None, "missing", 560),
@@ -275,11 +381,7 @@ def test_an_experiment_without_metadata_keeps_its_ids_units_and_allocation() -> 
 
 
 def test_the_summary_names_the_verdict_with_rounded_lifts_and_intervals() -> None:
-    rows = rows_for(
-        "{kind: conversion, source: optimizely, events: [purchase]}",
-        [sums("e", 0, "1", sum_x=100, sum_xx=100), sums("e", 0, "2", sum_x=130, sum_xx=130)],
-        {"1": 1000, "2": 1000},
-    )
+    rows = rows_for(PURCHASE, CONVERSIONS, {"1": 1000, "2": 1000}, FIXED_Z)
     text = experiment_summary(rows)
     assert text.startswith("### experiment e")
     assert "2,000 units in 2 variations, first exposed 2026-11-01 to 2026-11-03" in text
