@@ -324,7 +324,7 @@ class DayGenerator:
         """Every active person's conversions on the experiments running that day, at the planted rates."""
         converted = []
         for experiment in self.world.experiments:
-            if not experiment.runs_on(day):
+            if not experiment.runs_on(day) or experiment.plants != "conversion":
                 continue
             for person in self.world.active_people(day):
                 if self.world.converts(experiment, person):

@@ -46,7 +46,14 @@ from event_platform.defs.optimizely.client import DEFAULT_BUCKET, SUCCESS_MARKER
 from event_platform.defs.optimizely.schema import E3_TYPES, DataType
 from event_platform.sandbox.loopback import LoopbackService
 from event_platform.sandbox.optimizely_rest import RestApi
-from event_platform.sandbox.world import PAGE_EVENTS, Experiment, Person, World, optimizely_event_id
+from event_platform.sandbox.world import (
+    HABIT_EVENT,
+    PAGE_EVENTS,
+    Experiment,
+    Person,
+    World,
+    optimizely_event_id,
+)
 
 CREDENTIALS_PATH = "/v2/export/credentials"
 SANDBOX_TOKEN = "sandbox-optimizely-token"
@@ -304,8 +311,12 @@ def generate_day(
         seen_ms = day_ms - 1_200_000 + rng.randrange(DAY_MS // 2)
         session = str(rng.randrange(-(2**31), 2**31)) if with_sessions else None
         memberships = []
+        habit_lift = 0.0
         for experiment in running:
+            if not world.meets(experiment, person, day):
+                continue
             variation = world.assign(experiment, person)
+            habit_lift = max(habit_lift, variation.habit_lift)
             memberships.append(
                 {
                     "campaign_id": experiment.campaign_id,
@@ -318,7 +329,7 @@ def generate_day(
             decisions.setdefault(f"experiment={experiment.id}", []).append(
                 _decision(world, rng, person, experiment, variation.id, decision_ms, session, day_ms)
             )
-            if world.converts(experiment, person):
+            if experiment.plants == "conversion" and world.converts(experiment, person):
                 converted_ms = decision_ms + rng.randrange(1_000, 6 * 3_600_000)
                 revenue = variation.revenue_cents
                 tags = {"revenue": str(revenue), "experiment_name": experiment.name} if revenue else {}
@@ -337,7 +348,8 @@ def generate_day(
                         experiments=memberships if with_sessions else None,
                     )
                 )
-        for name, mean in PAGE_EVENTS:
+        habit = world.habit_rate(person) * (1.0 + habit_lift)
+        for name, mean in (*PAGE_EVENTS, (HABIT_EVENT, habit)):
             for _ in range(_poisson(rng, mean)):
                 conversions.setdefault(f"event={name}", []).append(
                     _conversion(

@@ -41,6 +41,11 @@ LAST_NAMES = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Al
 PLATFORMS = ("Web", "iOS", "Android")
 PAGE_EVENTS = (("homepage_view", 1.6), ("detail_page_view", 1.1), ("add_to_cart", 0.3))
 """Optimizely events outside any experiment: (key, mean count per active person and day)."""
+HABIT_EVENT = "lesson_complete"
+HABIT_MEAN = 0.8
+HABIT_SHAPE = 1.5
+"""Each person completes lessons at their own daily rate, gamma-distributed across people (mean 0.8,
+shape 1.5): a habit that persists, so the days before an exposure predict the days after it."""
 
 
 def optimizely_event_id(event_key: str) -> str:
@@ -76,6 +81,9 @@ class Variation:
     """Revenue of one conversion, in cents; 0 where the metric carries no revenue."""
     planned_weight_bp: int
     """The weight Optimizely's metadata gives the variation, in basis points (the plan, not the practice)."""
+    habit_lift: float = 0.0
+    """For a habit experiment: how much more often a person does the habit event on a day they are shown
+    this variation (0.08 is 8% more)."""
 
     @property
     def key(self) -> str:
@@ -121,6 +129,13 @@ class Experiment:
     flag_key: str | None = None
     """Set for a Feature Experimentation rule (its project is a flags project)."""
     sample_ratio_mismatch: bool = False
+    plants: str = "conversion"
+    """What the world plants: `conversion` (each variation's `conversion_rate` of its `metric_event`),
+    `habit` (the habit event's daily rate raised by `habit_lift` on exposure days: a metric that persists
+    from before the exposure, for CUPED to find) or `nothing` (an A/A experiment)."""
+    exposure_share: float = 1.0
+    """The share of a person's active days on which they meet the experiment: below 1, many people have
+    days of activity before their first exposure."""
 
     @property
     def control(self) -> Variation:
@@ -252,6 +267,59 @@ class World:
                 ),
                 sample_ratio_mismatch=True,
             ),
+            Experiment(
+                # A habit with a planted lift: people complete lessons at their own persistent rate, and 8%
+                # more on days they are shown a reminder. Met on 35% of active days, so most units have
+                # lessons before their first exposure, which CUPED uses.
+                id="9300000004",
+                campaign_id="9300000104",
+                name="lesson_reminders",
+                metric_event=HABIT_EVENT,
+                variations=(
+                    Variation("9300004001", "control", 0.5, 0.0, 0, 5_000),
+                    Variation("9300004002", "reminder", 0.5, 0.0, 0, 5_000, habit_lift=0.08),
+                ),
+                start=self.start,
+                end=dt.date(2100, 1, 1),
+                project_id=web,
+                description="Do lesson reminders get learners to complete more lessons? (sandbox: +8% "
+                "lessons on the days a reminder is shown; the habit persists from before the exposure)",
+                metrics=(
+                    ConfiguredMetric("count", HABIT_EVENT, display_title="Lessons completed per learner"),
+                    ConfiguredMetric("unique", HABIT_EVENT, display_title="Completed a lesson"),
+                ),
+                plants="habit",
+                exposure_share=0.35,
+            ),
+            Experiment(
+                # An A/A test: both variations identical, eight metrics. What the warehouse declares here
+                # is a false discovery by construction.
+                id="9300000005",
+                campaign_id="9300000105",
+                name="footer_copy_aa",
+                metric_event="homepage_view",
+                variations=(
+                    Variation("9300005001", "control", 0.5, 0.0, 0, 5_000),
+                    Variation("9300005002", "same_copy", 0.5, 0.0, 0, 5_000),
+                ),
+                start=self.start,
+                end=dt.date(2100, 1, 1),
+                project_id=web,
+                description="A/A test (sandbox): two identical variations and eight metrics; every decision "
+                "other than inconclusive would be a false discovery.",
+                metrics=(
+                    ConfiguredMetric("unique", "homepage_view"),
+                    ConfiguredMetric("count", "homepage_view", display_title="Home page views per visitor"),
+                    ConfiguredMetric("unique", "detail_page_view"),
+                    ConfiguredMetric("count", "detail_page_view", display_title="Detail views per visitor"),
+                    ConfiguredMetric("unique", "add_to_cart"),
+                    ConfiguredMetric("unique", "purchase"),
+                    ConfiguredMetric("sum", None, field="revenue", display_title="Revenue per visitor"),
+                    ConfiguredMetric("count", HABIT_EVENT, display_title="Lessons per visitor"),
+                ),
+                plants="nothing",
+                exposure_share=0.5,
+            ),
         )
 
     @cached_property
@@ -275,6 +343,16 @@ class World:
             if point < cumulative:
                 return variation
         return experiment.variations[-1]
+
+    def meets(self, experiment: Experiment, person: Person, day: dt.date) -> bool:
+        """Whether `person`, active on `day`, meets `experiment` that day (a decision is made)."""
+        if experiment.exposure_share >= 1.0:
+            return True
+        return self.rng("meets", experiment.id, person.user_id, day).random() < experiment.exposure_share
+
+    def habit_rate(self, person: Person) -> float:
+        """The person's own mean of the habit event per active day."""
+        return self.rng("habit", person.user_id).gammavariate(HABIT_SHAPE, HABIT_MEAN / HABIT_SHAPE)
 
     def converts(self, experiment: Experiment, person: Person) -> bool:
         """Whether `person` converts on the experiment's metric: decided once per person and experiment.

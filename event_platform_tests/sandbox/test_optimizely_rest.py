@@ -41,14 +41,19 @@ def test_v2_lists_page_with_link_headers_and_cap_per_page(sandbox: OptimizelySan
     second = requests.get(
         first.links["next"]["url"], headers={"Authorization": f"Bearer {sandbox.token}"}, timeout=10
     )
-    assert len(second.json()) == 2 and "next" not in second.links
-    assert len(get(sandbox, "/v2/events", project_id=WEB, per_page=500).json()) == 6  # capped at 100
+    assert len(second.json()) == 3 and "next" not in second.links
+    assert len(get(sandbox, "/v2/events", project_id=WEB, per_page=500).json()) == 7  # capped at 100
     assert get(sandbox, "/v2/events", project_id=WEB, per_page=0).status_code == 400
 
 
 def test_experiments_carry_names_planned_weights_and_ordered_metrics(sandbox: OptimizelySandbox) -> None:
     experiments = {e["name"]: e for e in get(sandbox, "/v2/experiments", project_id=WEB).json()}
-    assert set(experiments) == {"checkout_button_colour", "pricing_banner"}
+    assert set(experiments) == {
+        "checkout_button_colour",
+        "pricing_banner",
+        "lesson_reminders",
+        "footer_copy_aa",
+    }
     pricing = experiments["pricing_banner"]
     assert [(v["name"], v["weight"]) for v in pricing["variations"]] == [
         ("control", 5000),

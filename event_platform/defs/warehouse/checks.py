@@ -130,10 +130,11 @@ def sandbox_planted_truth(
     flagged = {row["experiment_id"] for row in results if row["srm_flagged"]}
     visit_rates: list[dict[str, Any]] = []
     if has_rows_source(exposures) and has_rows_source(events):
+        converting = [experiment for experiment in world.experiments if experiment.plants == "conversion"]
         metric_events = pa.table(
             {
-                "experiment_id": [experiment.id for experiment in world.experiments],
-                "metric_event": [experiment.metric_event for experiment in world.experiments],
+                "experiment_id": [experiment.id for experiment in converting],
+                "metric_event": [experiment.metric_event for experiment in converting],
             }
         )
         with warehouse.engine() as engine:

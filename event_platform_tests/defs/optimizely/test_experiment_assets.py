@@ -54,7 +54,7 @@ def test_the_snapshot_holds_variations_weights_baselines_and_metrics(
     assert result.success
     experiments = stored(lake_resource, EXPERIMENTS)
     by_variation = {row["variation_id"]: row for row in experiments}
-    assert len(experiments) == 7  # 2 + 3 + 2 variations; the targeted delivery is not an experiment
+    assert len(experiments) == 11  # 2 + 3 + 2 + 2 + 2 variations; the targeted delivery is not one
     pricing = by_variation["9300003001"]
     assert (pricing["experiment_name"], pricing["planned_weight_bp"], pricing["planned_weight"]) == (
         "pricing_banner",
@@ -90,7 +90,7 @@ def test_throttling_and_server_errors_are_retried(
     running_e3_sandbox.rest.faults.throttle, running_e3_sandbox.rest.faults.server_errors = 1, 1
     result = materialize(running_e3_sandbox, lake_resource)
     assert result.success
-    assert len(stored(lake_resource, EXPERIMENTS)) == 7
+    assert len(stored(lake_resource, EXPERIMENTS)) == 11
 
 
 def test_without_a_token_the_run_fails_naming_the_setting(lake_resource: LakeResource) -> None:

@@ -88,10 +88,10 @@ def find(rows: list[dict[str, Any]], **where: Any) -> list[dict[str, Any]]:
 
 @pytest.mark.integration
 def test_metadata_comes_from_the_rest_api_and_a_forbidden_project_is_skipped(
-    sandbox_platform: dict[str, Any],
+    world: World, sandbox_platform: dict[str, Any]
 ) -> None:
     metadata = materialized_metadata(sandbox_platform["runs"][0], dg.AssetKey(["optimizely", "experiments"]))
-    assert metadata["experiments"] == 3
+    assert metadata["experiments"] == len(world.experiments)
     assert [skipped["id"] for skipped in metadata["skipped_projects"]] == ["21000000003"]
     assert any(path.startswith("/flags/v1/projects/21000000002/rules") for path in sandbox_platform["rest"])
 
@@ -153,7 +153,7 @@ def test_the_planted_sample_ratio_mismatch_is_invalid_and_labelled_planted(
 
 @pytest.mark.integration
 def test_dagit_and_the_cli_show_the_same_summary_by_name(
-    sandbox_platform: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    world: World, sandbox_platform: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     metadata = materialized_metadata(sandbox_platform["final"], RESULTS)
     dagit = metadata["experiment: checkout_button_colour"]
@@ -178,7 +178,8 @@ def test_dagit_and_the_cli_show_the_same_summary_by_name(
     )
     assert "Planted fault" in capsys.readouterr().out
     assert main(["experiments", "results", "nope", "--warehouse", str(sandbox_platform["warehouse"])]) == 2
-    assert "there are: checkout_button_colour, course_page_layout, pricing_banner" in capsys.readouterr().err
+    names = ", ".join(sorted(experiment.name for experiment in world.experiments))
+    assert f"there are: {names}" in capsys.readouterr().err
 
 
 @pytest.mark.integration
@@ -192,8 +193,36 @@ def test_units_match_the_exposed_people(world: World, sandbox_platform: dict[str
     units = {}
     for row in find(sandbox_platform["rows"], metric_role="primary"):
         units[row["experiment_id"]] = units.get(row["experiment_id"], 0) + row["units"]
-    # Everyone active on either day is one unit of every experiment (no holdbacks in the sandbox).
-    active = {p.user_id for day in DAYS for p in world.active_people(dt.date.fromisoformat(day))}
+    # Everyone who met an experiment on either day is one of its units (no holdbacks in the sandbox).
+    met = {
+        experiment.id: {
+            person.user_id
+            for day in map(dt.date.fromisoformat, DAYS)
+            for person in world.active_people(day)
+            if world.meets(experiment, person, day)
+        }
+        for experiment in world.experiments
+    }
     assert sorted(units.items()) == exposed
-    assert {count for _, count in exposed} == {len(active)}
+    assert dict(exposed) == {experiment_id: len(people) for experiment_id, people in met.items()}
     assert {"experiment_exploration", "optimizely_experiments", "optimizely_experiment_metrics"} <= views
+
+
+@pytest.mark.integration
+def test_cuped_finds_the_planted_habit_and_the_aa_test_has_its_eight_metrics(
+    sandbox_platform: dict[str, Any],
+) -> None:
+    """lesson_reminders plants a persistent habit (lessons per day, each learner at their own rate):
+    units first exposed on the second day have the first day as history, and CUPED takes variance out
+    of the lift. The A/A test is analysed on all eight of its metrics, each corrected with the others."""
+    [lessons] = find(
+        sandbox_platform["rows"], experiment_name="lesson_reminders", metric_role="primary", is_control=False
+    )
+    assert lessons["metric_kind"] == "count" and lessons["variance_reduction"] > 0
+    aa = [
+        row
+        for row in find(sandbox_platform["rows"], experiment_name="footer_copy_aa")
+        if not row["is_control"]
+    ]
+    assert len({row["metric_name"] for row in aa}) == 8
+    assert all(row["corrected_p_value"] >= row["p_value"] for row in aa if row["p_value"] is not None)
