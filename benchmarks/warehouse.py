@@ -1,23 +1,21 @@
 """Benchmark of the warehouse's experiment pipeline: 10 million decisions and 10 million conversions.
 
-Run: `.venv/bin/python benchmarks/warehouse.py [--days 10] [--rows-per-day 1000000]`; writes
+Run: `.venv/bin/python benchmarks/warehouse.py [--days 30] [--rows-per-day 333334]`; writes
 `benchmarks/results/warehouse.json`.
 
 The Optimizely tables are generated directly as Parquet by DuckDB (vectorised, deterministic: every
 value is a hash of the row number and the day) in the E3 schema, one partition per day, in a lake on
-local disk. Then, day by day, the daily warehouse models run exactly as the assets run them (the same
-functions, the lake's atomic Parquet writer, the lake's datasets): `experiment_exposures`, `events`,
-`experiment_conversions`; then `experiment_results` (five defined metrics per experiment, from a metrics
-file: a conversion, a count, a revenue sum, a ratio and a guardrail) and `experiment_exploration` (every
-event type) over the whole history. Each measured step runs in a fresh process so its peak RSS is its
-own.
+local disk. Then, day by day and each day in a fresh process (so its peak RSS is its own), the daily
+warehouse models run exactly as the assets run them (the same functions, the lake's Delta writer and
+datasets): `experiment_exposures`, `events`, `experiment_conversions`, then the incremental results
+`experiment_units`, `experiment_unit_state` and `experiment_results_daily` (five defined metrics per
+experiment, from a metrics file: a conversion, a count, a revenue sum, a ratio and a guardrail; the
+sequential test, BH, CUPED). `experiment_exploration` (every event type, over all history) is measured
+at several history lengths.
 
-What it shows: a daily refresh reads one day of decisions and events plus the attribution window's
-compact exposures, so its cost stops growing once the window is full; `experiment_results` reads all
-history's compact tables and grows linearly with it (it is measured at several history lengths).
-Under a small memory_limit it is measured again, read the asset's way (Arrow datasets) and through
-DuckDB's own `read_parquet`: DuckDB spills past its limit, but its scan of Arrow data holds memory
-outside the limit that grows with the rows read, and this shows how much.
+What it shows: a day's increment reads one day of decisions and events plus bounded windows (the
+attribution window's exposures and open units, CUPED's 14 days of events), so its cost grows while
+those windows fill and then stays flat however long the history (`results_increment`).
 """
 
 from __future__ import annotations
@@ -38,14 +36,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from event_platform.defs.optimizely.schema import CONVERSIONS, DECISIONS
-from event_platform.defs.warehouse import exploration, models, results
+from event_platform.defs.warehouse import exploration, models, results, results_daily
 from event_platform.defs.warehouse.engine import Engine, EngineSettings
 from event_platform.defs.warehouse.experiment_catalog import Catalog, build_catalog
 from event_platform.defs.warehouse.identity import IdentityMap
 from event_platform.defs.warehouse.metrics import parse_config
 from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
-from event_platform.staging import sql_text
 
 from measure import cpu_seconds, describe_machine, in_fresh_process, peak_rss_mb
 
@@ -56,9 +53,8 @@ VISITORS = 3_000_000
 EXPERIMENTS = 4
 """Written into DECISIONS_SQL (`% 4`)."""
 ENGINE = EngineSettings(memory_limit="2GB", threads=2)
-SMALL_MEMORY_LIMIT = "512MB"
-"""experiment_results again under this limit, read the asset's way and through DuckDB's own Parquet
-reader: how far past the limit each goes as history grows."""
+PRE_PERIOD_FULL = 14
+"""From this day (0-based) on, every window a day reads is full: the CUPED pre-period is the longest."""
 
 METRICS_FILE = """
 metrics:
@@ -224,38 +220,56 @@ def daily_refresh(root: str, index: int) -> dict[str, Any]:
             WINDOW_DAYS,
         ),
     )
+    # The incremental results, as experiment_units, experiment_unit_state and experiment_results_daily run.
+    catalog = defined_metrics()
+    earlier = [day_key(i) for i in range(index)]
+    previous = earlier[-1:]
+    pre_period = [day_key(i) for i in range(max(0, index - results_daily.PRE_PERIOD_DAYS), index + 1)]
+    timings["new_units"] = refresh(
+        "experiment_units",
+        lambda engine: results_daily.new_units(
+            engine,
+            dataset(lake, "warehouse/experiment_exposures", [key]),
+            dataset(lake, "warehouse/experiment_units", earlier) if earlier else None,
+        ),
+    )
+    timings["state_rows"] = refresh(
+        "experiment_unit_state",
+        lambda engine: results_daily.unit_state(
+            engine,
+            key,
+            dataset(lake, "warehouse/experiment_unit_state", previous) if previous else None,
+            dataset(lake, "warehouse/experiment_units", [key]),
+            dataset(lake, "warehouse/experiment_exposures", [key]),
+            dataset(lake, "warehouse/experiment_conversions", [key]),
+            dataset(lake, "warehouse/events", pre_period),
+            catalog,
+            WINDOW_DAYS,
+        ),
+    )
+    started, cpu = time.perf_counter(), time.process_time()
+    with Engine(ENGINE) as engine:
+        output = results_daily.results_as_of(
+            engine,
+            dataset(lake, "warehouse/experiment_unit_state", [key]),
+            dataset(lake, "warehouse/experiment_results_daily", previous) if previous else None,
+            catalog,
+            results.ResultsSettings(window_days=WINDOW_DAYS),
+        )
+    delta.write(lake, "warehouse/experiment_results_daily", output.table.to_reader(), partition=key)
+    timings["experiment_results_daily_s"] = time.perf_counter() - started
+    timings["experiment_results_daily_cpu_s"] = time.process_time() - cpu
+    timings["units"] = output.metadata["units"]
+    timings["results_s"] = sum(
+        timings[f"{model}_s"]
+        for model in ("experiment_units", "experiment_unit_state", "experiment_results_daily")
+    )
     return timings
 
 
 def defined_metrics() -> Catalog:
     config = parse_config(METRICS_FILE, "benchmark metrics", window_days=WINDOW_DAYS)
     return build_catalog(config, [], [], WINDOW_DAYS)
-
-
-def experiment_results(
-    root: str, days: int, engine_settings: EngineSettings = ENGINE, reader: str = "arrow"
-) -> dict[str, Any]:
-    """The results mart over `days` of history. `reader` "arrow" is the asset's way (the lake's Arrow
-    datasets registered in DuckDB); "duckdb_parquet" gives DuckDB views over `read_parquet` of the same
-    files instead, to compare what each holds beyond the engine's memory_limit."""
-    lake = Lake.from_uri(root)
-    keys = [day_key(i) for i in range(days)]
-    exposures = dataset(lake, "warehouse/experiment_exposures", keys)
-    conversions = dataset(lake, "warehouse/experiment_conversions", keys)
-    settings = results.ResultsSettings(window_days=WINDOW_DAYS)
-    with Engine(engine_settings) as engine:
-        if reader == "arrow":
-            output = results.experiment_results(engine, exposures, conversions, defined_metrics(), settings)
-        else:
-            for name, table, data in (
-                ("exposures", "warehouse/experiment_exposures", exposures),
-                ("conversions", "warehouse/experiment_conversions", conversions),
-            ):
-                # The dataset's paths are relative to its table (the Delta table's root).
-                files = ", ".join(sql_text(lake.path(f"{table}/{path}")) for path in data.files)
-                engine.connection.execute(f"CREATE VIEW {name} AS FROM read_parquet([{files}])")
-            output = results.results_of_registered(engine, defined_metrics(), settings)
-    return {"result_rows": output.table.num_rows, "units": output.metadata["units"]}
 
 
 def experiment_exploration(root: str, days: int) -> dict[str, Any]:
@@ -277,6 +291,25 @@ def experiment_exploration(root: str, days: int) -> dict[str, Any]:
     }
 
 
+def increment_summary(refreshes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Day 1 against the last day, and the first day with full windows against the last: the increment's
+    wall and CPU seconds, the results chain's seconds and the day's peak RSS."""
+    first, full, last = refreshes[0], refreshes[min(len(refreshes) - 1, PRE_PERIOD_FULL)], refreshes[-1]
+
+    def ratio(name: str, base: dict[str, Any]) -> float:
+        return round(last[name] / base[name], 2) if base[name] else float("nan")
+
+    names = ("seconds", "cpu_seconds", "results_s", "peak_rss_mb")
+    return {
+        "day_1": {name: first[name] for name in names},
+        f"day_{PRE_PERIOD_FULL + 1}": {name: full[name] for name in names},
+        f"day_{len(refreshes)}": {name: last[name] for name in names},
+        "last_over_day_1": {name: ratio(name, first) for name in names},
+        f"last_over_day_{PRE_PERIOD_FULL + 1}": {name: ratio(name, full) for name in names},
+        "memory_limit_mb": 2048,
+    }
+
+
 def timed(function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
     """`function(*args)` with its wall and CPU time (CPU includes the interpreter's start) and peak RSS."""
     started = time.perf_counter()
@@ -295,8 +328,8 @@ def measured(function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, A
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=int, default=10)
-    parser.add_argument("--rows-per-day", type=int, default=1_000_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--rows-per-day", type=int, default=333_334)
     arguments = parser.parse_args()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="warehouse-bench-") as directory:
@@ -316,28 +349,11 @@ def main() -> None:
             print(refresh, file=sys.stderr)
             refreshes.append(refresh)
         history_lengths = sorted({1, max(1, arguments.days // 2), arguments.days})
-        results_runs, exploration_runs = [], []
+        exploration_runs = []
         for days in history_lengths:
-            run = {"history_days": days, **measured(experiment_results, root, days)}
-            print(run, file=sys.stderr)
-            results_runs.append(run)
             explored = {"history_days": days, **measured(experiment_exploration, root, days)}
             print(explored, file=sys.stderr)
             exploration_runs.append(explored)
-        small_engine = EngineSettings(memory_limit=SMALL_MEMORY_LIMIT, threads=ENGINE.threads)
-        small_limit_runs = []
-        for days in sorted({2, max(2, arguments.days // 2), arguments.days}):
-            for reader in ("arrow", "duckdb_parquet"):
-                run = {
-                    "history_days": days,
-                    "reader": reader,
-                    **measured(experiment_results, root, days, small_engine, reader),
-                }
-                print(run, file=sys.stderr)
-                small_limit_runs.append(run)
-            arrow, parquet = small_limit_runs[-2:]
-            if (arrow["result_rows"], arrow["units"]) != (parquet["result_rows"], parquet["units"]):
-                raise RuntimeError(f"the two readers disagree: {arrow} against {parquet}")
     report = {
         "benchmark": "warehouse experiment pipeline",
         "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -352,20 +368,19 @@ def main() -> None:
             "generation_seconds": round(generation, 1),
         },
         "daily_refresh": refreshes,
-        "experiment_results": results_runs,
+        "results_increment": increment_summary(refreshes),
         "experiment_exploration": exploration_runs,
-        f"experiment_results_at_{SMALL_MEMORY_LIMIT}": small_limit_runs,
         "reading": (
-            "daily_refresh seconds per day stay flat as history grows (one day of decisions and events plus "
-            "the attribution window's compact exposures); experiment_results (defined metrics) and "
-            "experiment_exploration (every event type) grow linearly with history in "
-            "time, and in memory up to about the engine's memory_limit plus what DuckDB's scan of Arrow "
-            "datasets holds outside that limit, which also grows with the rows scanned (README)."
+            "Each day's refresh, the incremental results included, reads one day of decisions and events, "
+            "the attribution window's compact exposures and open units, and the 14 days of events before "
+            "the day's new units (CUPED): its cost grows while those windows fill and then stays flat, "
+            "whatever the history. experiment_exploration (every event type, exploratory) still reads all "
+            "history and grows with it."
         ),
     }
     RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_FILE.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report["experiment_results"], indent=2))
+    print(json.dumps(report["results_increment"], indent=2))
 
 
 if __name__ == "__main__":

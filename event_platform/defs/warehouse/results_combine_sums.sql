@@ -2,7 +2,7 @@
 -- closed cohorts carried from the day before, the cohort closing today, the units still open.
 -- Input: parts (the sets, UNION ALL BY NAME).
 SELECT
-    experiment_id, variation_id, metric_name, any_value(definition) AS definition,
+    experiment_id, variation_id, metric_name,
     sum(units)::BIGINT AS units, sum(holdback_visitors)::BIGINT AS holdback_visitors,
     sum(excluded_visitors)::BIGINT AS excluded_visitors, sum(units_with_event)::BIGINT AS units_with_event,
     sum(sum_y) AS sum_y, sum(sum_y2) AS sum_y2, sum(sum_d) AS sum_d, sum(sum_d2) AS sum_d2,

@@ -36,7 +36,7 @@ from event_platform.defs.warehouse.inference import Inference
 INTERVAL_COLUMNS = ["ci_low", "ci_high", "relative_ci_low", "relative_ci_high"]
 PRE_PERIOD_DAYS = 14
 """CUPED's pre-exposure window: each unit's metric over the 14 days before its first exposure."""
-UNIT, CLOSED, SEEN = "unit", "closed", "seen"
+UNIT, CLOSED, SEEN, METRIC = "unit", "closed", "seen", "metric"
 SUM_COLUMNS = [
     name for name in schemas.EXPERIMENT_SUMS.names if name not in ("experiment_id", "variation_id")
 ]
@@ -94,8 +94,8 @@ def unit_state(
         ),
         {"day": day, "pre_period_days": PRE_PERIOD_DAYS},
     )
-    closing = (dt.date.fromisoformat(day) - dt.timedelta(days=window_days)).isoformat()
     # The cohort whose window closed today: its sums join the closed ones carried from the day before.
+    closing = (dt.date.fromisoformat(day) - dt.timedelta(days=window_days)).isoformat()
     engine.create_table(
         "unit_rows", "FROM carried WHERE cohort_day <= CAST($closing AS DATE)", {"closing": closing}
     )
@@ -108,12 +108,13 @@ def unit_state(
         UNION ALL BY NAME
         SELECT '{CLOSED}' AS row_kind, * FROM ({load_sql("results_combine_sums")})
         UNION ALL BY NAME
-        SELECT DISTINCT '{SEEN}' AS row_kind, experiment_id, metric_name, definition, source, event
+        SELECT DISTINCT '{METRIC}' AS row_kind, experiment_id, metric_name, definition FROM metric_parts
+        UNION ALL BY NAME
+        SELECT DISTINCT '{SEEN}' AS row_kind, experiment_id, metric_name, source, event
         FROM (
-            SELECT experiment_id, metric_name, definition, source, event FROM previous
-            WHERE row_kind = '{SEEN}'
+            SELECT experiment_id, metric_name, source, event FROM previous WHERE row_kind = '{SEEN}'
             UNION ALL
-            SELECT m.experiment_id, m.metric_name, m.definition, m.source, m.event FROM metric_parts AS m
+            SELECT m.experiment_id, m.metric_name, m.source, m.event FROM metric_parts AS m
             SEMI JOIN conversions AS c ON c.source = m.source AND c.event_name = m.event
         )
         """,
@@ -148,12 +149,11 @@ def check_metrics_unchanged(engine: Engine, day: str) -> None:
     changed = engine.rows(
         """
         WITH carried AS (
-            SELECT DISTINCT experiment_id, metric_name, definition FROM previous
-            WHERE row_kind IN ('unit', 'closed') AND metric_name <> ''
+            SELECT experiment_id, metric_name, definition FROM previous WHERE row_kind = 'metric'
         ),
         current AS (
             SELECT DISTINCT experiment_id, metric_name, definition FROM metric_parts
-            WHERE experiment_id IN (SELECT experiment_id FROM previous)
+            WHERE experiment_id IN (SELECT experiment_id FROM previous WHERE row_kind = 'metric')
         )
         SELECT DISTINCT experiment_id FROM (
             (FROM carried EXCEPT FROM current) UNION ALL (FROM current EXCEPT FROM carried)

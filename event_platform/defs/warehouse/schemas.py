@@ -289,14 +289,15 @@ EXPERIMENT_UNIT_STATE = pa.schema(
         column(
             "row_kind",
             pa.string(),
-            "unit: one open unit (still inside its attribution window) and one metric; closed: the sums "
-            "of every unit whose window has closed, per experiment, variation and metric; seen: an event a "
-            "metric counts that some exposed unit has had.",
+            "unit: an open unit (still inside its attribution window; metric_name '') or what it has "
+            "counted for one metric (only where not 0); closed: the sums of every unit whose window has "
+            "closed, per experiment, variation and metric; seen: an event a metric counts that some exposed "
+            "unit has had; metric: a metric's definition the state was counted with.",
         ),
         _EXPERIMENT_ID,
         column("variation_id", pa.string(), "The unit's variation (its first exposure's)."),
         column("metric_name", pa.string(), "The metric; '' for the unit itself (counts, exposures)."),
-        column("definition", pa.string(), "The metric's definition when the values were counted."),
+        column("definition", pa.string(), "metric rows: the metric's definition."),
         column("person_key", pa.string(), "unit rows: " + PERSON_KEY),
         column("is_holdback", pa.bool_(), "unit rows: the first decision held the person back."),
         column("first_exposed_at", TIMESTAMP, "unit rows: the person's first exposure (UTC)."),
@@ -321,7 +322,6 @@ EXPERIMENT_SUMS = pa.schema(
         _EXPERIMENT_ID,
         column("variation_id", pa.string(), "The variation."),
         column("metric_name", pa.string(), "The metric; '' for the units themselves."),
-        column("definition", pa.string(), "The metric's definition."),
         *_SUM_COLUMNS,
     ]
 )
