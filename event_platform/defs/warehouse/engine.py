@@ -109,6 +109,19 @@ class Engine:
             f"CREATE OR REPLACE TEMP TABLE {table} AS {text}", dict(params) if params else None
         )
 
+    def create_file_table(self, table: str, text: str, params: Mapping[str, Any] | None = None) -> None:
+        """Compute a large intermediate into a Parquet file in the spill directory and name it as a view:
+        DuckDB then streams it from disk for each use instead of holding it in memory (a temporary table
+        lives in memory up to the memory limit, and a query over it holds a second copy)."""
+        path = Path(self._spill.name) / f"{table}.parquet"
+        self.connection.execute(
+            f"COPY ({text}) TO '{path}' (FORMAT parquet, COMPRESSION zstd)", dict(params) if params else None
+        )
+        self.connection.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS FROM read_parquet('{path}')")
+
+    def create_view(self, view: str, text: str) -> None:
+        self.connection.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS {text}")
+
     def rows(self, text: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """A small result (aggregates, a preview) as dicts."""
         return self.sql(text, params).to_arrow_table().to_pylist()

@@ -85,7 +85,7 @@ def unit_state(
     parts = catalog.metric_parts(experiments)
     engine.register("metric_parts", parts)
     check_metrics_unchanged(engine, day)
-    engine.create_table(
+    engine.create_file_table(
         "carried",
         load_sql(
             "results_state",
@@ -96,15 +96,13 @@ def unit_state(
     )
     # The cohort whose window closed today: its sums join the closed ones carried from the day before.
     closing = (dt.date.fromisoformat(day) - dt.timedelta(days=window_days)).isoformat()
-    engine.create_table(
-        "unit_rows", "FROM carried WHERE cohort_day <= CAST($closing AS DATE)", {"closing": closing}
-    )
+    engine.create_view("unit_rows", f"FROM carried WHERE cohort_day <= DATE '{closing}'")
     engine.create_table("folded", load_sql("results_state_sums"))
     engine.create_table("parts", _closed_and("previous", "folded"))
-    engine.create_table(
+    engine.create_view(
         models.OUTPUT_TABLE,
         f"""
-        SELECT '{UNIT}' AS row_kind, * FROM carried WHERE cohort_day > CAST($closing AS DATE)
+        SELECT '{UNIT}' AS row_kind, * FROM carried WHERE cohort_day > DATE '{closing}'
         UNION ALL BY NAME
         SELECT '{CLOSED}' AS row_kind, * FROM ({load_sql("results_combine_sums")})
         UNION ALL BY NAME
@@ -118,7 +116,6 @@ def unit_state(
             SEMI JOIN conversions AS c ON c.source = m.source AND c.event_name = m.event
         )
         """,
-        {"closing": closing},
     )
     counts = engine.rows(f"SELECT row_kind, count(*) AS n FROM {models.OUTPUT_TABLE} GROUP BY 1 ORDER BY 1")
     return models.finish(
@@ -206,7 +203,7 @@ def results_as_of(
 ) -> results.ResultsOutput:
     """The cumulative results as of the state's day, continuing the sequential tests of the day before."""
     engine.register_or_empty("state", state, schemas.EXPERIMENT_UNIT_STATE)
-    engine.create_table("unit_rows", f"FROM state WHERE row_kind = '{UNIT}'")
+    engine.create_view("unit_rows", f"FROM state WHERE row_kind = '{UNIT}'")
     experiments = [row["experiment_id"] for row in engine.rows("SELECT DISTINCT experiment_id FROM state")]
     engine.register("metric_parts", catalog.metric_parts(experiments))
     engine.create_table("open_sums", load_sql("results_state_sums"))
