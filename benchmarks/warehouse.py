@@ -182,8 +182,8 @@ def dataset(lake: Lake, table: str, keys: list[str]) -> Any:
     return delta.read(lake, table, keys)
 
 
-def daily_refresh(root: str, index: int) -> dict[str, Any]:
-    """The daily warehouse models for one day, as the assets run them."""
+def daily_refresh(root: str, index: int, metrics_file: str = METRICS_FILE) -> dict[str, Any]:
+    """The daily warehouse models for one day, as the assets run them, the results on `metrics_file`."""
     lake = Lake.from_uri(root)
     key = day_key(index)
     window = [day_key(i) for i in range(max(0, index - WINDOW_DAYS - 1), index + 1)]
@@ -221,7 +221,7 @@ def daily_refresh(root: str, index: int) -> dict[str, Any]:
         ),
     )
     # The incremental results, as experiment_units, experiment_unit_state and experiment_results_daily run.
-    catalog = defined_metrics()
+    catalog = defined_metrics(metrics_file)
     earlier = [day_key(i) for i in range(index)]
     previous = earlier[-1:]
     pre_period = [day_key(i) for i in range(max(0, index - results_daily.PRE_PERIOD_DAYS), index + 1)]
@@ -267,8 +267,8 @@ def daily_refresh(root: str, index: int) -> dict[str, Any]:
     return timings
 
 
-def defined_metrics() -> Catalog:
-    config = parse_config(METRICS_FILE, "benchmark metrics", window_days=WINDOW_DAYS)
+def defined_metrics(metrics_file: str = METRICS_FILE) -> Catalog:
+    config = parse_config(metrics_file, "benchmark metrics", window_days=WINDOW_DAYS)
     return build_catalog(config, [], [], WINDOW_DAYS)
 
 

@@ -202,17 +202,23 @@ def results_as_of(
     settings: results.ResultsSettings,
 ) -> results.ResultsOutput:
     """The cumulative results as of the state's day, continuing the sequential tests of the day before."""
+    sums = state_sums(engine, state, catalog)
+    seen = engine.rows(
+        f"SELECT experiment_id, metric_name, source, event FROM state WHERE row_kind = '{SEEN}'"
+    )
+    return results.results_from_sums(sums, seen, catalog, settings, previous_looks(previous_results))
+
+
+def state_sums(engine: Engine, state: ds.Dataset | None, catalog: Catalog) -> list[dict[str, Any]]:
+    """Per experiment, variation and metric, the sums over every unit of a day's state: the closed
+    cohorts' and the open units' (registered as `state`)."""
     engine.register_or_empty("state", state, schemas.EXPERIMENT_UNIT_STATE)
     engine.create_view("unit_rows", f"FROM state WHERE row_kind = '{UNIT}'")
     experiments = [row["experiment_id"] for row in engine.rows("SELECT DISTINCT experiment_id FROM state")]
     engine.register("metric_parts", catalog.metric_parts(experiments))
     engine.create_table("open_sums", load_sql("results_state_sums"))
     engine.create_table("parts", _closed_and("state", "open_sums"))
-    sums = engine.rows(load_sql("results_combine_sums"))
-    seen = engine.rows(
-        f"SELECT experiment_id, metric_name, source, event FROM state WHERE row_kind = '{SEEN}'"
-    )
-    return results.results_from_sums(sums, seen, catalog, settings, previous_looks(previous_results))
+    return engine.rows(load_sql("results_combine_sums"))
 
 
 def chart_metadata(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
