@@ -20,6 +20,7 @@ BENCHMARKS = (
     "tracking",
     "warehouse",
     "experiment_stats",
+    "cuped_sandbox",
     "backfill",
 )
 
