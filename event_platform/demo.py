@@ -25,8 +25,9 @@ import dagster as dg
 from sqlalchemy.exc import OperationalError
 
 from event_platform import settings
+from event_platform.dagster_internals import submit_asset_backfill
 from event_platform.defs.amplitude.landing import export_ready_at
-from event_platform.defs.operations.backfill import follow_backfill, running_daemon, submit_asset_backfill
+from event_platform.defs.operations.backfill import follow_backfill, running_daemon
 from event_platform.defs.warehouse.commands import print_results
 from event_platform.sandbox.runner import Sandbox
 from event_platform.sandbox.world import World

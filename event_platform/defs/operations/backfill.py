@@ -1,6 +1,7 @@
 """Backfills from Python, planned as the UI plans them, and what they cost.
 
-`submit_asset_backfill` files an asset backfill of exactly the given days of every given asset, as the
+`submit_asset_backfill` (in `event_platform.dagster_internals`: Dagster has no public Python API for
+it) files an asset backfill of exactly the given days of every given asset, as the
 API's `partitionsByAssets` does: the instance's backfill daemon splits it into runs by each asset's
 BackfillPolicy (one run for a range where an asset supports it, one run per day elsewhere) and the run
 queue and pools pace them. (The UI's *Materialize → partition range* also adds the warehouse days after
@@ -16,36 +17,31 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
-from dagster._core.definitions.selector import (
-    PartitionRangeSelector,
-    PartitionsByAssetSelector,
-    PartitionsSelector,
-)
-from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
-from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES, RunsFilter
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-    PARTITION_NAME_TAG,
-)
-from dagster._core.utils import make_new_backfill_id
 from sqlalchemy.exc import OperationalError
 
-TERMINAL = {
-    # A job backfill (`dagster job backfill`) is COMPLETED once its runs are queued; its runs are followed.
-    BulkActionStatus.COMPLETED,
-    BulkActionStatus.COMPLETED_SUCCESS,
-    BulkActionStatus.COMPLETED_FAILED,
-    BulkActionStatus.FAILED,
-    BulkActionStatus.CANCELED,
-}
+from event_platform.dagster_internals import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    BACKFILL_SUCCEEDED,
+    BACKFILL_TERMINAL,
+    PARTITION_NAME_TAG,
+    backfill_status,
+)
+
+UNFINISHED_RUN_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.SUSPENDED,
+    dg.DagsterRunStatus.CANCELING,
+]
 FAILURE_EVENTS = [dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.STEP_UP_FOR_RETRY]
 
 
@@ -76,8 +72,7 @@ class BackfillOutcome:
 
     @property
     def succeeded(self) -> bool:
-        done = {BulkActionStatus.COMPLETED.value, BulkActionStatus.COMPLETED_SUCCESS.value}
-        return self.status in done and all(
+        return self.status in BACKFILL_SUCCEEDED and all(
             run.status == dg.DagsterRunStatus.SUCCESS.value for run in self.runs
         )
 
@@ -88,49 +83,17 @@ class BackfillOutcome:
         return 1 - sum(run.step_seconds for run in self.runs) / wall if wall else 0.0
 
 
-def submit_asset_backfill(
-    instance: dg.DagsterInstance,
-    asset_graph: BaseAssetGraph,
-    asset_keys: Sequence[dg.AssetKey],
-    partition_keys: Sequence[str],
-    title: str,
-) -> str:
-    """File an asset backfill of `asset_keys` over the consecutive days `partition_keys`; the daemon runs
-    it. Its id."""
-    days = PartitionsSelector(
-        ranges=[PartitionRangeSelector(start=partition_keys[0], end=partition_keys[-1])]
-    )
-    backfill = PartitionBackfill.from_partitions_by_assets(
-        backfill_id=make_new_backfill_id(),
-        asset_graph=asset_graph,
-        backfill_timestamp=time.time(),
-        tags={},
-        dynamic_partitions_store=instance,
-        partitions_by_assets=[
-            PartitionsByAssetSelector(
-                asset_key=key, partitions=days if asset_graph.get(key).partitions_def else None
-            )
-            for key in asset_keys
-        ],
-        title=title,
-        description=None,
-        run_config=None,
-    )
-    instance.add_backfill(backfill)
-    return backfill.backfill_id
-
-
 def follow_backfill(
     instance: dg.DagsterInstance, backfill_id: str, *, timeout_seconds: float, poll_seconds: float = 2.0
 ) -> BackfillOutcome:
     """Wait for the backfill to end, then time each of its runs."""
     started = time.monotonic()
-    runs_filter = RunsFilter(tags={"dagster/backfill": backfill_id})
-    unfinished = RunsFilter(tags=runs_filter.tags, statuses=list(NOT_FINISHED_STATUSES))
+    runs_filter = dg.RunsFilter(tags={"dagster/backfill": backfill_id})
+    unfinished = dg.RunsFilter(tags=runs_filter.tags, statuses=UNFINISHED_RUN_STATUSES)
     while True:
         try:
-            backfill = instance.get_backfill(backfill_id)
-            running = bool(backfill) and bool(instance.get_runs(filters=unfinished, limit=1))
+            status = backfill_status(instance, backfill_id)
+            running = bool(status) and bool(instance.get_runs(filters=unfinished, limit=1))
         except OperationalError as error:
             # A local (SQLite) instance is written by the daemon and every run at once: a poll that
             # finds it locked looks again at the next one; only the observer waits.
@@ -138,19 +101,19 @@ def follow_backfill(
                 raise
             time.sleep(poll_seconds)
             continue
-        if backfill is None:
+        if status is None:
             raise LookupError(f"No backfill {backfill_id} in this instance.")
-        if backfill.status in TERMINAL and not running:
+        if status in BACKFILL_TERMINAL and not running:
             break
         if time.monotonic() - started > timeout_seconds:
             raise BackfillTimeoutError(
-                f"Backfill {backfill_id} still {backfill.status.value} after {timeout_seconds:.0f}s "
+                f"Backfill {backfill_id} still {status} after {timeout_seconds:.0f}s "
                 f"with {instance.get_runs_count(runs_filter)} runs launched."
             )
         time.sleep(poll_seconds)
     wall = time.monotonic() - started
     runs = instance.get_runs(filters=runs_filter)
-    outcome = BackfillOutcome(backfill_id=backfill_id, status=backfill.status.value, wall_seconds=wall)
+    outcome = BackfillOutcome(backfill_id=backfill_id, status=status, wall_seconds=wall)
     for run in runs:
         outcome.runs.append(run_timing(instance, run))
         outcome.step_errors.extend(step_errors(instance, run.run_id))

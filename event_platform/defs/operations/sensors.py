@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster._core.definitions.freshness import FreshnessState
 from dagster_shared.error import SerializableErrorInfo
 
 from event_platform import settings
 from event_platform.defs.operations import alerts
 from event_platform.retry import RetriesExhaustedError
+
+FRESHNESS_FAIL = "FAIL"
+"""The failing freshness state: Dagster's `FreshnessState` is a str enum its public API does not export."""
 
 
 @dg.run_failure_sensor(
@@ -60,7 +62,7 @@ def freshness_alerts(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     failing = {
         key.to_user_string(): record
         for key, record in records.items()
-        if record.freshness_state == FreshnessState.FAIL
+        if record.freshness_state == FRESHNESS_FAIL
     }
     # The cursor holds the assets already reported as failing; one recovering and failing again alerts again.
     reported = set(json.loads(context.cursor)) if context.cursor else set()
