@@ -9,6 +9,7 @@ test-artifacts/browser/ (gitignored) for a look after the run.
 """
 
 import contextlib
+import datetime as dt
 import json
 import os
 import re
@@ -218,7 +219,7 @@ def test_the_ui_after_the_demo(dagster_dev: tuple[str, str], demo: Demo) -> None
                     names
                 ), (group, labels)
 
-            catalog_shows_every_day_filled(page, url)
+            catalog_shows_every_day_filled(page, url, demo.days)
             check_page_shows_its_day(page, url, partition)
             runs_list_shows_each_source_runs_day(page, url, demo.days)
             experiment_results_page_shows_names(page, url)
@@ -234,19 +235,24 @@ def test_the_ui_after_the_demo(dagster_dev: tuple[str, str], demo: Demo) -> None
     assert {"key": "dagster/partition", "value": partition} in run["tags"]
 
 
-def catalog_shows_every_day_filled(page: Page, url: str) -> None:
-    """Each daily asset's status reads "All" of the demo's days: partitions start where the data does."""
+def catalog_shows_every_day_filled(page: Page, url: str, days: list[str]) -> None:
+    """Each daily asset's status reads "All" of the demo's days: partitions start where the data does.
+    Before Amplitude's export of yesterday is ready (about 02:00 UTC) the demo stops the day before, and
+    yesterday's partition is truly missing: then the UI must count it, and not call the asset complete."""
     from event_platform.definitions import defs
 
     graph = defs().resolve_asset_graph()
     daily = [key.to_user_string() for key in graph.materializable_asset_keys if graph.get(key).partitions_def]
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    not_yet_exported = (yesterday - dt.date.fromisoformat(days[-1])).days
     page.goto(f"{url}/assets")
     for name in daily:
         link = page.locator(f"a[href='/assets/{name}']")
         # The innermost element holding the asset's link and its partitions' status: its row.
         row = page.locator("div").filter(has=link).filter(has_text="partitions").last
-        expect(row).to_contain_text(f"{DAYS} partitions")
-        expect(row).to_contain_text("All")
+        expect(row).to_contain_text(f"{DAYS + not_yet_exported} partitions")
+        if not not_yet_exported:
+            expect(row).to_contain_text("All")
     page.screenshot(path=ARTIFACTS / "catalog.png", full_page=True)
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from scipy import stats as scipy_stats
 
 from event_platform.defs.optimizely.schema import CONVERSIONS, DECISIONS
 from event_platform.defs.warehouse import planted
@@ -71,3 +72,9 @@ def test_an_undetectably_small_mismatch_is_not_demanded() -> None:
     pricing = World().experiments[2]
     assert not planted.srm_detectable(pricing, 300, alpha=0.001)
     assert planted.srm_detectable(pricing, 5000, alpha=0.001)
+
+
+@pytest.mark.parametrize(("successes", "trials"), [(0, 10), (3, 40), (97, 1000), (1000, 1000)])
+def test_the_wilson_interval_is_scipys(successes: int, trials: int) -> None:
+    expected = scipy_stats.binomtest(successes, trials).proportion_ci(0.999, method="wilson")
+    assert planted.wilson_interval(successes, trials, 0.999) == pytest.approx((expected.low, expected.high))
