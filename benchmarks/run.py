@@ -22,6 +22,7 @@ BENCHMARKS = (
     "experiment_stats",
     "cuped_sandbox",
     "backfill",
+    "code_location",
 )
 
 
