@@ -37,6 +37,20 @@ def setting(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name) or default
 
 
+def positive_number(name: str, default: float) -> float:
+    """The setting `name` as a number above 0, `default` when unset; anything else is refused by name."""
+    text = setting(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ValueError(f"{name} must be a positive number; it is {text!r}")
+    return value
+
+
 def secret(name: str) -> EnvVar | None:
     """A secret as an EnvVar when the variable is set, else None so the resource can say what is missing."""
     return EnvVar(name) if os.environ.get(name) else None

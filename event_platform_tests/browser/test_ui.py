@@ -209,16 +209,21 @@ def test_the_ui_after_the_demo(dagster_dev: tuple[str, str], demo: Demo) -> None
         page.set_default_timeout(30_000)
         dismiss_community_prompt(page)
         try:
+            # Tall enough for a whole group's graph: the UI renders only the nodes in view.
+            page.set_viewport_size({"width": 1600, "height": 3200})
             for group, names in sorted(expected.items()):
                 page.goto(f"{url}/locations/{location}/asset-groups/{group}")
                 nodes = page.locator("[class*='AssetNode_assetName']")
-                expect(nodes).to_have_count(len(names))
-                page.screenshot(path=ARTIFACTS / f"asset-graph-{group}.png")
+                try:
+                    expect(nodes).to_have_count(len(names))
+                finally:
+                    page.screenshot(path=ARTIFACTS / f"asset-graph-{group}.png")
                 labels = nodes.all_inner_texts()
                 assert sorted(name for name in names for label in labels if shows(label, name)) == sorted(
                     names
                 ), (group, labels)
 
+            page.set_viewport_size({"width": 1600, "height": 1000})
             catalog_shows_every_day_filled(page, url, demo.days)
             check_page_shows_its_day(page, url, partition)
             runs_list_shows_each_source_runs_day(page, url, demo.days)

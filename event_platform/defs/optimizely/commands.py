@@ -212,7 +212,7 @@ def run_experiments(arguments: argparse.Namespace) -> int:
         client = OptimizelyRestClient(
             arguments.token,
             base_url=arguments.rest_url,
-            requests_per_second=requests_per_second(os.environ.get("OPTIMIZELY_REST_REQUESTS_PER_SECOND")),
+            requests_per_second=requests_per_second(),
         )
         snapshot = read_snapshot(client, parse_project_ids(",".join(projects)))
     except (OptimizelyRestError, RetriesExhaustedError, ValueError) as error:

@@ -91,18 +91,10 @@ def optimizely_resource() -> OptimizelyResource:
         pseudonym_key=settings.secret(settings.PSEUDONYM_KEY),
         rest_url=settings.setting("OPTIMIZELY_REST_URL"),
         project_ids=settings.setting("OPTIMIZELY_PROJECT_IDS"),
-        rest_requests_per_second=requests_per_second(settings.setting("OPTIMIZELY_REST_REQUESTS_PER_SECOND")),
+        rest_requests_per_second=requests_per_second(),
     )
 
 
-def requests_per_second(text: str | None) -> float:
+def requests_per_second() -> float:
     """OPTIMIZELY_REST_REQUESTS_PER_SECOND, positive (default 2: the Flags API's documented limit)."""
-    if not text:
-        return DEFAULT_REQUESTS_PER_SECOND
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise ValueError(f"OPTIMIZELY_REST_REQUESTS_PER_SECOND must be a positive number; it is {text!r}")
-    return value
+    return settings.positive_number("OPTIMIZELY_REST_REQUESTS_PER_SECOND", DEFAULT_REQUESTS_PER_SECOND)

@@ -28,6 +28,7 @@ from event_platform.defs.warehouse.results import (
     Allocation,
     ResultsOutput,
     ResultsSettings,
+    finite,
     register_inputs,
     registered_allocations,
 )
@@ -47,11 +48,6 @@ class _Sums:
         if kind is MetricKind.CONVERSION:
             return ArmSums(float(units), float(self.converted_units), float(self.converted_units))
         return ArmSums(float(units), self.total, self.total_of_squares)
-
-
-def _finite(value: float) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def experiment_exploration(
@@ -139,8 +135,8 @@ def _metric_rows(
     for variation in experiment.variations:
         arm, sums = experiment.arms[variation], by_variation.get(variation, _Sums())
         estimate = estimates[variation]
-        value = _finite(estimate.mean)
-        variance = _finite(estimate.variance * arm.units)
+        value = finite(estimate.mean)
+        variance = finite(estimate.variance * arm.units)
         if variation == control:
             comparison, tested, statistic = None, None, None
         else:
@@ -149,7 +145,7 @@ def _metric_rows(
                 comparison, 1.0 - settings.confidence, welch=method is Method.FIXED_WELCH
             )
             statistic = (
-                _finite(comparison.absolute / math.sqrt(comparison.variance))
+                finite(comparison.absolute / math.sqrt(comparison.variance))
                 if comparison.variance > 0
                 else None
             )
@@ -169,14 +165,14 @@ def _metric_rows(
                 "total": sums.total,
                 "value": value,
                 "variance": variance,
-                "absolute_lift": _finite(comparison.absolute) if comparison else None,
-                "ci_low": _finite(tested.ci_low) if tested else None,
-                "ci_high": _finite(tested.ci_high) if tested else None,
-                "relative_lift": _finite(comparison.relative) if comparison else None,
-                "relative_ci_low": _finite(tested.relative_ci_low) if tested else None,
-                "relative_ci_high": _finite(tested.relative_ci_high) if tested else None,
+                "absolute_lift": finite(comparison.absolute) if comparison else None,
+                "ci_low": finite(tested.ci_low) if tested else None,
+                "ci_high": finite(tested.ci_high) if tested else None,
+                "relative_lift": finite(comparison.relative) if comparison else None,
+                "relative_ci_low": finite(tested.relative_ci_low) if tested else None,
+                "relative_ci_high": finite(tested.relative_ci_high) if tested else None,
                 "statistic": statistic,
-                "p_value": _finite(tested.p_value) if tested else None,
+                "p_value": finite(tested.p_value) if tested else None,
                 "holdback_visitors": arm.holdback_visitors,
                 "excluded_visitors": arm.excluded_visitors,
                 "srm_chi_square": srm.statistic if srm else None,

@@ -111,7 +111,7 @@ class WarehouseResource(ConfigurableResource):
                 alpha=1.0 - self.confidence,
                 method=_choice(Method, "EVENT_PLATFORM_EXPERIMENT_METHOD", self.method),
                 tuning_units=self.tuning_units
-                or _positive_number("EVENT_PLATFORM_SEQUENTIAL_TUNING_UNITS", DEFAULT_TUNING_UNITS),
+                or settings.positive_number("EVENT_PLATFORM_SEQUENTIAL_TUNING_UNITS", DEFAULT_TUNING_UNITS),
                 correction=_choice(Correction, "EVENT_PLATFORM_EXPERIMENT_CORRECTION", self.correction),
                 srm_alpha=self.srm_alpha,
             ),
@@ -139,16 +139,3 @@ def _choice(options: type[Method] | type[Correction], name: str, given: str | No
     except ValueError:
         allowed = ", ".join(option.value for option in options)
         raise ValueError(f"{name} is {text!r}; it must be one of {allowed}") from None
-
-
-def _positive_number(name: str, default: float) -> float:
-    text = settings.setting(name)
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise ValueError(f"{name} must be a positive number; it is {text!r}")
-    return value

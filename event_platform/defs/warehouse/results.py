@@ -417,7 +417,7 @@ def _metric_rows(
     if settings.cuped and kind is not MetricKind.RATIO and any(arm.sum_h > 0 for arm in arms):
         adjustment = inference.cuped(kind, arms)
         compared = dict(zip(experiment.variations, adjustment.arms, strict=True))
-        variance_reduction = _number(adjustment.variance_reduction)
+        variance_reduction = finite(adjustment.variance_reduction)
     control = compared[experiment.control]
     alternative = inference.alternative_for(
         MetricRole(entry.role), WinningDirection(metric.winning_direction)
@@ -440,8 +440,8 @@ def _metric_rows(
                 if kind is MetricKind.RATIO
                 else float(experiment.arms[variation].units)
             ),
-            "value": _number(estimate.mean),
-            "standard_error": _number(math.sqrt(estimate.variance)) if estimate.variance >= 0 else None,
+            "value": finite(estimate.mean),
+            "standard_error": finite(math.sqrt(estimate.variance)) if estimate.variance >= 0 else None,
             "variance_reduction": variance_reduction,
             "attribution_window_days": metric.window_days,
         }
@@ -451,20 +451,20 @@ def _metric_rows(
             tested = inference.infer(comparison, settings.inference, alternative, look)
             error = math.sqrt(comparison.variance) if comparison.variance > 0 else math.nan
             row |= {
-                "absolute_lift": _number(comparison.absolute),
-                "ci_low": _number(tested.ci_low),
-                "ci_high": _number(tested.ci_high),
-                "relative_lift": _number(comparison.relative),
-                "relative_ci_low": _number(tested.relative_ci_low),
-                "relative_ci_high": _number(tested.relative_ci_high),
-                "statistic": _number(comparison.absolute / error),
-                "p_value": _number(tested.p_value),
+                "absolute_lift": finite(comparison.absolute),
+                "ci_low": finite(tested.ci_low),
+                "ci_high": finite(tested.ci_high),
+                "relative_lift": finite(comparison.relative),
+                "relative_ci_low": finite(tested.relative_ci_low),
+                "relative_ci_high": finite(tested.relative_ci_high),
+                "statistic": finite(comparison.absolute / error),
+                "p_value": finite(tested.p_value),
             }
         rows.append(row)
     return rows
 
 
-def _number(value: float) -> float | None:
+def finite(value: float) -> float | None:
     """A finite float for the table; None where the data cannot define it (NaN, an open interval end)."""
     value = float(value)
     return value if math.isfinite(value) else None
@@ -481,7 +481,7 @@ def decide_experiment(rows: list[dict[str, Any]], experiment: Allocation, settin
             p_values, [MetricRole(row["metric_role"]) for row in tested], settings.inference.correction
         )
         for row, adjusted in zip(tested, corrected, strict=True):
-            row["corrected_p_value"] = _number(adjusted)
+            row["corrected_p_value"] = finite(adjusted)
             row["significant"] = bool(adjusted < alpha)
     for row in rows:
         if not row.get("method"):

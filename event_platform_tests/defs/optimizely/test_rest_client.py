@@ -261,13 +261,15 @@ def test_requests_are_spaced_to_the_configured_rate() -> None:
     assert sleeps == pytest.approx([0.5] * 4)
 
 
-def test_settings_are_validated() -> None:
+def test_settings_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
     assert parse_project_ids(" 12, 34 ,") == ["12", "34"]
     assert parse_project_ids(None) == []
     with pytest.raises(ValueError, match="OPTIMIZELY_PROJECT_IDS"):
         parse_project_ids("12,web")
-    assert requests_per_second(None) == 2.0
+    monkeypatch.delenv("OPTIMIZELY_REST_REQUESTS_PER_SECOND", raising=False)
+    assert requests_per_second() == 2.0
+    monkeypatch.setenv("OPTIMIZELY_REST_REQUESTS_PER_SECOND", "fast")
     with pytest.raises(ValueError, match="OPTIMIZELY_REST_REQUESTS_PER_SECOND"):
-        requests_per_second("fast")
+        requests_per_second()
     with pytest.raises(OptimizelyAuthError, match="OPTIMIZELY_API_TOKEN"):
         OptimizelyRestClient("")
