@@ -220,6 +220,8 @@ def _create_if_missing(lake: Lake, table: str, schema: pa.Schema, *, partitioned
     uri, options = table_uri(lake, table), storage_options(lake)
     if not is_table(lake, table):
         # Another writer of the same new table may create it first (a backfill starting): use theirs.
+        # No commit retries: a losing create retried would commit a second version of the table's
+        # metadata, and every writer that loaded the first would then fail with "Metadata changed".
         with contextlib.suppress(CommitFailedError):
             DeltaTable.create(
                 uri,
@@ -229,6 +231,7 @@ def _create_if_missing(lake: Lake, table: str, schema: pa.Schema, *, partitioned
                 name=table,
                 configuration=TABLE_PROPERTIES,
                 storage_options=options,
+                commit_properties=CommitProperties(max_commit_retries=0),
             )
     return DeltaTable(uri, storage_options=options)
 
