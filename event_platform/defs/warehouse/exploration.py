@@ -12,7 +12,6 @@ units without revenue count as 0). Units, the control and the sample-ratio test 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ from event_platform.defs.warehouse.results import (
     ResultsOutput,
     ResultsSettings,
     finite,
+    lift_columns,
     register_inputs,
     registered_allocations,
 )
@@ -137,18 +137,12 @@ def _metric_rows(
         estimate = estimates[variation]
         value = finite(estimate.mean)
         variance = finite(estimate.variance * arm.units)
-        if variation == control:
-            comparison, tested, statistic = None, None, None
-        else:
+        lifts = {}
+        if variation != control:
             comparison = inference.lift(estimates[control], estimate)
-            tested = inference.fixed_horizon(
-                comparison, 1.0 - settings.confidence, welch=method is Method.FIXED_WELCH
-            )
-            statistic = (
-                finite(comparison.absolute / math.sqrt(comparison.variance))
-                if comparison.variance > 0
-                else None
-            )
+            alpha = 1.0 - settings.confidence
+            tested = inference.fixed_horizon(comparison, alpha, welch=method is Method.FIXED_WELCH)
+            lifts = lift_columns(comparison, tested)
         rows.append(
             {
                 "experiment_id": experiment.experiment_id,
@@ -165,14 +159,7 @@ def _metric_rows(
                 "total": sums.total,
                 "value": value,
                 "variance": variance,
-                "absolute_lift": finite(comparison.absolute) if comparison else None,
-                "ci_low": finite(tested.ci_low) if tested else None,
-                "ci_high": finite(tested.ci_high) if tested else None,
-                "relative_lift": finite(comparison.relative) if comparison else None,
-                "relative_ci_low": finite(tested.relative_ci_low) if tested else None,
-                "relative_ci_high": finite(tested.relative_ci_high) if tested else None,
-                "statistic": statistic,
-                "p_value": finite(tested.p_value) if tested else None,
+                **lifts,
                 "holdback_visitors": arm.holdback_visitors,
                 "excluded_visitors": arm.excluded_visitors,
                 "srm_chi_square": srm.statistic if srm else None,

@@ -449,19 +449,24 @@ def _metric_rows(
             comparison = inference.lift(control, compared[variation])
             look = previous.get((info.id, variation, metric.name), FIRST_LOOK)
             tested = inference.infer(comparison, settings.inference, alternative, look)
-            error = math.sqrt(comparison.variance) if comparison.variance > 0 else math.nan
-            row |= {
-                "absolute_lift": finite(comparison.absolute),
-                "ci_low": finite(tested.ci_low),
-                "ci_high": finite(tested.ci_high),
-                "relative_lift": finite(comparison.relative),
-                "relative_ci_low": finite(tested.relative_ci_low),
-                "relative_ci_high": finite(tested.relative_ci_high),
-                "statistic": finite(comparison.absolute / error),
-                "p_value": finite(tested.p_value),
-            }
+            row |= lift_columns(comparison, tested)
         rows.append(row)
     return rows
+
+
+def lift_columns(comparison: inference.Lift, tested: Inference) -> dict[str, float | None]:
+    """A treatment row's lift against the control and its test, as the results tables store them."""
+    error = math.sqrt(comparison.variance) if comparison.variance > 0 else math.nan
+    return {
+        "absolute_lift": finite(comparison.absolute),
+        "ci_low": finite(tested.ci_low),
+        "ci_high": finite(tested.ci_high),
+        "relative_lift": finite(comparison.relative),
+        "relative_ci_low": finite(tested.relative_ci_low),
+        "relative_ci_high": finite(tested.relative_ci_high),
+        "statistic": finite(comparison.absolute / error),
+        "p_value": finite(tested.p_value),
+    }
 
 
 def finite(value: float) -> float | None:
