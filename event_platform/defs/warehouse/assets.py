@@ -364,10 +364,7 @@ def _earlier_days(day: str) -> list[str]:
 def _own_days(lake: LakeResource, key: AssetKey, days: Sequence[str]) -> ds.Dataset:
     """Days of this asset's own table as stored now: a self-dependent asset reads the day before it from
     the lake, not from its input, because in a range run that day was written by this run itself."""
-    store = lake.lake()
-    table = "/".join(key.path)
-    present = set(delta.partition_keys(store, table))
-    return delta.read(store, table, [day for day in days if day in present])
+    return delta.read(lake.lake(), "/".join(key.path), days, allow_missing=True)
 
 
 def _catalog(
