@@ -51,10 +51,10 @@ BENCH_KEY = "benchmark-pseudonym-key"
 
 
 def land(base_url: str, api_key: str, secret_key: str, lake_root: str) -> dict[str, Any]:
-    from event_platform.defs.amplitude.landing import land_export
-    from event_platform.defs.amplitude.resources import build_client
     from event_platform.lake.filesystem import Lake
     from event_platform.pseudonymise import Pseudonymiser
+    from event_platform.sources.amplitude.defs.resources import build_client
+    from event_platform.sources.amplitude.landing import land_export
 
     client = build_client(api_key=api_key, secret_key=secret_key, region="us", base_url=base_url)
     started = time.perf_counter()
@@ -75,9 +75,9 @@ def land(base_url: str, api_key: str, secret_key: str, lake_root: str) -> dict[s
 def land_vendor_bytes(base_url: str, api_key: str, secret_key: str, lake_root: str) -> dict[str, Any]:
     """The landing before personal data was pseudonymised at the edge: a counting gunzip, then the
     member's gzip bytes copied as received (the baseline of what pseudonymising costs)."""
-    from event_platform.defs.amplitude.client import ExportWindow, iter_members
-    from event_platform.defs.amplitude.resources import build_client
     from event_platform.lake.filesystem import Lake
+    from event_platform.sources.amplitude.client import ExportWindow, iter_members
+    from event_platform.sources.amplitude.defs.resources import build_client
 
     client = build_client(api_key=api_key, secret_key=secret_key, region="us", base_url=base_url)
     window, lake, lines = ExportWindow.for_day(DAY), Lake.from_uri(lake_root), 0
@@ -97,8 +97,8 @@ def land_vendor_bytes(base_url: str, api_key: str, secret_key: str, lake_root: s
 
 
 def ingest(lake_root: str) -> dict[str, Any]:
-    from event_platform.defs.amplitude.transform import write_events
     from event_platform.lake.filesystem import Lake
+    from event_platform.sources.amplitude.transform import write_events
 
     started = time.perf_counter()
     summary = write_events(Lake.from_uri(lake_root), DAY)
@@ -114,8 +114,8 @@ def ingest(lake_root: str) -> dict[str, Any]:
 
 
 def parse(lake_root: str) -> dict[str, Any]:
-    from event_platform.defs.amplitude.transform import DEFAULT_MEMORY_LIMIT, raw_members, typed_batches
     from event_platform.lake.filesystem import Lake
+    from event_platform.sources.amplitude.transform import DEFAULT_MEMORY_LIMIT, raw_members, typed_batches
     from event_platform.staging import scratch_duckdb
 
     lake = Lake.from_uri(lake_root)
@@ -133,7 +133,7 @@ def parse(lake_root: str) -> dict[str, Any]:
 
 
 def json_reading(paths: list[str], compression: str) -> dict[str, Any]:
-    from event_platform.defs.amplitude.transform import BATCH_ROWS, DEFAULT_MEMORY_LIMIT, read_json_sql
+    from event_platform.sources.amplitude.transform import BATCH_ROWS, DEFAULT_MEMORY_LIMIT, read_json_sql
     from event_platform.staging import scratch_duckdb
 
     started = time.perf_counter()

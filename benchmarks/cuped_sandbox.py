@@ -33,13 +33,13 @@ import numpy as np
 import pyarrow as pa
 import warehouse
 
-from event_platform.defs.optimizely.schema import CONVERSIONS, DECISIONS
-from event_platform.defs.warehouse import results_daily
-from event_platform.defs.warehouse.engine import Engine
 from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
 from event_platform.sandbox.optimizely import generate_day
 from event_platform.sandbox.world import HABIT_EVENT, World
+from event_platform.sources.optimizely.schema import CONVERSIONS, DECISIONS
+from event_platform.warehouse import results_daily
+from event_platform.warehouse.engine import Engine
 
 from measure import describe_machine
 

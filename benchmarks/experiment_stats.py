@@ -6,7 +6,7 @@ Run: `.venv/bin/python benchmarks/experiment_stats.py [--experiments 5000] [--da
 
 Each scenario simulates thousands of two-variation experiments with five metrics (two conversions, a
 sum, a count and a ratio: every kind, every role) and analyses each one every day for 30 days with the
-warehouse's own functions (`defs/warehouse/inference.py`, vectorised over experiments), as an analyst
+warehouse's own functions (`warehouse/inference.py`, vectorised over experiments), as an analyst
 who opens the results each morning would see them. A unit's metric values are drawn when it is
 exposed and each day adds a fixed number of units per arm. The per-day sufficient statistics are drawn
 exactly, without a loop over units: multinomial counts over each metric's discrete per-unit
@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from event_platform.defs.warehouse import inference
-from event_platform.defs.warehouse.inference import (
+from event_platform.warehouse import inference
+from event_platform.warehouse.inference import (
     ArmSums,
     Decision,
     InferenceSettings,

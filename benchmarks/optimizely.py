@@ -37,7 +37,7 @@ BENCH_KEY = "benchmark-pseudonym-key"
 
 
 def client_from(environment: dict[str, str]) -> Any:
-    from event_platform.defs.optimizely.client import E3Client
+    from event_platform.sources.optimizely.client import E3Client
 
     return E3Client.connect(
         token=environment["OPTIMIZELY_API_TOKEN"],
@@ -48,7 +48,7 @@ def client_from(environment: dict[str, str]) -> Any:
 
 
 def plain_copy(environment: dict[str, str], target: str) -> dict[str, Any]:
-    from event_platform.defs.optimizely.schema import E3_TYPES
+    from event_platform.sources.optimizely.schema import E3_TYPES
 
     client = client_from(environment)
     started = time.perf_counter()
@@ -68,11 +68,11 @@ def plain_copy(environment: dict[str, str], target: str) -> dict[str, Any]:
 
 
 def e3_load(environment: dict[str, str], lake_root: str) -> dict[str, Any]:
-    from event_platform.defs.optimizely.load import land_day, type_day
-    from event_platform.defs.optimizely.schema import E3_TYPES
     from event_platform.lake import delta
     from event_platform.lake.filesystem import Lake
     from event_platform.pseudonymise import Pseudonymiser
+    from event_platform.sources.optimizely.load import land_day, type_day
+    from event_platform.sources.optimizely.schema import E3_TYPES
 
     client = client_from(environment)
     pseudonymiser = Pseudonymiser(BENCH_KEY)
@@ -107,9 +107,9 @@ def land_vendor_bytes(environment: dict[str, str], lake_root: str) -> dict[str, 
     """The landing before addresses were hashed at the edge: download, decode every page, copy the bytes."""
     import pyarrow.parquet as pq
 
-    from event_platform.defs.optimizely.load import raw_dir
-    from event_platform.defs.optimizely.schema import E3_TYPES
     from event_platform.lake.filesystem import Lake
+    from event_platform.sources.optimizely.load import raw_dir
+    from event_platform.sources.optimizely.schema import E3_TYPES
 
     client, lake = client_from(environment), Lake.from_uri(lake_root)
     started = time.perf_counter()

@@ -28,14 +28,14 @@ from typing import Any
 import pyarrow as pa
 
 from event_platform import staging
-from event_platform.defs.profile_store import landing
-from event_platform.defs.profile_store.client import ProfileStoreClient
-from event_platform.defs.profile_store.transform import event_key
 from event_platform.lake.filesystem import Lake
 from event_platform.pseudonymise import Pseudonymiser
 from event_platform.retry import NO_WAIT
 from event_platform.sandbox.profile_store import Burst, ProfileStoreSandbox
 from event_platform.sandbox.world import World
+from event_platform.sources.profile_store import landing
+from event_platform.sources.profile_store.client import ProfileStoreClient
+from event_platform.sources.profile_store.transform import event_key
 
 from measure import describe_machine
 

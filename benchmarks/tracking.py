@@ -36,10 +36,10 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from event_platform.defs.tracking import landed
-from event_platform.defs.tracking.collector import IDENTITY_HEADER, Collector, CollectorSettings
-from event_platform.defs.tracking.server import ServerLimits, run_workers
 from event_platform.lake.filesystem import Lake
+from event_platform.sources.tracking import landed
+from event_platform.sources.tracking.collector import IDENTITY_HEADER, Collector, CollectorSettings
+from event_platform.sources.tracking.server import ServerLimits, run_workers
 
 from measure import describe_machine
 

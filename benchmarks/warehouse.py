@@ -35,14 +35,14 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from event_platform.defs.optimizely.schema import CONVERSIONS, DECISIONS
-from event_platform.defs.warehouse import exploration, models, results, results_daily
-from event_platform.defs.warehouse.engine import Engine, EngineSettings
-from event_platform.defs.warehouse.experiment_catalog import Catalog, build_catalog
-from event_platform.defs.warehouse.identity import IdentityMap
-from event_platform.defs.warehouse.metrics import parse_config
 from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
+from event_platform.sources.optimizely.schema import CONVERSIONS, DECISIONS
+from event_platform.warehouse import exploration, models, results, results_daily
+from event_platform.warehouse.engine import Engine, EngineSettings
+from event_platform.warehouse.experiment_catalog import Catalog, build_catalog
+from event_platform.warehouse.identity import IdentityMap
+from event_platform.warehouse.metrics import parse_config
 
 from measure import cpu_seconds, describe_machine, in_fresh_process, peak_rss_mb
 

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
 from dotenv import load_dotenv
 
-from event_platform.defs.amplitude import commands as amplitude_commands
-from event_platform.defs.optimizely import commands as optimizely_commands
-from event_platform.defs.profile_store import commands as profile_store_commands
-from event_platform.defs.tracking import commands as tracking_commands
-from event_platform.defs.warehouse import commands as warehouse_commands
 from event_platform.lake import commands as lake_commands
 from event_platform.sandbox import commands as sandbox_commands
+from event_platform.sources import registry
+from event_platform.warehouse import commands as warehouse_commands
 
 
 def parser() -> argparse.ArgumentParser:
@@ -26,17 +24,11 @@ def parser() -> argparse.ArgumentParser:
     )
     root.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     subcommands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sources = (
-        sandbox_commands,
-        amplitude_commands,
-        optimizely_commands,
-        profile_store_commands,
-        tracking_commands,
-        lake_commands,
-        warehouse_commands,
-    )
-    for source in sources:
-        source.add_commands(subcommands)
+    sandbox_commands.add_commands(subcommands)
+    for source in registry.sources():
+        importlib.import_module(source.commands_module).add_commands(subcommands)
+    lake_commands.add_commands(subcommands)
+    warehouse_commands.add_commands(subcommands)
     return root
 
 

@@ -1,11 +1,16 @@
-"""The one Definitions of the platform: every `defs/` folder, plus the resources and rules they share."""
+"""The one Definitions of the platform, built from the source registry: each registered source's
+`defs` package, the warehouse over their events tables, the operations sensors, the automation, any
+`EVENT_PLATFORM_EXTENSIONS`, and the resources and executor they share."""
 
-from pathlib import Path
+import importlib
+import warnings
 
 import dagster as dg
 
-from event_platform import settings
-from event_platform.defs import automation
+from event_platform import policies, settings
+from event_platform.defs import automation, operations, warehouse
+from event_platform.sources import registry
+from event_platform.warehouse.models import event_sources
 
 EXECUTOR = dg.in_process_executor
 """Each run executes its steps one after another in its own process; runs are what run in parallel (the
@@ -14,10 +19,29 @@ A process per step would load the code location again for every step, about 5 s 
 for steps that mostly take under one: measured in a backfill, 80% of a source day's run went to it."""
 
 
+def _definitions_of(package: str) -> dg.Definitions:
+    return importlib.import_module(package).definitions()
+
+
+def build() -> dg.Definitions:
+    """The code location's definitions for the sources registered now."""
+    with warnings.catch_warnings():
+        policies.ignore_backfill_policy_beta()
+        return _build()
+
+
+def _build() -> dg.Definitions:
+    parts = [
+        *(_definitions_of(source.defs_module) for source in registry.sources()),
+        warehouse.definitions(event_sources()),
+        operations.definitions(),
+        automation.definitions(),
+        *(_definitions_of(package) for package in settings.extensions()),
+        dg.Definitions(resources=settings.resources(), executor=EXECUTOR),
+    ]
+    return automation.apply_automation(dg.Definitions.merge(*parts))
+
+
 @dg.definitions
 def defs() -> dg.Definitions:
-    loaded = dg.Definitions.merge(
-        dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
-        dg.Definitions(resources=settings.resources(), executor=EXECUTOR),
-    )
-    return automation.apply_automation(loaded)
+    return build()

@@ -26,11 +26,11 @@ from sqlalchemy.exc import OperationalError
 
 from event_platform import settings
 from event_platform.dagster_internals import submit_asset_backfill
-from event_platform.defs.amplitude.landing import export_ready_at
-from event_platform.defs.operations.backfill import follow_backfill, running_daemon
-from event_platform.defs.warehouse.commands import print_results
+from event_platform.operations.backfill import follow_backfill, running_daemon
 from event_platform.sandbox.runner import Sandbox
 from event_platform.sandbox.world import World
+from event_platform.sources.amplitude.landing import export_ready_at
+from event_platform.warehouse.commands import print_results
 
 WAREHOUSE_POOL = "warehouse"
 WORKSPACE = Path(__file__).resolve().parents[1] / "workspace.yaml"

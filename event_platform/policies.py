@@ -6,6 +6,7 @@ in one run (day by day inside it), so a 90-day backfill of the warehouse is a si
 and one writer at a time.
 """
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -35,6 +36,15 @@ day, so the UI filed it under whichever day materialized last and left the day c
 RANGE_BACKFILL_POLICY = dg.BackfillPolicy.single_run()
 """For an asset that computes a range of days in one run and hands the IO manager one stream per day
 (`lake.io_manager.PartitionStreams`)."""
+
+
+def ignore_backfill_policy_beta() -> None:
+    """`backfill_policy` is a "beta" parameter of `@asset` in Dagster 1.13, and the policies above are
+    how sources run a day per run and the warehouse ranges in one: said here, not on every load."""
+    warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
+
+
+ignore_backfill_policy_beta()  # for the assets declared at import
 
 SOURCE_ASSET: dict[str, Any] = {
     "retry_policy": SOURCE_RETRY_POLICY,

@@ -112,19 +112,15 @@ def lake_resource() -> LakeResource:
 
 
 def resources() -> dict[str, Any]:
-    """The resources every code location shares, each configured from the environment."""
-    # Imported here: the sources' resource modules import this one.
-    from event_platform.defs.amplitude.resources import amplitude_resource
-    from event_platform.defs.optimizely.resources import optimizely_resource
-    from event_platform.defs.profile_store.resources import profile_store_resource
-    from event_platform.defs.warehouse.resources import WarehouseResource
-
+    """The resources every part shares; each source and the warehouse register their own."""
     lake = lake_resource()
-    return {
-        "lake": lake,
-        "io_manager": ParquetLakeIOManager(lake=lake),
-        "amplitude": amplitude_resource(),
-        "optimizely": optimizely_resource(),
-        "profile_store": profile_store_resource(),
-        "warehouse": WarehouseResource(),
-    }
+    return {"lake": lake, "io_manager": ParquetLakeIOManager(lake=lake)}
+
+
+EXTENSIONS = "EVENT_PLATFORM_EXTENSIONS"
+
+
+def extensions() -> list[str]:
+    """EVENT_PLATFORM_EXTENSIONS: packages whose `definitions()` join the code location (the sandbox
+    names its own, for its checks of planted truth)."""
+    return [name.strip() for name in (setting(EXTENSIONS) or "").split(",") if name.strip()]

@@ -2,8 +2,8 @@
 
 import datetime as dt
 
-from event_platform.defs.amplitude.landing import export_ready_at
 from event_platform.demo import last_complete_days
+from event_platform.sources.amplitude.landing import export_ready_at
 
 
 def test_yesterday_counts_once_amplitude_has_exported_all_of_it() -> None:

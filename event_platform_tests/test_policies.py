@@ -7,10 +7,10 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 
-from event_platform.defs.amplitude.landing import DayNotReadyError
 from event_platform.lake.io_manager import LakeResource, ParquetLakeIOManager
 from event_platform.policies import failing_plainly, only_outages_retry, only_outages_retry_while_reading
 from event_platform.retry import RetriesExhaustedError, TransientError
+from event_platform.sources.amplitude.landing import DayNotReadyError
 
 IMMEDIATE_RETRIES = dg.RetryPolicy(max_retries=2)
 

@@ -9,7 +9,6 @@ import pytest
 import requests
 import responses
 
-from event_platform.defs.amplitude.client import ExportClient
 from event_platform.retry import (
     NO_WAIT,
     Backoff,
@@ -19,6 +18,7 @@ from event_platform.retry import (
     call_with_retries,
     retry_after_seconds,
 )
+from event_platform.sources.amplitude.client import ExportClient
 
 US_URL = "https://amplitude.com/api/2/export"
 

@@ -5,7 +5,7 @@ list of keys, so an asset added to a source folder joins its source's schedule, 
 job and the freshness and automation rules without an edit here.
 
 How a day flows:
-- each scheduled source runs on D+1 once its vendor has finished day D (see `SOURCE_SCHEDULES`), and
+- each scheduled source runs on D+1 once its vendor has finished day D (its registration's `schedule`), and
   also re-runs the `EVENT_PLATFORM_LOOKBACK_DAYS` days before D, for data that arrives late;
   Optimizely E3 has no schedule: its own sensor watches the bucket;
 - the daily warehouse assets follow by automation condition: a partition runs whenever an upstream
@@ -22,13 +22,14 @@ How a day flows:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
 from event_platform import settings
 from event_platform.partitions import daily_partitions
+from event_platform.sources import registry
+from event_platform.sources.registry import Source
 
 WAREHOUSE_GROUP = "warehouse"
 DEFAULT_LOOKBACK_DAYS = 1
@@ -94,40 +95,9 @@ warehouse_marts = dg.define_asset_job(
 # ---- Schedules -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SourceSchedule:
-    group: str
-    cron: str
-    """When on D+1 (UTC) day D is requested."""
-    fresh_by: str
-    """The cron by which day D must have landed: two hours after the tick."""
-    why: str
-
-
-SOURCE_SCHEDULES = (
-    SourceSchedule(
-        "amplitude",
-        "30 3 * * *",
-        "30 5 * * *",
-        "the Export API serves an hour about 2 hours after Amplitude received it, so day D is complete at "
-        "D+1 02:00 UTC; 03:30 leaves a margin.",
-    ),
-    SourceSchedule(
-        "profile_store",
-        "0 1 * * *",
-        "0 3 * * *",
-        "TrackEvents are queryable as soon as they are tracked; an hour after midnight lets the last "
-        "batches of day D arrive.",
-    ),
-    SourceSchedule(
-        "tracking",
-        "15 0 * * *",
-        "15 2 * * *",
-        "the collector lands events as they are POSTed; a quarter past midnight closes day D's last file "
-        "(its sensor also picks landed files up during the day).",
-    ),
-)
-"""Optimizely E3 has no schedule: its sensor requests a day when the export appears in the bucket."""
+def scheduled_sources() -> list[Source]:
+    """The registered sources with a daily schedule; the others (Optimizely E3) have their own sensor."""
+    return [source for source in registry.sources() if source.schedule]
 
 
 def partition_keys_for_tick(tick: datetime, lookback: int) -> list[str]:
@@ -141,15 +111,17 @@ def partition_keys_for_tick(tick: datetime, lookback: int) -> list[str]:
     return [day.isoformat() for day in days if day >= first]
 
 
-def source_schedule(spec: SourceSchedule) -> dg.ScheduleDefinition:
+def source_schedule(source: Source) -> dg.ScheduleDefinition:
+    spec = source.schedule
+    assert spec is not None, f"{source.name} has no daily schedule"
     job = dg.define_asset_job(
-        name=f"{spec.group}_daily",
-        selection=daily_assets_of(spec.group),
-        description=f"The daily assets of {spec.group}, with their checks.",
+        name=f"{source.name}_daily",
+        selection=daily_assets_of(source.name),
+        description=f"The daily assets of {source.title}, with their checks.",
     )
 
     @dg.schedule(
-        name=f"{spec.group}_daily_schedule",
+        name=f"{source.name}_daily_schedule",
         job=job,
         cron_schedule=spec.cron,
         execution_timezone="UTC",
@@ -168,7 +140,8 @@ def source_schedule(spec: SourceSchedule) -> dg.ScheduleDefinition:
     return daily_schedule
 
 
-source_schedules = [source_schedule(spec) for spec in SOURCE_SCHEDULES]
+def source_schedules() -> list[dg.ScheduleDefinition]:
+    return [source_schedule(source) for source in scheduled_sources()]
 
 
 # ---- Automation conditions -----------------------------------------------------------------------
@@ -230,14 +203,23 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 LATE_ARRIVING_FRESHNESS = dg.FreshnessPolicy.time_window(
     fail_window=timedelta(hours=36), warn_window=timedelta(hours=26)
 )
-FRESHNESS_POLICIES: dict[str, dg.FreshnessPolicy] = {
-    **{
-        spec.group: dg.FreshnessPolicy.cron(deadline_cron=spec.fresh_by, lower_bound_delta=timedelta(hours=2))
-        for spec in SOURCE_SCHEDULES
-    },
-    "optimizely": LATE_ARRIVING_FRESHNESS,
-    WAREHOUSE_GROUP: LATE_ARRIVING_FRESHNESS,
-}
+
+
+def freshness_policies() -> dict[str, dg.FreshnessPolicy]:
+    """Per group: a scheduled source by its `fresh_by`, the others and the warehouse by a window."""
+    return {
+        **{
+            source.name: dg.FreshnessPolicy.cron(
+                deadline_cron=source.schedule.fresh_by, lower_bound_delta=timedelta(hours=2)
+            )
+            if source.schedule
+            else LATE_ARRIVING_FRESHNESS
+            for source in registry.sources()
+        },
+        WAREHOUSE_GROUP: LATE_ARRIVING_FRESHNESS,
+    }
+
+
 """Per group. Evaluated by the instance's freshness daemon (part of `dagster dev` and
 `dagster-daemon run`, on by default); the state shows on each asset in the UI, and the
 `freshness_alerts` sensor reports each asset that starts failing."""
@@ -251,7 +233,7 @@ def with_automation(spec: dg.AssetSpec) -> dg.AssetSpec:
 
     What an asset declares itself wins.
     """
-    freshness = spec.freshness_policy or FRESHNESS_POLICIES.get(spec.group_name or "")
+    freshness = spec.freshness_policy or freshness_policies().get(spec.group_name or "")
     condition = spec.automation_condition
     if condition is None and spec.group_name == WAREHOUSE_GROUP and spec.partitions_def is None:
         condition = WAREHOUSE_MART_CONDITION
@@ -263,13 +245,19 @@ def with_automation(spec: dg.AssetSpec) -> dg.AssetSpec:
     return spec.replace_attributes(freshness_policy=freshness, automation_condition=condition)
 
 
+def definitions() -> dg.Definitions:
+    """The jobs, the scheduled sources' schedules and the automation sensor."""
+    return dg.Definitions(
+        jobs=[daily_sources, daily_warehouse, warehouse_marts],
+        schedules=source_schedules(),
+        sensors=[automation_sensor],
+    )
+
+
 def apply_automation(defs: dg.Definitions) -> dg.Definitions:
     """`defs` with `with_automation` applied to every asset spec; called from definitions.py."""
-    # load_from_defs_folder lists an asset once per module that imports it (checks.py does); mapping
-    # would turn those references to one asset into distinct definitions with the same key.
-    unique = list({id(asset): asset for asset in defs.assets or []}.values())
     return dg.Definitions(
-        assets=dg.map_asset_specs(with_automation, unique),
+        assets=dg.map_asset_specs(with_automation, list(defs.assets or [])),
         asset_checks=defs.asset_checks,
         schedules=defs.schedules,
         sensors=defs.sensors,

@@ -6,32 +6,17 @@ have a quiet day and as an ERROR where an empty day can only mean something went
 source's empty day most likely means and what to do.
 """
 
-from dataclasses import dataclass
-
 import dagster as dg
 
 from event_platform.partitions import daily_asset_check
+from event_platform.sources.registry import EmptyDay, Source
 
 NOT_EMPTY = "not_empty"
 ROW_COUNT = "dagster/row_count"
 
 
-@dataclass(frozen=True)
-class EmptyDay:
-    """A source's declaration: can a day of it be empty, and what does an empty day most likely mean."""
-
-    possible: bool
-    """True where a quiet day really happens (no learners on the LMS, no experiment running)."""
-    meaning: str
-    """What an empty day most likely means and what to do, in a sentence."""
-
-    @property
-    def severity(self) -> dg.AssetCheckSeverity:
-        return dg.AssetCheckSeverity.WARN if self.possible else dg.AssetCheckSeverity.ERROR
-
-    def describe(self) -> str:
-        verdict = "WARN: it can be a quiet day" if self.possible else "ERROR: a day is never empty"
-        return f"The day has rows ({verdict}; {self.meaning})"
+def severity(empty_day: EmptyDay) -> dg.AssetCheckSeverity:
+    return dg.AssetCheckSeverity.WARN if empty_day.possible else dg.AssetCheckSeverity.ERROR
 
 
 def empty_day_result(empty_day: EmptyDay, rows: int, day: str) -> dg.AssetCheckResult:
@@ -39,7 +24,7 @@ def empty_day_result(empty_day: EmptyDay, rows: int, day: str) -> dg.AssetCheckR
     return dg.AssetCheckResult(
         check_name=NOT_EMPTY,
         passed=rows > 0,
-        severity=empty_day.severity,
+        severity=severity(empty_day),
         description=None if rows else f"No rows for {day}: {empty_day.meaning}",
         metadata={"rows": dg.MetadataValue.int(rows)},
     )
@@ -57,9 +42,10 @@ def rows_of_day(instance: dg.DagsterInstance, asset: dg.AssetKey, day: str) -> i
     return int(counted.value) if counted else 0  # type: ignore[arg-type]
 
 
-def not_empty_check(asset: dg.AssetKey, empty_day: EmptyDay) -> dg.AssetChecksDefinition:
+def not_empty_check(source: Source, table: str) -> dg.AssetChecksDefinition:
     """The `not_empty` check of a source table stored through the IO manager: it reads the row count
     the IO manager recorded on the day's materialization."""
+    asset, empty_day = dg.AssetKey([source.name, table]), source.empty_day
 
     @daily_asset_check(asset=asset, name=NOT_EMPTY, description=empty_day.describe())
     def not_empty(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:

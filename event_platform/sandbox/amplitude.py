@@ -44,11 +44,12 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from itertools import repeat
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -59,6 +60,9 @@ from starlette.routing import Route
 from event_platform.dates import day_start
 from event_platform.sandbox.loopback import LoopbackService
 from event_platform.sandbox.world import Experiment, Person, World
+
+if TYPE_CHECKING:
+    from event_platform.sandbox.runner import EmulatorContext
 
 EXPORT_PATH = "/api/2/export"
 WINDOW_FORMAT = "%Y%m%dT%H"
@@ -682,3 +686,15 @@ async def _head(path: Path, size: int) -> Any:
                 return
             size -= len(chunk)
             yield chunk
+
+
+def emulate(context: EmulatorContext, stack: ExitStack) -> dict[str, str]:
+    """The sandbox's Amplitude (registered in `sources/amplitude`): any day on request."""
+    emulator = stack.enter_context(
+        AmplitudeEmulator(
+            context.world,
+            events_per_day=context.events_per_day["amplitude"],
+            cache_dir=context.work_dir / "amplitude",
+        )
+    )
+    return emulator.environment()

@@ -28,7 +28,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any, Self
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any, Self
 
 import boto3
 import pyarrow as pa
@@ -42,8 +43,6 @@ from starlette.routing import Route
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from event_platform.dates import day_start
-from event_platform.defs.optimizely.client import DEFAULT_BUCKET, SUCCESS_MARKER, E3Location, parse_duration
-from event_platform.defs.optimizely.schema import E3_TYPES, DataType
 from event_platform.sandbox.loopback import LoopbackService
 from event_platform.sandbox.optimizely_rest import RestApi
 from event_platform.sandbox.world import (
@@ -54,6 +53,16 @@ from event_platform.sandbox.world import (
     World,
     optimizely_event_id,
 )
+from event_platform.sources.optimizely.client import (
+    DEFAULT_BUCKET,
+    SUCCESS_MARKER,
+    E3Location,
+    parse_duration,
+)
+from event_platform.sources.optimizely.schema import E3_TYPES, DataType
+
+if TYPE_CHECKING:
+    from event_platform.sandbox.runner import EmulatorContext
 
 CREDENTIALS_PATH = "/v2/export/credentials"
 SANDBOX_TOKEN = "sandbox-optimizely-token"
@@ -458,3 +467,11 @@ def _poisson(rng: random.Random, mean: float) -> int:
         count += 1
         product *= rng.random()
     return count
+
+
+def emulate(context: EmulatorContext, stack: ExitStack) -> dict[str, str]:
+    """The sandbox's Optimizely (registered in `sources/optimizely`): E3 exports of the days that happened."""
+    sandbox = stack.enter_context(OptimizelySandbox(context.world))
+    for day in context.days:
+        sandbox.publish_day(day)
+    return sandbox.environment()

@@ -19,8 +19,9 @@ import re
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -28,7 +29,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from event_platform.dates import day_start
-from event_platform.defs.profile_store.client import (
+from event_platform.sandbox.loopback import LoopbackService
+from event_platform.sandbox.world import Person, World
+from event_platform.sources.profile_store.client import (
     API_PREFIX,
     TICKS_PER_SECOND,
     WINDOW_LIMIT,
@@ -36,8 +39,9 @@ from event_platform.defs.profile_store.client import (
     parse_event_time,
     ticks_from_datetime,
 )
-from event_platform.sandbox.loopback import LoopbackService
-from event_platform.sandbox.world import Person, World
+
+if TYPE_CHECKING:
+    from event_platform.sandbox.runner import EmulatorContext
 
 TICKS_PER_DAY = 86_400 * TICKS_PER_SECOND
 TICKS_PER_HOUR = 3_600 * TICKS_PER_SECOND
@@ -404,3 +408,11 @@ def _parse_kql(query: str) -> tuple[int, int, list[Callable[[Event], bool]], int
     ]
     take = int(match.group("take")) if match.group("take") else PREVIEW_LIMIT
     return lower, upper, predicates, take
+
+
+def emulate(context: EmulatorContext, stack: ExitStack) -> dict[str, str]:
+    """The sandbox's Profile Store (registered in `sources/profile_store`): any day on request."""
+    sandbox = stack.enter_context(
+        ProfileStoreSandbox(context.world, events_per_day=context.events_per_day["profile_store"])
+    )
+    return sandbox.environment()

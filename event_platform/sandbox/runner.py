@@ -7,23 +7,45 @@ at the emulators, so the platform runs the one code path it runs against the ven
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
-from event_platform.defs.tracking.landed import landing_version
 from event_platform.lake.filesystem import Lake
-from event_platform.sandbox.amplitude import AmplitudeEmulator
-from event_platform.sandbox.optimizely import OptimizelySandbox
-from event_platform.sandbox.profile_store import ProfileStoreSandbox
-from event_platform.sandbox.tracking import TrackingSandbox
 from event_platform.sandbox.world import World
+from event_platform.sources import registry
 
 SANDBOX_PSEUDONYM_KEY = "sandbox-only-pseudonym-key-not-a-secret"
 SANDBOX_METRICS_FILE = Path(__file__).with_name("metrics.yaml")
+SANDBOX_DEFINITIONS = "event_platform.sandbox.defs"
 """The sandbox's metric and experiment definitions (EVENT_PLATFORM_METRICS_FILE)."""
+
+
+@dataclass(frozen=True)
+class EmulatorContext:
+    """What a source's emulator is started with (its registration's `sandbox` function)."""
+
+    world: World
+    lake: Lake
+    days: Sequence[dt.date]
+    """The days that have happened: exports and landings exist for these."""
+    work_dir: Path
+    events_per_day: Mapping[str, int]
+    """Per source name, for emulators that generate a day's volume on request."""
+
+
+Emulate = Callable[[EmulatorContext, ExitStack], Mapping[str, str]]
+"""Starts a source's emulator on the stack and returns the environment pointing the platform at it."""
+
+
+def emulator_of(source: registry.Source) -> Emulate:
+    assert source.sandbox is not None
+    module, _, function = source.sandbox.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 class Sandbox:
@@ -72,29 +94,24 @@ class Sandbox:
             self._stack.enter_context(tempfile.TemporaryDirectory(prefix="sandbox-"))
         )
         lake = Lake.from_uri(self.lake_root, s3_endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3"))
-        amplitude = self._stack.enter_context(
-            AmplitudeEmulator(
-                self.world, events_per_day=self.amplitude_events_per_day, cache_dir=work_dir / "amplitude"
-            )
+        context = EmulatorContext(
+            self.world,
+            lake,
+            self.days,
+            work_dir,
+            {"amplitude": self.amplitude_events_per_day, "profile_store": self.profile_store_events_per_day},
         )
-        optimizely = self._stack.enter_context(OptimizelySandbox(self.world))
-        profile_store = self._stack.enter_context(
-            ProfileStoreSandbox(self.world, events_per_day=self.profile_store_events_per_day)
-        )
-        tracking = self._stack.enter_context(TrackingSandbox(self.world, lake, work_dir / "tracker-spool"))
-        for day in self.days:
-            optimizely.publish_day(day)
-            # The learners' events reach the collector once; a restarted sandbox does not send them again.
-            if landing_version(lake, day.isoformat()) is None:
-                tracking.send_day(day)
+        emulated: dict[str, str] = {}
+        for source in registry.sources():
+            if source.sandbox:
+                emulated.update(emulator_of(source)(context, self._stack))
         self._environment = {
-            **amplitude.environment(),
-            **optimizely.environment(),
-            **profile_store.environment(),
-            **tracking.environment(),
+            **emulated,
             "EVENT_PLATFORM_LAKE": self.lake_root,
             "EVENT_PLATFORM_PSEUDONYM_KEY": SANDBOX_PSEUDONYM_KEY,
             "EVENT_PLATFORM_METRICS_FILE": str(SANDBOX_METRICS_FILE),
             # The partitions start where the sandbox's data does: the UI shows its days as the whole history.
             "EVENT_PLATFORM_START_DATE": min(self.days).isoformat(),
+            # The sandbox's own Dagster objects (its check of planted truth) join the code location.
+            "EVENT_PLATFORM_EXTENSIONS": SANDBOX_DEFINITIONS,
         }

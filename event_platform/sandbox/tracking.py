@@ -19,19 +19,24 @@ import datetime as dt
 import random
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from starlette.types import ASGIApp
 
 from event_platform.dates import day_start
-from event_platform.defs.tracking.collector import Collector, CollectorSettings
-from event_platform.defs.tracking.events import VIDEO_EVENT_TYPES
-from event_platform.defs.tracking.tracker import Tracker
 from event_platform.lake.filesystem import Lake
 from event_platform.retry import Backoff
 from event_platform.sandbox.loopback import LoopbackService
 from event_platform.sandbox.world import Course, Person, World
+from event_platform.sources.tracking.collector import Collector, CollectorSettings
+from event_platform.sources.tracking.events import VIDEO_EVENT_TYPES
+from event_platform.sources.tracking.landed import landing_version
+from event_platform.sources.tracking.tracker import Tracker
+
+if TYPE_CHECKING:
+    from event_platform.sandbox.runner import EmulatorContext
 
 SANDBOX_COLLECTOR = CollectorSettings(flush_age_seconds=0.05)
 """Short flushes: a sandbox day is sent in a burst and the demo should not wait."""
@@ -196,3 +201,15 @@ class TrackingSandbox(LoopbackService):
             pending = self._tracker.pending
             raise TimeoutError(f"{pending} tracking event(s) of {day} not delivered in {timeout}s")
         return len(events)
+
+
+def emulate(context: EmulatorContext, stack: ExitStack) -> dict[str, str]:
+    """The sandbox's LMS (registered in `sources/tracking`): the learners' events of the days that happened
+    reach the collector once; a restarted sandbox does not send them again."""
+    sandbox = stack.enter_context(
+        TrackingSandbox(context.world, context.lake, context.work_dir / "tracker-spool")
+    )
+    for day in context.days:
+        if landing_version(context.lake, day.isoformat()) is None:
+            sandbox.send_day(day)
+    return sandbox.environment()

@@ -20,10 +20,10 @@ import pytest
 import requests
 
 from event_platform import scratch
-from event_platform.defs.tracking import landed
 from event_platform.lake import publish
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import STAGING_ROOT
+from event_platform.sources.tracking import landed
 
 RAW = "raw/amplitude/date=2026-11-01"
 MEMBER = "374182/374182_2026-11-01_0#0.json.gz"

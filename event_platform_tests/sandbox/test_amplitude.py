@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from event_platform.defs.amplitude.client import (
+from event_platform.retry import NO_WAIT
+from event_platform.sandbox.amplitude import AmplitudeEmulator, Faults, GenerationSettings, write_day_files
+from event_platform.sandbox.world import World
+from event_platform.sources.amplitude.client import (
     AmplitudeAuthError,
     ExportClient,
     ExportStats,
     ExportTooLargeError,
     iter_members,
 )
-from event_platform.retry import NO_WAIT
-from event_platform.sandbox.amplitude import AmplitudeEmulator, Faults, GenerationSettings, write_day_files
-from event_platform.sandbox.world import World
 
 DAY = dt.date(2026, 11, 1)
 START = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)

@@ -14,9 +14,9 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from event_platform.defs.optimizely.schema import CONVERSIONS, DECISIONS
 from event_platform.sandbox.optimizely import OptimizelySandbox, generate_day
 from event_platform.sandbox.world import World
+from event_platform.sources.optimizely.schema import CONVERSIONS, DECISIONS
 
 DAY = dt.date(2026, 11, 1)
 SPARK_PART = re.compile(

@@ -2,11 +2,11 @@ import datetime as dt
 from pathlib import Path
 
 from event_platform.dates import day_start
-from event_platform.defs.tracking.events import EventTypeRegistry, format_time, new_uuid
-from event_platform.defs.tracking.landed import landed_entries
 from event_platform.lake.io_manager import LakeResource
 from event_platform.sandbox.tracking import SimulatedClock, TrackingSandbox, day_of_events
 from event_platform.sandbox.world import World
+from event_platform.sources.tracking.events import EventTypeRegistry, format_time, new_uuid
+from event_platform.sources.tracking.landed import landed_entries
 
 DAY = dt.date(2026, 11, 1)
 

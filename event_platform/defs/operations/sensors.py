@@ -10,7 +10,7 @@ import dagster as dg
 from dagster_shared.error import SerializableErrorInfo
 
 from event_platform import settings
-from event_platform.defs.operations import alerts
+from event_platform.operations import alerts
 from event_platform.retry import RetriesExhaustedError
 
 FRESHNESS_FAIL = "FAIL"

@@ -43,6 +43,7 @@ from dagster import (
     AssetExecutionContext,
     AssetIn,
     AssetKey,
+    AssetsDefinition,
     BetaWarning,
     MetadataValue,
     Output,
@@ -51,25 +52,12 @@ from dagster import (
 )
 
 from event_platform import metadata
-from event_platform.defs.warehouse import (
-    catalog,
-    exploration,
-    models,
-    results,
-    results_checks,
-    results_daily,
-    schemas,
-)
-from event_platform.defs.warehouse.engine import Engine
-from event_platform.defs.warehouse.experiment_catalog import Catalog, build_catalog, latest_snapshot
-from event_platform.defs.warehouse.identity import IdentityMap, configured_rules
-from event_platform.defs.warehouse.metrics import assignments_table
+from event_platform.defs.warehouse import results_checks
 from event_platform.defs.warehouse.resources import (
     WarehouseResource,
     attribution_window_days,
     identity_lookback_days,
 )
-from event_platform.defs.warehouse.summary import experiment_summary
 from event_platform.lake import delta
 from event_platform.lake.io_manager import (
     ALLOW_MISSING_PARTITIONS,
@@ -79,6 +67,12 @@ from event_platform.lake.io_manager import (
 )
 from event_platform.partitions import daily_partitions
 from event_platform.policies import RANGE_BACKFILL_POLICY, failing_plainly
+from event_platform.warehouse import catalog, exploration, models, results, results_daily, schemas
+from event_platform.warehouse.engine import Engine
+from event_platform.warehouse.experiment_catalog import Catalog, build_catalog, latest_snapshot
+from event_platform.warehouse.identity import IdentityMap, configured_rules
+from event_platform.warehouse.metrics import assignments_table
+from event_platform.warehouse.summary import experiment_summary
 
 GROUP = "warehouse"
 OPTIONAL_INPUT = {ALLOW_MISSING_PARTITIONS: True}
@@ -87,13 +81,19 @@ LINKS_LOOKBACK_DAYS = identity_lookback_days()
 """`events` and `experiment_exposures` for day D resolve people through the links of D-this .. D."""
 EXPOSURES_LOOKBACK_DAYS = WINDOW_DAYS + 1
 """`experiment_conversions` for day D joins the exposures of D-this .. D."""
-IDENTITY = IdentityMap(configured_rules())
 
 
-def _source_ins() -> dict[str, AssetIn]:
+def _identity() -> IdentityMap:
+    """The identity rules of EVENT_PLATFORM_IDENTITY_RULES, else every registered source's, as the run
+    starts."""
+    return IdentityMap(configured_rules())
+
+
+def _source_ins(feeds: Sequence[models.EventSource]) -> dict[str, AssetIn]:
+    """An optional input per source events table, named `<source>_<table>`."""
     return {
         source.relation: AssetIn(key=AssetKey(list(source.asset_path)), metadata=OPTIONAL_INPUT)
-        for source in models.EVENT_SOURCES
+        for source in feeds
     }
 
 
@@ -130,15 +130,11 @@ def _metadata(values: Mapping[str, Any], schema: pa.Schema | None = None) -> dic
     return converted
 
 
-def _sources(
-    amplitude: ds.Dataset, optimizely: ds.Dataset, profile_store: ds.Dataset, tracking: ds.Dataset
+def _by_source(
+    feeds: Sequence[models.EventSource], inputs: Mapping[str, ds.Dataset]
 ) -> dict[str, ds.Dataset]:
-    return {
-        "amplitude": amplitude,
-        "optimizely": optimizely,
-        "profile_store": profile_store,
-        "tracking": tracking,
-    }
+    """The source tables' inputs keyed by source name (the models' key)."""
+    return {source.name: inputs[source.relation] for source in feeds}
 
 
 def _days(dataset: ds.Dataset, day: str, days_before: int = 0) -> ds.Dataset:
@@ -197,55 +193,52 @@ DAILY = {
 }
 
 
-@asset(**DAILY, ins=_source_ins())
-def identity_links(
-    context: AssetExecutionContext,
-    warehouse: WarehouseResource,
-    amplitude_events: ds.Dataset,
-    optimizely_conversions: ds.Dataset,
-    profile_store_events: ds.Dataset,
-    tracking_events: ds.Dataset,
-) -> PartitionStreams:
-    """Identity references seen together on one row of a day (a device with a user id): the links
-    `events` and `experiment_exposures` resolve people through."""
-    sources = _sources(amplitude_events, optimizely_conversions, profile_store_events, tracking_events)
-    return _each_day(
-        context,
-        warehouse,
-        schemas.IDENTITY_LINKS,
-        lambda engine, day: models.identity_links(engine, IDENTITY, _sources_of_day(sources, day)),
-        preview=schemas.IDENTITY_LINKS.names,
-    )
+def identity_links_asset(feeds: Sequence[models.EventSource]) -> AssetsDefinition:
+    """`warehouse/identity_links` over the events tables of `feeds` (every registered source's)."""
+
+    @asset(**DAILY, name="identity_links", ins=_source_ins(feeds))
+    def identity_links(
+        context: AssetExecutionContext, warehouse: WarehouseResource, **tables: ds.Dataset
+    ) -> PartitionStreams:
+        """Identity references seen together on one row of a day (a device with a user id): the links
+        `events` and `experiment_exposures` resolve people through."""
+        sources, identity = _by_source(feeds, tables), _identity()
+        return _each_day(
+            context,
+            warehouse,
+            schemas.IDENTITY_LINKS,
+            lambda engine, day: models.identity_links(engine, identity, _sources_of_day(sources, day)),
+            preview=schemas.IDENTITY_LINKS.names,
+        )
+
+    return identity_links
 
 
-@asset(
-    **DAILY,
-    ins={
-        **_source_ins(),
-        "links": LINKS_INPUT,
-    },
-)
-def events(
-    context: AssetExecutionContext,
-    warehouse: WarehouseResource,
-    amplitude_events: ds.Dataset,
-    optimizely_conversions: ds.Dataset,
-    profile_store_events: ds.Dataset,
-    tracking_events: ds.Dataset,
-    links: ds.Dataset,
-) -> PartitionStreams:
-    """Every source's events of a day in one schema, with a pseudonymous `person_key` from the
-    identity map."""
-    sources = _sources(amplitude_events, optimizely_conversions, profile_store_events, tracking_events)
-    return _each_day(
-        context,
-        warehouse,
-        schemas.EVENTS,
-        lambda engine, day: models.events(
-            engine, IDENTITY, _sources_of_day(sources, day), _days(links, day, LINKS_LOOKBACK_DAYS)
-        ),
-        preview=("source", "event_type", "occurred_at", "person_key"),
-    )
+def events_asset(feeds: Sequence[models.EventSource]) -> AssetsDefinition:
+    """`warehouse/events` over the events tables of `feeds` (every registered source's)."""
+
+    @asset(**DAILY, name="events", ins={**_source_ins(feeds), "links": LINKS_INPUT})
+    def events(
+        context: AssetExecutionContext, warehouse: WarehouseResource, links: ds.Dataset, **tables: ds.Dataset
+    ) -> PartitionStreams:
+        """Every source's events of a day in one schema, with a pseudonymous `person_key` from the
+        identity map."""
+        sources, identity = _by_source(feeds, tables), _identity()
+        return _each_day(
+            context,
+            warehouse,
+            schemas.EVENTS,
+            lambda engine, day: models.events(
+                engine, identity, _sources_of_day(sources, day), _days(links, day, LINKS_LOOKBACK_DAYS)
+            ),
+            preview=("source", "event_type", "occurred_at", "person_key"),
+        )
+
+    return events
+
+
+identity_links = identity_links_asset(models.event_sources())
+events = events_asset(models.event_sources())
 
 
 @asset(
@@ -266,14 +259,14 @@ def experiment_exposures(
     """Per experiment and person, the first Optimizely decision of the day (or the first assignment event,
     for experiments the metrics file assigns by events); holdbacks flagged, every variation shown kept
     (people in two variations are excluded from the results and counted)."""
-    assignments = assignments_table(warehouse.metrics_config(WINDOW_DAYS))
+    assignments, identity = assignments_table(warehouse.metrics_config(WINDOW_DAYS)), _identity()
     return _each_day(
         context,
         warehouse,
         schemas.EXPERIMENT_EXPOSURES,
         lambda engine, day: models.experiment_exposures(
             engine,
-            IDENTITY,
+            identity,
             _days(decisions, day),
             _days(links, day, LINKS_LOOKBACK_DAYS),
             _days(events, day),
@@ -570,30 +563,38 @@ def experiment_exploration(
     return output.table
 
 
-@asset(
-    name="catalog",
-    key_prefix=[GROUP],
-    group_name=GROUP,
-    kinds={"duckdb"},
-    pool="warehouse",
-    deps=[
-        *(AssetKey(table.lake_path.split("/")) for table in catalog.CATALOG_TABLES),
-    ],
-)
-def publish_catalog(context: AssetExecutionContext, warehouse: WarehouseResource, lake: LakeResource) -> None:
-    """Views over every lake table and the marts in the analysts' warehouse.duckdb
-    (EVENT_PLATFORM_WAREHOUSE). The only writer of that file, hence the `warehouse` pool (limit 1)."""
-    path = warehouse.warehouse_path()
-    report = catalog.publish(lake.lake(), path)
-    context.add_output_metadata(
-        _metadata(
-            {
-                "path": str(path.resolve()),
-                "files_per_view": report.views,
-                "rows_per_table": report.tables,
-                "delta_versions": report.versions,
-                "empty": report.empty,
-                "not_published": report.not_published,
-            }
-        )
+def catalog_asset(tables: Sequence[catalog.CatalogTable]) -> AssetsDefinition:
+    """`warehouse/catalog`, downstream of every table it publishes."""
+
+    @asset(
+        name="catalog",
+        key_prefix=[GROUP],
+        group_name=GROUP,
+        kinds={"duckdb"},
+        pool="warehouse",
+        deps=[AssetKey(table.lake_path.split("/")) for table in tables],
     )
+    def publish_catalog(
+        context: AssetExecutionContext, warehouse: WarehouseResource, lake: LakeResource
+    ) -> None:
+        """Views over every lake table and the marts in the analysts' warehouse.duckdb
+        (EVENT_PLATFORM_WAREHOUSE). The only writer of that file, hence the `warehouse` pool (limit 1)."""
+        path = warehouse.warehouse_path()
+        report = catalog.publish(lake.lake(), path, tuple(tables))
+        context.add_output_metadata(
+            _metadata(
+                {
+                    "path": str(path.resolve()),
+                    "files_per_view": report.views,
+                    "rows_per_table": report.tables,
+                    "delta_versions": report.versions,
+                    "empty": report.empty,
+                    "not_published": report.not_published,
+                }
+            )
+        )
+
+    return publish_catalog
+
+
+publish_catalog = catalog_asset(catalog.catalog_tables())

@@ -13,11 +13,11 @@ import dagster as dg
 
 from event_platform import metadata
 from event_platform.defs.empty_days import rows_of_day
-from event_platform.defs.warehouse import assets, models
+from event_platform.defs.warehouse import assets
 from event_platform.partitions import daily_asset_check
+from event_platform.warehouse import models
 
 HAS_SOURCE_DATA = "has_source_data"
-EVENT_SOURCES = tuple(dg.AssetKey(list(source.asset_path)) for source in models.EVENT_SOURCES)
 DECISIONS = dg.AssetKey(["optimizely", "decisions"])
 
 
@@ -81,8 +81,22 @@ def has_source_data_check(
     return has_source_data
 
 
-identity_links_has_source_data = has_source_data_check(assets.identity_links, EVENT_SOURCES)
-events_has_source_data = has_source_data_check(assets.events, EVENT_SOURCES)
-experiment_exposures_has_source_data = has_source_data_check(assets.experiment_exposures, [DECISIONS])
-experiment_conversions_has_source_data = has_source_data_check(assets.experiment_conversions, EVENT_SOURCES)
-daily_active_users_has_source_data = has_source_data_check(assets.daily_active_users, EVENT_SOURCES)
+def source_day_checks(feeds: Sequence[models.EventSource]) -> list[dg.AssetChecksDefinition]:
+    """`has_source_data` on each daily model, counting the rows of the sources it is built from."""
+    tables = [dg.AssetKey(list(source.asset_path)) for source in feeds]
+    return [
+        has_source_data_check(assets.identity_links, tables),
+        has_source_data_check(assets.events, tables),
+        has_source_data_check(assets.experiment_exposures, [DECISIONS]),
+        has_source_data_check(assets.experiment_conversions, tables),
+        has_source_data_check(assets.daily_active_users, tables),
+    ]
+
+
+(
+    identity_links_has_source_data,
+    events_has_source_data,
+    experiment_exposures_has_source_data,
+    experiment_conversions_has_source_data,
+    daily_active_users_has_source_data,
+) = source_day_checks(models.event_sources())

@@ -28,11 +28,11 @@ from typing import Any
 from dagster import ConfigurableResource, Failure
 
 from event_platform import settings
-from event_platform.defs.warehouse.engine import Engine, EngineSettings
-from event_platform.defs.warehouse.inference import Correction, InferenceSettings, Method
-from event_platform.defs.warehouse.metrics import SETTING as METRICS_FILE_SETTING
-from event_platform.defs.warehouse.metrics import MetricsConfig, MetricsFileError, load_config
-from event_platform.defs.warehouse.results import ResultsSettings, parse_traffic_weights
+from event_platform.warehouse.engine import Engine, EngineSettings
+from event_platform.warehouse.inference import Correction, InferenceSettings, Method
+from event_platform.warehouse.metrics import SETTING as METRICS_FILE_SETTING
+from event_platform.warehouse.metrics import MetricsConfig, MetricsFileError, load_config
+from event_platform.warehouse.results import ResultsSettings, parse_traffic_weights
 
 DEFAULT_MEMORY_LIMIT = EngineSettings.memory_limit
 DEFAULT_THREADS = EngineSettings.threads

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from event_platform.defs.operations import alerts
+from event_platform.operations import alerts
 from event_platform.retry import NO_WAIT, RetriesExhaustedError
 from event_platform.sandbox.loopback import serve
 from event_platform_tests.defs.operations.webhook_receiver import HOOK_PATH, WebhookReceiver

@@ -10,9 +10,9 @@ import dagster as dg
 import pytest
 from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
 
-from event_platform.defs.operations import alerts
 from event_platform.defs.operations.run_days import DAYS_TAG, days_of, run_days_tags
 from event_platform.defs.operations.sensors import freshness_alerts, run_failure_alerts
+from event_platform.operations import alerts
 from event_platform.sandbox.loopback import serve
 from event_platform_tests.defs.operations.webhook_receiver import HOOK_PATH, WebhookReceiver
 

@@ -13,6 +13,7 @@ from event_platform.defs.warehouse import day_checks
 from event_platform.defs.warehouse.resources import WarehouseResource
 from event_platform.lake.io_manager import LakeResource, ParquetLakeIOManager
 from event_platform.partitions import daily_partitions
+from event_platform.sandbox.defs import checks as sandbox_checks
 
 SOURCE_KEYS = (
     ("amplitude", "events"),
@@ -41,7 +42,7 @@ MARTS = [
 CHECKS = [
     warehouse_checks.units_in_every_variation,
     warehouse_checks.no_sample_ratio_mismatch,
-    warehouse_checks.sandbox_planted_truth,
+    sandbox_checks.sandbox_planted_truth,
 ]
 DAY_CHECKS = [
     day_checks.identity_links_has_source_data,

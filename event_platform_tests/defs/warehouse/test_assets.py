@@ -11,12 +11,12 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from event_platform.defs.optimizely.schema import CONVERSIONS, DECISIONS
-from event_platform.defs.profile_store.transform import EVENTS_SCHEMA as PROFILE_STORE_EVENTS
-from event_platform.defs.tracking.landed import EVENTS_SCHEMA as TRACKING_EVENTS
-from event_platform.defs.warehouse.identity import IdentityMap
 from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
+from event_platform.sources.optimizely.schema import CONVERSIONS, DECISIONS
+from event_platform.sources.profile_store.transform import EVENTS_SCHEMA as PROFILE_STORE_EVENTS
+from event_platform.sources.tracking.landed import EVENTS_SCHEMA as TRACKING_EVENTS
+from event_platform.warehouse.identity import IdentityMap
 from event_platform_tests.conftest import table_counts
 from event_platform_tests.defs.warehouse.conftest import (
     DAILY_WAREHOUSE,

@@ -10,15 +10,15 @@ import pytest
 
 from event_platform import cli
 from event_platform.columns import column
-from event_platform.defs.warehouse.catalog import (
-    CATALOG_TABLES,
-    VERSIONS_DESCRIPTION,
-    VERSIONS_TABLE,
-    publish,
-)
 from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.io_manager import LakeResource
+from event_platform.warehouse.catalog import (
+    VERSIONS_DESCRIPTION,
+    VERSIONS_TABLE,
+    catalog_tables,
+    publish,
+)
 
 
 def write(lake: Lake, table: str, values: list[int], partition: str | None = None) -> None:
@@ -42,7 +42,7 @@ def test_views_read_only_the_committed_version_of_each_partition(
 
     assert report.views == {"daily_active_users": 2, "experiment_results": 1}
     assert report.versions == {"daily_active_users": 3, "experiment_results": 1}
-    assert set(report.empty) == {t.name for t in CATALOG_TABLES} - set(report.views)
+    assert set(report.empty) == {t.name for t in catalog_tables()} - set(report.views)
     with duckdb.connect(str(warehouse), read_only=True) as connection:
         rows = connection.execute(
             "SELECT CAST(date AS VARCHAR), sum(n) FROM daily_active_users GROUP BY 1 ORDER BY 1"
@@ -108,7 +108,7 @@ def comments(warehouse: Path) -> tuple[dict[str, str | None], dict[tuple[str, st
 def test_every_published_relation_and_column_says_what_it_is(
     lake_resource: LakeResource, s3_lake_resource: LakeResource, tmp_path: Path
 ) -> None:
-    dau = next(table for table in CATALOG_TABLES if table.name == "daily_active_users")
+    dau = next(table for table in catalog_tables() if table.name == "daily_active_users")
     for lake, kind in ((lake_resource.lake(), "view"), (s3_lake_resource.lake(), "table")):
         described(lake, dau.lake_path, "2025-03-01")
         warehouse = tmp_path / f"{kind}.duckdb"
@@ -121,7 +121,7 @@ def test_every_published_relation_and_column_says_what_it_is(
         )
         assert columns[("daily_active_users", "active_users")] == "People active that day.", kind
         assert "partition" in (columns[("daily_active_users", "date")] or ""), kind
-    assert all(table.description for table in CATALOG_TABLES)
+    assert all(table.description for table in catalog_tables())
 
 
 def test_the_cli_lists_what_each_table_holds_and_queries_it(

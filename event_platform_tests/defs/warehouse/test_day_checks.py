@@ -11,9 +11,9 @@ import pyarrow as pa
 import pytest
 
 from event_platform.defs import automation
-from event_platform.defs.tracking.landed import EVENTS_SCHEMA as TRACKING_EVENTS
 from event_platform.defs.warehouse import day_checks
 from event_platform.partitions import daily_partitions
+from event_platform.sources.tracking.landed import EVENTS_SCHEMA as TRACKING_EVENTS
 from event_platform_tests.defs.warehouse.conftest import DAILY_WAREHOUSE, platform_assets, resources_at
 
 pytestmark = pytest.mark.integration

@@ -12,11 +12,11 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 
-from event_platform.defs.amplitude.schema import EVENT_SCHEMA as AMPLITUDE_EVENTS
-from event_platform.defs.optimizely.experiments import EXPERIMENT_METRICS, EXPERIMENTS
-from event_platform.defs.optimizely.schema import CONVERSIONS, DECISIONS
 from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
+from event_platform.sources.amplitude.schema import EVENT_SCHEMA as AMPLITUDE_EVENTS
+from event_platform.sources.optimizely.experiments import EXPERIMENT_METRICS, EXPERIMENTS
+from event_platform.sources.optimizely.schema import CONVERSIONS, DECISIONS
 from event_platform_tests.defs.warehouse.conftest import (
     check_results,
     materialized_metadata,

@@ -6,17 +6,17 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from event_platform.defs.amplitude.schema import EVENT_SCHEMA as AMPLITUDE_EVENTS
-from event_platform.defs.profile_store.transform import EVENTS_SCHEMA as PROFILE_STORE_EVENTS
-from event_platform.defs.tracking.landed import EVENTS_SCHEMA as TRACKING_EVENTS
-from event_platform.defs.warehouse import models
-from event_platform.defs.warehouse.engine import Engine
-from event_platform.defs.warehouse.identity import (
-    DEFAULT_RULES,
+from event_platform.sources.amplitude.schema import EVENT_SCHEMA as AMPLITUDE_EVENTS
+from event_platform.sources.profile_store.transform import EVENTS_SCHEMA as PROFILE_STORE_EVENTS
+from event_platform.sources.tracking.landed import EVENTS_SCHEMA as TRACKING_EVENTS
+from event_platform.warehouse import models
+from event_platform.warehouse.engine import Engine
+from event_platform.warehouse.identity import (
     IdentityMap,
     IdentityRule,
     IdentityRulesError,
     configured_rules,
+    default_rules,
     parse_rules,
 )
 
@@ -198,14 +198,14 @@ def test_rules_are_configurable() -> None:
 
 
 def test_default_rules_follow_the_shared_ids() -> None:
-    assert IdentityRule("optimizely", "visitor_id", "user") in DEFAULT_RULES
+    assert IdentityRule("optimizely", "visitor_id", "user") in default_rules()
     assert IdentityMap().reference_sql("unknown") == "CAST(NULL AS VARCHAR)"
     assert [r.column for r in IdentityMap().source_rules("amplitude")] == ["user_id", "device_id"]
 
 
 def test_rules_setting_overrides_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("EVENT_PLATFORM_IDENTITY_RULES", raising=False)
-    assert configured_rules() == DEFAULT_RULES
+    assert configured_rules() == default_rules()
     monkeypatch.setenv("EVENT_PLATFORM_IDENTITY_RULES", "tracking.anon_username=user")
     assert configured_rules() == (IdentityRule("tracking", "anon_username", "user"),)
 

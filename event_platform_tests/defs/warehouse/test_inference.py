@@ -17,8 +17,8 @@ from statsmodels.stats import proportion
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
-from event_platform.defs.warehouse import inference
-from event_platform.defs.warehouse.inference import (
+from event_platform.warehouse import inference
+from event_platform.warehouse.inference import (
     Alternative,
     ArmEstimate,
     ArmSums,

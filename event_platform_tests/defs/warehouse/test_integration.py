@@ -11,15 +11,15 @@ import duckdb
 import pytest
 
 from event_platform.cli import main
-from event_platform.defs.optimizely.assets import conversions, decisions
-from event_platform.defs.optimizely.experiment_assets import experiment_metadata
-from event_platform.defs.optimizely.resources import OptimizelyResource
 from event_platform.defs.warehouse.resources import WarehouseResource
 from event_platform.lake.io_manager import LakeResource, ParquetLakeIOManager
 from event_platform.partitions import daily_partitions
 from event_platform.sandbox.optimizely import OptimizelySandbox
 from event_platform.sandbox.runner import SANDBOX_METRICS_FILE
 from event_platform.sandbox.world import World
+from event_platform.sources.optimizely.defs.assets import conversions, decisions
+from event_platform.sources.optimizely.defs.experiment_assets import experiment_metadata
+from event_platform.sources.optimizely.defs.resources import OptimizelyResource
 from event_platform_tests.defs.warehouse.conftest import (
     CHECKS,
     DAILY_WAREHOUSE,

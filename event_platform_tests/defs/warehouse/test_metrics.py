@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from event_platform.defs.warehouse.commands import add_commands
-from event_platform.defs.warehouse.metrics import (
+from event_platform.sandbox.runner import SANDBOX_METRICS_FILE
+from event_platform.warehouse.commands import add_commands
+from event_platform.warehouse.metrics import (
     EventMatch,
     MetricsConfig,
     MetricsFileError,
@@ -17,7 +18,6 @@ from event_platform.defs.warehouse.metrics import (
     load_config,
     parse_config,
 )
-from event_platform.sandbox.runner import SANDBOX_METRICS_FILE
 
 GOOD = """
 metrics:

@@ -14,12 +14,12 @@ import pytest
 import responses
 from scipy import stats as scipy_stats
 
-from event_platform.defs.optimizely.experiment_assets import experiment_metadata
-from event_platform.defs.optimizely.resources import OptimizelyResource
 from event_platform.defs.warehouse.resources import WarehouseResource
 from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
 from event_platform.partitions import daily_partitions
+from event_platform.sources.optimizely.defs.experiment_assets import experiment_metadata
+from event_platform.sources.optimizely.defs.resources import OptimizelyResource
 from event_platform_tests.defs.warehouse.conftest import (
     CHECKS,
     DAILY_WAREHOUSE,

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from scipy import stats as scipy_stats
 
-from event_platform.defs.warehouse.experiment_catalog import Catalog, build_catalog, control_order
-from event_platform.defs.warehouse.inference import Correction, InferenceSettings, Method
-from event_platform.defs.warehouse.metrics import EMPTY, parse_config
 from event_platform.defs.warehouse.resources import WarehouseResource, attribution_window_days
-from event_platform.defs.warehouse.results import (
+from event_platform.warehouse.experiment_catalog import Catalog, build_catalog, control_order
+from event_platform.warehouse.inference import Correction, InferenceSettings, Method
+from event_platform.warehouse.metrics import EMPTY, parse_config
+from event_platform.warehouse.results import (
     INVALID,
     SUM_FIELDS,
     ResultsSettings,
@@ -21,7 +21,7 @@ from event_platform.defs.warehouse.results import (
     parse_traffic_weights,
     result_rows,
 )
-from event_platform.defs.warehouse.summary import experiment_summary, number, p_value, percent
+from event_platform.warehouse.summary import experiment_summary, number, p_value, percent
 
 DAY = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 

@@ -14,10 +14,10 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from event_platform.defs.optimizely.schema import CONVERSIONS, DECISIONS
 from event_platform.defs.warehouse.assets import WINDOW_DAYS
 from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
+from event_platform.sources.optimizely.schema import CONVERSIONS, DECISIONS
 from event_platform_tests.defs.warehouse.conftest import resources_at, run_platform
 
 FIRST_DAY = dt.date(2025, 5, 1)

@@ -8,10 +8,10 @@ import pyarrow as pa
 import pytest
 from scipy import stats as scipy_stats
 
-from event_platform.defs.optimizely.schema import CONVERSIONS, DECISIONS
-from event_platform.defs.warehouse import planted
+from event_platform.sandbox import planted
 from event_platform.sandbox.optimizely import generate_day
 from event_platform.sandbox.world import World
+from event_platform.sources.optimizely.schema import CONVERSIONS, DECISIONS
 from event_platform_tests.defs.warehouse.conftest import check_results, resources_at, run_platform
 
 DAYS = [dt.date(2025, 3, 1), dt.date(2025, 3, 2), dt.date(2025, 3, 3)]

@@ -1,0 +1,1 @@
+"""Operating the platform: alert delivery, following backfills (no Dagster definitions)."""

@@ -1,0 +1,62 @@
+"""The Dagster resource that builds a Profile Store client and the pseudonymiser from the environment.
+
+Variables: PROFILE_STORE_BASE_URL, PROFILE_STORE_API_KEY (secret), PROFILE_STORE_PAGE_SIZE (default 1000),
+PROFILE_STORE_TIME_SUFFIX_Z (default false: EventTime literals in $filter are written without a trailing
+`Z`, as in the vendor's documented examples; set true if your tenant wants it) and
+EVENT_PLATFORM_PSEUDONYM_KEY (secret; the keyed hash's key, keep it stable or joins on pseudonyms break).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from event_platform import settings
+from event_platform.pseudonymise import Pseudonymiser
+from event_platform.sources.profile_store.client import DEFAULT_PAGE_SIZE, ProfileStoreClient
+
+SOURCE_LABEL = "Profile Store"
+TRUE_WORDS = ("1", "true", "yes", "on")
+SECRET_FIELDS = ("api_key", "pseudonym_key")
+
+
+class ProfileStoreResource(ConfigurableResource):
+    """TrackEvents API access and the key that pseudonymises its personal data."""
+
+    base_url: str | None = Field(default=None, description="PROFILE_STORE_BASE_URL: the customer's API host")
+    api_key: str | None = Field(default=None, description="PROFILE_STORE_API_KEY (secret)")
+    pseudonym_key: str | None = Field(default=None, description="EVENT_PLATFORM_PSEUDONYM_KEY (secret)")
+    page_size: int = Field(default=DEFAULT_PAGE_SIZE, description="PROFILE_STORE_PAGE_SIZE: $top per request")
+    time_suffix_z: bool = Field(
+        default=False, description="PROFILE_STORE_TIME_SUFFIX_Z: end EventTime literals with Z"
+    )
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # A run resolves the EnvVars into the fields: the repr must not show what they resolved to.
+        for name, value in super().__repr_args__():
+            yield name, ("<hidden>" if name in SECRET_FIELDS and value else value)
+
+    def client(self) -> ProfileStoreClient:
+        base_url, api_key = settings.resolved(self.base_url), settings.resolved(self.api_key)
+        settings.require(SOURCE_LABEL, {"PROFILE_STORE_BASE_URL": base_url, "PROFILE_STORE_API_KEY": api_key})
+        assert base_url and api_key  # for the type checker: require() raised otherwise
+        return ProfileStoreClient(
+            base_url, api_key, page_size=self.page_size, time_suffix_z=self.time_suffix_z
+        )
+
+    def pseudonymiser(self) -> Pseudonymiser:
+        return settings.pseudonymiser(SOURCE_LABEL, self.pseudonym_key)
+
+
+def profile_store_resource() -> ProfileStoreResource:
+    """The resource as the environment configures it; the keys stay EnvVars, never plain strings."""
+    return ProfileStoreResource(
+        base_url=settings.setting("PROFILE_STORE_BASE_URL"),
+        api_key=settings.secret("PROFILE_STORE_API_KEY"),
+        pseudonym_key=settings.secret("EVENT_PLATFORM_PSEUDONYM_KEY"),
+        page_size=int(settings.setting("PROFILE_STORE_PAGE_SIZE") or DEFAULT_PAGE_SIZE),
+        time_suffix_z=(settings.setting("PROFILE_STORE_TIME_SUFFIX_Z") or "false").lower() in TRUE_WORDS,
+    )
