@@ -36,15 +36,15 @@ from typing import Any
 
 import dagster as dg
 
-from event_platform.dagster_internals import submit_asset_backfill
-from event_platform.demo import last_complete_days
-from event_platform.operations.backfill import (
+from event_platform.policies import RANGE_BACKFILL_POLICY as RANGE
+from event_platform.sandbox.backfill import (
     BackfillOutcome,
     follow_backfill,
     run_timing,
     running_daemon,
 )
-from event_platform.policies import RANGE_BACKFILL_POLICY as RANGE
+from event_platform.sandbox.dagster_internals import submit_asset_backfill
+from event_platform.sandbox.demo import last_complete_days
 from event_platform.sandbox.runner import Sandbox
 from event_platform.sandbox.world import World
 

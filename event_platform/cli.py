@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dotenv import load_dotenv
 
 from event_platform.lake import commands as lake_commands
-from event_platform.sandbox import commands as sandbox_commands
 from event_platform.sources import registry
 from event_platform.warehouse import commands as warehouse_commands
 
@@ -24,6 +23,9 @@ def parser() -> argparse.ArgumentParser:
     )
     root.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     subcommands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # The sandbox's commands load it only when they run: the product does not import the sandbox.
+    from event_platform.sandbox import commands as sandbox_commands
+
     sandbox_commands.add_commands(subcommands)
     for source in registry.sources():
         importlib.import_module(source.commands_module).add_commands(subcommands)

@@ -2,7 +2,7 @@
 
 import datetime as dt
 
-from event_platform.demo import last_complete_days
+from event_platform.sandbox.demo import last_complete_days
 from event_platform.sources.amplitude.landing import export_ready_at
 
 

@@ -52,14 +52,14 @@ def day_count(text: str) -> int:
 
 
 def run_demo(arguments: argparse.Namespace) -> int:
-    from event_platform import demo
+    from event_platform.sandbox import demo
 
     succeeded = demo.run_demo(demo.last_complete_days(arguments.days), World())
     return 0 if succeeded else 1
 
 
 def run_sandbox(arguments: argparse.Namespace) -> int:
-    from event_platform.demo import last_complete_days
+    from event_platform.sandbox.demo import last_complete_days
     from event_platform.sandbox.runner import Sandbox
 
     command = [part for part in arguments.command if part != "--"]

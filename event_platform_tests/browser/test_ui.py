@@ -28,7 +28,7 @@ import requests
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect, sync_playwright
 
-from event_platform.demo import last_complete_days
+from event_platform.sandbox.demo import last_complete_days
 from event_platform.sandbox.world import World
 from event_platform_tests.conftest import REPO
 from event_platform_tests.debian import PackageUnavailable, apt_install

@@ -19,9 +19,9 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from event_platform.dagster_internals import submit_asset_backfill
-from event_platform.demo import last_complete_days
-from event_platform.operations.backfill import follow_backfill, running_daemon
+from event_platform.sandbox.backfill import follow_backfill, running_daemon
+from event_platform.sandbox.dagster_internals import submit_asset_backfill
+from event_platform.sandbox.demo import last_complete_days
 from event_platform.sandbox.runner import Sandbox
 from event_platform.sandbox.world import World
 from event_platform_tests.conftest import REPO

@@ -1,6 +1,6 @@
 """Backfills from Python, planned as the UI plans them, and what they cost.
 
-`submit_asset_backfill` (in `event_platform.dagster_internals`: Dagster has no public Python API for
+`submit_asset_backfill` (in `event_platform.sandbox.dagster_internals`: Dagster has no public Python API for
 it) files an asset backfill of exactly the given days of every given asset, as the
 API's `partitionsByAssets` does: the instance's backfill daemon splits it into runs by each asset's
 BackfillPolicy (one run for a range where an asset supports it, one run per day elsewhere) and the run
@@ -25,7 +25,7 @@ from pathlib import Path
 import dagster as dg
 from sqlalchemy.exc import OperationalError
 
-from event_platform.dagster_internals import (
+from event_platform.sandbox.dagster_internals import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
     BACKFILL_SUCCEEDED,

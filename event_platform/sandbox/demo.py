@@ -25,8 +25,8 @@ import dagster as dg
 from sqlalchemy.exc import OperationalError
 
 from event_platform import settings
-from event_platform.dagster_internals import submit_asset_backfill
-from event_platform.operations.backfill import follow_backfill, running_daemon
+from event_platform.sandbox.backfill import follow_backfill, running_daemon
+from event_platform.sandbox.dagster_internals import submit_asset_backfill
 from event_platform.sandbox.runner import Sandbox
 from event_platform.sandbox.world import World
 from event_platform.sources.amplitude.landing import export_ready_at
