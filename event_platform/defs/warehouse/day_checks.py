@@ -13,7 +13,6 @@ import dagster as dg
 
 from event_platform import metadata
 from event_platform.defs.empty_days import rows_of_day
-from event_platform.defs.warehouse import assets
 from event_platform.partitions import daily_asset_check
 from event_platform.warehouse import models
 
@@ -59,9 +58,7 @@ def verdict(
     )
 
 
-def has_source_data_check(
-    model: dg.AssetsDefinition, sources: Sequence[dg.AssetKey]
-) -> dg.AssetChecksDefinition:
+def has_source_data_check(model: dg.AssetKey, sources: Sequence[dg.AssetKey]) -> dg.AssetChecksDefinition:
     names = ", ".join(key.to_user_string() for key in sources)
 
     @daily_asset_check(
@@ -74,7 +71,7 @@ def has_source_data_check(
         context: dg.AssetCheckExecutionContext,
     ) -> Iterator[dg.AssetCheckEvaluation | dg.Output[None]]:
         for day in context.partition_keys:
-            yield verdict(model.key, sources, source_rows(context.instance, sources, day), day)
+            yield verdict(model, sources, source_rows(context.instance, sources, day), day)
         # A check that files its results per day still owes its step the (empty) output of a check.
         yield dg.Output(None)
 
@@ -85,11 +82,11 @@ def source_day_checks(feeds: Sequence[models.EventSource]) -> list[dg.AssetCheck
     """`has_source_data` on each daily model, counting the rows of the sources it is built from."""
     tables = [dg.AssetKey(list(source.asset_path)) for source in feeds]
     return [
-        has_source_data_check(assets.identity_links, tables),
-        has_source_data_check(assets.events, tables),
-        has_source_data_check(assets.experiment_exposures, [DECISIONS]),
-        has_source_data_check(assets.experiment_conversions, tables),
-        has_source_data_check(assets.daily_active_users, tables),
+        has_source_data_check(dg.AssetKey(["warehouse", "identity_links"]), tables),
+        has_source_data_check(dg.AssetKey(["warehouse", "events"]), tables),
+        has_source_data_check(dg.AssetKey(["warehouse", "experiment_exposures"]), [DECISIONS]),
+        has_source_data_check(dg.AssetKey(["warehouse", "experiment_conversions"]), tables),
+        has_source_data_check(dg.AssetKey(["warehouse", "daily_active_users"]), tables),
     ]
 
 

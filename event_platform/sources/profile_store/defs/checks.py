@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
-from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetKey, MetadataValue
 
 from event_platform.defs.empty_days import not_empty_check
 from event_platform.lake.delta import read_partition
@@ -15,8 +15,9 @@ from event_platform.lake.layout import quarantine_path, raw_path
 from event_platform.partitions import daily_asset_check
 from event_platform.pseudonymise import find_personal_data
 from event_platform.sources.profile_store import SOURCE, landing
-from event_platform.sources.profile_store.defs.assets import events
 from event_platform.staging import gzip_lines, raw_files, scratch_duckdb
+
+EVENTS = AssetKey([SOURCE.name, "events"])
 
 SAMPLE_KEYS = 10
 
@@ -28,7 +29,7 @@ def _count(connection: duckdb.DuckDBPyConnection, sql: str) -> tuple[int, ...]:
 
 
 @daily_asset_check(
-    asset=events,
+    asset=EVENTS,
     description="Rows equal the `total` the Profile Store API reported for the day (kept in the raw "
     "partition's manifest); a shortfall means events were lost, quarantined or read incompletely.",
 )
@@ -62,7 +63,7 @@ def rows_match_reported_total(context: AssetCheckExecutionContext, lake: LakeRes
 
 
 @daily_asset_check(
-    asset=events,
+    asset=EVENTS,
     description="No clear-text e-mail or IP address anywhere in the day: every string column of the "
     "typed rows (Payload and User.Info JSON included) and every line of the raw pages.",
 )
@@ -107,7 +108,7 @@ def scan_for_personal_data(lake: Lake, day: str) -> PersonalDataScan:
     return scan
 
 
-@daily_asset_check(asset=events, description="Each event_key (TrackId, or a content hash) occurs once.")
+@daily_asset_check(asset=EVENTS, description="Each event_key (TrackId, or a content hash) occurs once.")
 def event_keys_unique(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
     with scratch_duckdb() as connection:
         connection.register("stored", read_partition(lake.lake(), landing.TABLE, context.partition_key))

@@ -3,6 +3,7 @@
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
+    AssetKey,
     AssetRecordsFilter,
     MetadataValue,
 )
@@ -13,9 +14,10 @@ from event_platform.lake.filesystem import Lake
 from event_platform.lake.io_manager import LakeResource
 from event_platform.partitions import daily_asset_check
 from event_platform.sources.tracking import SOURCE, landed
-from event_platform.sources.tracking.defs.assets import events
 from event_platform.sources.tracking.events import CONTEXT_FIELDS, EMAIL_PATTERN, PERSONAL_KEY_ALTERNATIVES
 from event_platform.staging import scratch_duckdb
+
+EVENTS = AssetKey([SOURCE.name, "events"])
 
 PERSONAL_KEY_PATTERN = f'(?i)"({PERSONAL_KEY_ALTERNATIVES})":' + r'\s*("[^"]|[-0-9tf\[{])'
 """A personal key (`"email":`) holding a value other than null or "" in event_data's JSON text."""
@@ -24,7 +26,7 @@ TEXT_COLUMNS = ("anon_username", *CONTEXT_FIELDS, "event_data")
 
 
 @daily_asset_check(
-    asset=events,
+    asset=EVENTS,
     description="Rows equal the events the collector acknowledged (the landed manifest's line counts) "
     "minus the duplicates and quarantined lines the materialization reported, and no uuid repeats.",
 )
@@ -62,7 +64,7 @@ def compare_rows_with_landing(store: Lake, day: str, duplicates: int) -> AssetCh
 
 
 @daily_asset_check(
-    asset=events,
+    asset=EVENTS,
     description="No stored text holds an email address, and event_data holds no key that names a person.",
 )
 def no_personal_data(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
@@ -85,7 +87,7 @@ def no_personal_data(context: AssetCheckExecutionContext, lake: LakeResource) ->
 
 def _reported_duplicates(context: AssetCheckExecutionContext, day: str) -> int:
     records = context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=events.key, asset_partitions=[day]), limit=1
+        AssetRecordsFilter(asset_key=EVENTS, asset_partitions=[day]), limit=1
     ).records
     if not records or records[0].asset_materialization is None:
         return 0

@@ -2,17 +2,16 @@
 
 import json
 
-from dagster import RunRequest, SensorEvaluationContext, SensorResult, sensor
+from dagster import AssetKey, RunRequest, SensorEvaluationContext, SensorResult, sensor
 
 from event_platform.lake.io_manager import LakeResource
 from event_platform.partitions import daily_partitions
 from event_platform.sources.tracking import landed
-from event_platform.sources.tracking.defs.assets import events
 
 
 @sensor(
     name="tracking_landed_files",
-    asset_selection=[events],
+    asset_selection=[AssetKey(["tracking", "events"])],
     minimum_interval_seconds=60,
     description="Requests a day of tracking/events when its landed manifest has a new version "
     "(cursor: the last version seen per day). Today's partition opens once the day is over.",
