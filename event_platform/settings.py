@@ -1,5 +1,6 @@
 """Every setting and secret of the platform: each environment variable declared once, here, with its type,
-default, validation and description.
+default, validation and description (what `.env.example` and the README's table show; both are generated
+from this module, `make settings-docs`).
 
 The variables are grouped in parts (`PARTS`), each a pydantic-settings class read from the environment when
 code asks for it (`Tracking.read()`), not once per process: tests and the sandbox change the environment,
@@ -14,12 +15,16 @@ their names, never their values. A source whose credentials are absent still loa
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
-from collections.abc import Mapping
+import sys
+import textwrap
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 
 from dagster import EnvVar, Failure
@@ -580,3 +585,113 @@ def resolved(value: str | None) -> str | None:
     a run (the CLI) the field still holds the EnvVar, a str of the variable's *name*, which must never be
     used as the secret itself."""
     return value.get_value() if isinstance(value, EnvVar) else value
+
+
+# ---- .env.example and the README's table, generated --------------------------------------------------
+
+ENV_EXAMPLE = Path(__file__).resolve().parents[1] / ".env.example"
+README = ENV_EXAMPLE.with_name("README.md")
+README_START = "<!-- settings:start -->"
+README_END = "<!-- settings:end -->"
+WIDTH = 105
+ENV_EXAMPLE_HEADER = """\
+# event-platform settings, generated from event_platform/settings.py by `make settings-docs` (edit there).
+# Copy to .env (read by `dagster dev` and by `event-platform`) and fill in the empty ones; a commented
+# line shows the default, or an example. The sandbox (`make demo`, `make ui`) sets its own values for
+# everything vendor-related.
+"""
+
+
+def shown(info: FieldInfo) -> str:
+    """A field's default as one writes it in the environment ('' for none)."""
+    value = info.default
+    if value is None or value in ((), {}):
+        return ""
+    if isinstance(value, bool):
+        switch = any(isinstance(item, BeforeValidator) and item.func is _on_off for item in info.metadata)
+        return ("on" if value else "off") if switch else str(value).lower()
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def description(info: FieldInfo) -> str:
+    text = info.description or ""
+    return f"Secret: {text[:1].lower()}{text[1:]}" if is_secret(info) else text
+
+
+def env_example() -> str:
+    """`.env.example`: every part under its heading, each variable with its description above it."""
+    lines = [ENV_EXAMPLE_HEADER.rstrip("\n")]
+    for part in PARTS:
+        lines += ["", f"# ---- {part.title} ".ljust(WIDTH, "-")]
+        if part.notes:
+            lines += [*_comment(part.notes), "#"]
+        for name, info in part.model_fields.items():
+            lines += _comment(description(info))
+            value = shown(info) or (info.examples[0] if info.examples else "")
+            fill_in = bool(info.json_schema_extra and info.json_schema_extra.get("fill_in"))
+            lines.append(f"{'' if fill_in else '# '}{part.name_of(name)}={value}")
+    return "\n".join(lines) + "\n"
+
+
+def _comment(text: str) -> list[str]:
+    return textwrap.wrap(text, WIDTH, initial_indent="# ", subsequent_indent="# ", break_on_hyphens=False)
+
+
+def readme_table() -> str:
+    """The README's table of every variable, default and description, between its marker comments."""
+    lines = [
+        README_START,
+        "<!-- Generated from event_platform/settings.py by `make settings-docs`: edit it there. -->",
+        "",
+        _row("Variable", "Default", "Description"),
+        "|---|---|---|",
+    ]
+    for part in PARTS:
+        lines.append(_row(f"**{part.title}**", "", _cell(part.notes)))
+        for name, info in part.model_fields.items():
+            default = f"`{shown(info)}`" if shown(info) else ""
+            example = f" E.g. `{info.examples[0]}`." if info.examples else ""
+            lines.append(_row(f"`{part.name_of(name)}`", default, _cell(description(info)) + example))
+    lines.append(README_END)
+    return "\n".join(lines)
+
+
+def _row(*cells: str) -> str:
+    return "|" + "|".join(f" {cell} " if cell else " " for cell in cells) + "|"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def readme_with_table(readme: str) -> str:
+    """The README with its table replaced by the generated one."""
+    if README_START not in readme or README_END not in readme:
+        raise ValueError(f"README.md lacks the lines {README_START} and {README_END} around the table")
+    start, end = readme.index(README_START), readme.index(README_END) + len(README_END)
+    return readme[:start] + readme_table() + readme[end:]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m event_platform.settings",
+        description="Print .env.example or the README's settings table, or write both into the checkout.",
+    )
+    parser.add_argument("what", choices=["env-example", "readme-table", "write"])
+    what = parser.parse_args(argv).what
+    if what == "env-example":
+        sys.stdout.write(env_example())
+    elif what == "readme-table":
+        print(readme_table())
+    else:
+        ENV_EXAMPLE.write_text(env_example())
+        README.write_text(readme_with_table(README.read_text()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,5 +1,5 @@
 """The settings: every variable declared once in settings.py, read when asked, checked with a message that
-names it, and secrets handed to Dagster only as EnvVars."""
+names it, secrets handed to Dagster only as EnvVars, and `.env.example` and the README generated from it."""
 
 from __future__ import annotations
 
@@ -51,7 +51,20 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
-# ---- Declared once -------------------------------------------------------------------------------
+# ---- Declared once, and documented from the declaration -------------------------------------------
+
+
+def test_env_example_is_generated_from_the_settings() -> None:
+    assert (REPO / ".env.example").read_text() == settings.env_example(), (
+        "`.env.example` differs from the settings: run `make settings-docs`"
+    )
+
+
+def test_the_readme_table_is_generated_from_the_settings() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert settings.readme_with_table(readme) == readme, (
+        "README.md's settings table differs from the settings: run `make settings-docs`"
+    )
 
 
 def test_every_variable_is_declared_once_and_described() -> None:
