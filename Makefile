@@ -7,7 +7,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster
 export EVENT_PLATFORM_LAKE ?= $(CURDIR)/data/lake
 export EVENT_PLATFORM_WAREHOUSE ?= $(CURDIR)/data/warehouse.duckdb
 
-.PHONY: install instance demo test ui bench lint clean
+.PHONY: install instance demo test ui bench lint settings-docs clean
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,10 @@ bench: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# .env.example and the README's settings table, from the declarations in event_platform/settings.py.
+settings-docs: install
+	$(BIN)/python -m event_platform.settings write
 
 clean:
 	rm -rf data .dagster/storage .dagster/history .dagster/schedules .dagster/logs .dagster/demo benchmarks/.work

@@ -15,7 +15,9 @@ import dagster as dg
 
 from event_platform import settings
 
-daily_partitions = dg.DailyPartitionsDefinition(start_date=settings.start_date(), timezone="UTC")
+daily_partitions = dg.DailyPartitionsDefinition(
+    start_date=settings.Platform.read().start_date.isoformat(), timezone="UTC"
+)
 
 
 def daily_asset_check(**kwargs: Any) -> Callable[[Callable[..., Any]], dg.AssetChecksDefinition]:

@@ -1,6 +1,6 @@
 """Retries with exponential backoff and full jitter, shared by every vendor client.
 
-Plain Python, no Dagster: clients raise `TransientError` for what the vendor documents as
+Plain Python, no Dagster API: clients raise `TransientError` for what the vendor documents as
 retryable (429, 5xx, a truncated body) and `call_with_retries` decides when to try again.
 
 A vendor's `Retry-After` is honoured up to `EVENT_PLATFORM_MAX_RETRY_AFTER_SECONDS` (default 300): a
@@ -14,7 +14,6 @@ import datetime as dt
 import email.utils
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Callable
@@ -22,6 +21,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import requests
+
+from event_platform import settings
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +46,11 @@ class RetryAfterTooLongError(RetriesExhaustedError):
 
 
 MAX_RETRY_AFTER_SETTING = "EVENT_PLATFORM_MAX_RETRY_AFTER_SECONDS"
-DEFAULT_MAX_RETRY_AFTER_SECONDS = 300.0
 
 
 def max_retry_after_seconds() -> float:
-    """The longest `Retry-After` honoured, from the environment (a positive number of seconds)."""
-    text = os.environ.get(MAX_RETRY_AFTER_SETTING)
-    if not text:
-        return DEFAULT_MAX_RETRY_AFTER_SECONDS
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ValueError(f"{MAX_RETRY_AFTER_SETTING} must be a positive number of seconds, got {text!r}")
-    return seconds
+    """The longest `Retry-After` honoured, as the environment sets it now."""
+    return settings.Platform.read().max_retry_after_seconds
 
 
 def describe_wait(seconds: float) -> str:

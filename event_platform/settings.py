@@ -1,25 +1,39 @@
-"""Every setting and secret of the platform, read from the environment in this one place.
+"""Every setting and secret of the platform: each environment variable declared once, here, with its type,
+default, validation and description (what `.env.example` and the README's table show; both are generated
+from this module, `make settings-docs`).
 
-Secrets become `dagster.EnvVar`s so Dagster shows their names, never their values. A source whose
-credentials are absent still loads; its resource raises `MissingSettingsError` naming the variables
-the moment something asks it for a client.
+The variables are grouped in parts (`PARTS`), each a pydantic-settings class read from the environment when
+code asks for it (`Tracking.read()`), not once per process: tests and the sandbox change the environment,
+and a wrong value fails where its part is used, naming the variable and what it must be
+(`InvalidSettingError`).
+`.env` is read by the CLI (`load_dotenv`) and by `dagster dev`, into the environment, not here.
+
+Secrets (`SecretStr`) reach Dagster resources only as `dagster.EnvVar`s (`Part.env_var`), so Dagster shows
+their names, never their values. A source whose credentials are absent still loads; its resource raises
+`MissingSettingsError` naming the variables the moment something asks it for a client.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
+import json
 import os
-from collections.abc import Mapping
-from typing import Any
+import sys
+import textwrap
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 
 from dagster import EnvVar, Failure
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from event_platform.lake.io_manager import LakeResource, ParquetLakeIOManager
 from event_platform.pseudonymise import Pseudonymiser
-
-DEFAULT_LAKE = "./data/lake"
-DEFAULT_WAREHOUSE = "./data/warehouse.duckdb"
-DEFAULT_START_DATE = "2025-01-01"
+from event_platform.warehouse.inference import Correction, Method
 
 
 class MissingSettingsError(Failure):
@@ -32,28 +46,519 @@ class MissingSettingsError(Failure):
         super().__init__(description=message, allow_retries=False)
 
 
-def setting(name: str, default: str | None = None) -> str | None:
-    """A plain (non-secret) setting: the variable's value, or `default` when unset or empty."""
-    return os.environ.get(name) or default
+class InvalidSettingError(ValueError):
+    """A variable is set to something the platform cannot use; the message names it and what it needs."""
 
 
-def positive_number(name: str, default: float) -> float:
-    """The setting `name` as a number above 0, `default` when unset; anything else is refused by name."""
-    text = setting(name)
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise ValueError(f"{name} must be a positive number; it is {text!r}")
+# ---- Types: what a value must be, said in the message when it is not -------------------------------
+
+
+@dataclass(frozen=True)
+class Must:
+    """What a variable of this type must be, as `InvalidSettingError` says it."""
+
+    text: str
+
+
+def _lowercase(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _on_off(value: object) -> object:
+    words = {"on": True, "off": False}
+    if isinstance(value, str) and (word := value.strip().lower()) in words:
+        return words[word]
+    if isinstance(value, bool):
+        return value
+    raise ValueError("not on or off")
+
+
+def _comma_list(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
     return value
 
 
-def secret(name: str) -> EnvVar | None:
-    """A secret as an EnvVar when the variable is set, else None so the resource can say what is missing."""
-    return EnvVar(name) if os.environ.get(name) else None
+def _json(value: object) -> object:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _past_day(value: object) -> object:
+    """YYYY-MM-DD, exactly (`date.fromisoformat` also takes 20250101), and not after today (UTC)."""
+    day = value
+    if isinstance(value, str):
+        if len(value) != len("YYYY-MM-DD"):
+            raise ValueError("not YYYY-MM-DD")
+        day = dt.date.fromisoformat(value)
+    if isinstance(day, dt.date) and day > dt.datetime.now(dt.UTC).date():
+        raise ValueError("in the future")
+    return day
+
+
+def _project_ids(value: object) -> object:
+    ids = _comma_list(value)
+    if isinstance(ids, tuple) and not all(isinstance(id_, str) and id_.isdigit() for id_ in ids):
+        raise ValueError("not digits")
+    return ids
+
+
+def one_of(options: type[Enum]) -> str:
+    return "one of " + ", ".join(str(option.value) for option in options)
+
+
+PositiveInt = Annotated[int, Field(gt=0), Must("a positive whole number")]
+PositiveNumber = Annotated[float, Field(gt=0, allow_inf_nan=False), Must("a positive number")]
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False), Must("a positive number of seconds")]
+Days = Annotated[int, Field(ge=1), Must("a whole number of days, 1 or more")]
+DaysOrZero = Annotated[int, Field(ge=0), Must("a whole number of days, 0 or more")]
+Switch = Annotated[bool, BeforeValidator(_on_off), Must("on or off")]
+TrueFalse = Annotated[bool, Must("true or false")]
+Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_list), Must("names separated by commas")]
+Secret = SecretStr | None
+
+DEFAULT_START_DATE = dt.date(2025, 1, 1)
+
+
+def var(
+    name: str | AliasChoices,
+    default: Any,
+    description: str,
+    *,
+    example: str | None = None,
+    fill_in: bool = False,
+) -> Any:
+    """A field read from the variable `name` (or the first of several names that is set).
+
+    `example` is shown where the default is empty; `fill_in` variables appear uncommented, empty, in
+    `.env.example`: the ones a new deployment sets."""
+    extra = {"fill_in": True} if fill_in else None
+    return Field(
+        default,
+        validation_alias=name,
+        description=description,
+        examples=[example] if example else None,
+        json_schema_extra=extra,
+    )
+
+
+# ---- The parts ---------------------------------------------------------------------------------------
+
+
+class Part(BaseSettings):
+    """A group of variables, read from the environment by `read()` (exact names, empty means unset)."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, env_ignore_empty=True, frozen=True)
+    title: ClassVar[str]
+    """The part's heading in `.env.example` and in the README's table."""
+    notes: ClassVar[str] = ""
+    """What else a reader of the part should know (variables that libraries, not our code, read)."""
+
+    @classmethod
+    def read(cls, **overrides: object) -> Self:
+        """The part as the environment sets it now; `overrides` that are not None win over the environment
+        (a resource's own configuration) and are checked the same way."""
+        given = {name: value for name, value in overrides.items() if value is not None}
+        try:
+            return cls(**{cls.name_of(name): value for name, value in given.items()})
+        except ValidationError as error:
+            problems = dict.fromkeys(cls._problem(detail, given) for detail in error.errors())
+            message = "; ".join(text for text, _ in problems)
+            if any(from_environment for _, from_environment in problems):
+                message += ". Fix it in the environment or in .env (see .env.example)"
+            raise InvalidSettingError(message + ".") from None
+
+    @classmethod
+    def name_of(cls, field: str) -> str:
+        """The variable a field is read from (the first name, where it has several)."""
+        return variable_names(cls.model_fields[field])[0]
+
+    @classmethod
+    def _problem(cls, detail: Mapping[str, Any], given: Mapping[str, object]) -> tuple[str, bool]:
+        """What is wrong, naming the variable and what it must be; and whether the environment set it."""
+        place = str(detail["loc"][0]) if detail["loc"] else ""
+        field = next((name for name, info in cls.model_fields.items() if place in variable_names(info)), None)
+        if field is None:
+            return f"{place}: {detail['msg']}", False
+        info = cls.model_fields[field]
+        must = next((item.text for item in info.metadata if isinstance(item, Must)), None)
+        requirement = f"must be {must}" if must else f"is wrong ({detail['msg']})"
+        value = given[field] if field in given else os.environ.get(place)
+        got = "(hidden)" if is_secret(info) else repr(value)
+        if field in given:
+            return f"{field} (as {cls.name_of(field)}) {requirement}, got {got}", False
+        return f"{place} {requirement}, got {got}", True
+
+    def env_var(self, field: str) -> EnvVar | None:
+        """A secret for a Dagster resource's configuration: its variable as a `dagster.EnvVar` (Dagster
+        reads the value when a run starts the resource and shows only the name); None when unset, so the
+        resource can say what is missing."""
+        return EnvVar(self.name_of(field)) if getattr(self, field) is not None else None
+
+
+def variable_names(info: FieldInfo) -> tuple[str, ...]:
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        return tuple(str(choice) for choice in alias.choices)
+    return (str(alias),)
+
+
+def is_secret(info: FieldInfo) -> bool:
+    return SecretStr in get_args(info.annotation)
+
+
+def reveal(secret: SecretStr | None) -> str | None:
+    """A secret's value, for code that runs outside Dagster's resources (the CLI, the collector)."""
+    return secret.get_secret_value() if secret is not None else None
+
+
+class Platform(Part):
+    title = "The lake and the warehouse"
+
+    lake: str = var(
+        "EVENT_PLATFORM_LAKE",
+        "./data/lake",
+        "A directory, or s3://bucket/prefix (then the S3 settings below apply).",
+    )
+    warehouse: str = var(
+        "EVENT_PLATFORM_WAREHOUSE",
+        "./data/warehouse.duckdb",
+        "The analysts' DuckDB file, written only by the warehouse/catalog asset.",
+    )
+    start_date: Annotated[
+        dt.date,
+        BeforeValidator(_past_day),
+        Must(f"a past day as YYYY-MM-DD (e.g. {DEFAULT_START_DATE})"),
+    ] = var(
+        "EVENT_PLATFORM_START_DATE",
+        DEFAULT_START_DATE,
+        "First daily partition (UTC). The sandbox (make demo, make ui) sets it to its own first day.",
+    )
+    pseudonym_key: Secret = var(
+        "EVENT_PLATFORM_PSEUDONYM_KEY",
+        None,
+        "Key of the keyed hash (HMAC-SHA256) that pseudonymises emails, names and IP addresses of every "
+        "source (Amplitude, Optimizely and the Profile Store need it). Changing it breaks joins with data "
+        "hashed under the old key.",
+        fill_in=True,
+    )
+    max_retry_after_seconds: Seconds = var(
+        "EVENT_PLATFORM_MAX_RETRY_AFTER_SECONDS",
+        300.0,
+        "The longest Retry-After a vendor client waits; a vendor asking for longer fails the call at once.",
+    )
+    extensions: Names = var(
+        "EVENT_PLATFORM_EXTENSIONS",
+        (),
+        "Packages (comma-separated) whose definitions() join the code location; the sandbox names its own.",
+    )
+
+
+class Warehouse(Part):
+    title = "The warehouse's DuckDB models"
+    notes = (
+        "The attribution window and the identity lookback shape the assets' partition mappings, so they "
+        "are read when the definitions load, not per run."
+    )
+
+    memory_limit: str = var(
+        "EVENT_PLATFORM_DUCKDB_MEMORY_LIMIT",
+        "2GB",
+        "Memory of each in-process DuckDB (it spills to disk past the limit).",
+    )
+    threads: PositiveInt = var("EVENT_PLATFORM_DUCKDB_THREADS", 2, "Threads of each in-process DuckDB.")
+    attribution_window_days: Days = var(
+        "EVENT_PLATFORM_ATTRIBUTION_WINDOW_DAYS",
+        7,
+        "Conversions count this many days after a visitor's first exposure.",
+    )
+    identity_lookback_days: Days = var(
+        "EVENT_PLATFORM_IDENTITY_LOOKBACK_DAYS",
+        30,
+        "Days of identity links (device seen with user) a day's events resolve through.",
+    )
+    identity_rules: str | None = var(
+        "EVENT_PLATFORM_IDENTITY_RULES",
+        None,
+        "Which source columns denote one person: source.column=namespace, comma-separated, strongest first "
+        "within a source (see event_platform/warehouse/identity.py); unset, each source's own.",
+        example="amplitude.user_id=user,amplitude.device_id=device,optimizely.visitor_id=user,"
+        "profile_store.device_id=device,tracking.anon_username=user",
+    )
+
+
+class Experiments(Part):
+    title = "Experiment results"
+
+    traffic_weights: Annotated[
+        dict[str, dict[str, float]],
+        NoDecode,
+        BeforeValidator(_json),
+        Must('JSON like {"<experiment_id>": {"<variation_id>": 0.5, ...}}'),
+    ] = var(
+        "EVENT_PLATFORM_EXPERIMENT_WEIGHTS",
+        {},
+        "Planned splits for experiments Optimizely's REST metadata does not give (the sample-ratio-mismatch "
+        'test uses the metadata\'s weights first): {"experiment_id": {"variation_id": weight}}.',
+    )
+    metrics_file: str | None = var(
+        "EVENT_PLATFORM_METRICS_FILE",
+        None,
+        "Metric and experiment definitions (YAML) for experiment_results; see the README's section for "
+        "analysts.",
+        example="metrics.yaml",
+    )
+    method: Annotated[Method, BeforeValidator(_lowercase), Must(one_of(Method))] = var(
+        "EVENT_PLATFORM_EXPERIMENT_METHOD",
+        Method.SEQUENTIAL,
+        "The test experiment_results uses: sequential (always-valid mixture SPRT, valid however often the "
+        "table is read), or fixed_z / fixed_welch for an experiment analysed once at a planned end.",
+    )
+    tuning_units: PositiveNumber = var(
+        "EVENT_PLATFORM_SEQUENTIAL_TUNING_UNITS",
+        100_000,
+        "Units (both arms) at which the sequential interval is narrowest; keep it for an experiment's life.",
+    )
+    correction: Annotated[Correction, BeforeValidator(_lowercase), Must(one_of(Correction))] = var(
+        "EVENT_PLATFORM_EXPERIMENT_CORRECTION",
+        Correction.BENJAMINI_HOCHBERG,
+        "Multiple-comparison correction across an experiment's metrics x variations: benjamini_hochberg or "
+        "holm.",
+    )
+    cuped: Switch = var(
+        "EVENT_PLATFORM_CUPED",
+        True,
+        "CUPED: adjust conversion, count and sum metrics by each unit's same metric over the 14 days before "
+        "its first exposure (narrower intervals where behaviour persists): on or off.",
+    )
+
+
+class Operations(Part):
+    title = "Operations"
+    notes = (
+        "The production instance (deploy/dagster.postgres.yaml) reads DAGSTER_PG_HOST, DAGSTER_PG_PORT "
+        "(5432), DAGSTER_PG_DB, DAGSTER_PG_USERNAME, DAGSTER_PG_PASSWORD, DAGSTER_COMPUTE_LOGS_BUCKET and "
+        "DAGSTER_COMPUTE_LOGS_PREFIX itself: PostgreSQL and S3 compute logs."
+    )
+
+    lookback_days: DaysOrZero = var(
+        "EVENT_PLATFORM_LOOKBACK_DAYS",
+        1,
+        "Each scheduled tick also re-materializes this many days before yesterday, for late data.",
+    )
+    alert_webhook_url: Secret = var(
+        "EVENT_PLATFORM_ALERT_WEBHOOK_URL",
+        None,
+        "Where failed runs (and assets turning stale) are POSTed as JSON, e.g. a Slack incoming webhook.",
+    )
+
+
+class S3(Part):
+    title = "S3 for the lake (moto, MinIO or AWS)"
+    notes = (
+        "Credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a "
+        "profile or a role), read by boto3, Arrow and delta-rs themselves."
+    )
+
+    endpoint_url: str | None = var(
+        "AWS_ENDPOINT_URL_S3",
+        None,
+        "An S3-compatible endpoint instead of AWS's (MinIO, moto).",
+        example="http://127.0.0.1:9000",
+    )
+    region: str = var(
+        AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),
+        "us-east-1",
+        "The lake's region (AWS_DEFAULT_REGION when AWS_REGION is unset).",
+    )
+
+
+class Amplitude(Part):
+    title = "Amplitude Export API"
+
+    api_key: Secret = var("AMPLITUDE_API_KEY", None, "The project's API key.", fill_in=True)
+    secret_key: Secret = var("AMPLITUDE_SECRET_KEY", None, "The project's secret key.", fill_in=True)
+    region: Annotated[Literal["us", "eu"], Must("us or eu")] = var(
+        "AMPLITUDE_REGION", "us", "us or eu (EU data residency: analytics.eu.amplitude.com)."
+    )
+    base_url: str | None = var(
+        "AMPLITUDE_BASE_URL",
+        None,
+        "An explicit scheme and host that replaces the region's; the client appends /api/2/export.",
+    )
+    max_uncompressed_bytes: PositiveInt = var(
+        "AMPLITUDE_MAX_UNCOMPRESSED_BYTES",
+        64 * 1024**3,
+        "Zip-bomb bound: the most bytes one day's export may decompress to.",
+    )
+    max_compression_ratio: PositiveNumber = var(
+        "AMPLITUDE_MAX_COMPRESSION_RATIO",
+        200.0,
+        "Zip-bomb bound: the most decompressed bytes per compressed byte of a member (NDJSON events gzip "
+        "5-20x).",
+    )
+
+
+class Optimizely(Part):
+    title = "Optimizely Enriched Events Export (E3)"
+
+    api_token: Secret = var(
+        "OPTIMIZELY_API_TOKEN",
+        None,
+        "A personal access token, which the platform exchanges for short-lived S3 credentials and reads "
+        "experiment metadata from the REST API with.",
+        fill_in=True,
+    )
+    account_id: str | None = var(
+        "OPTIMIZELY_ACCOUNT_ID", None, "Without a token: the account id, with plain AWS credentials."
+    )
+    bucket: str | None = var(
+        "OPTIMIZELY_BUCKET",
+        None,
+        "The export's bucket, with an account id; E3's own when unset.",
+        example="optimizely-events-data",
+    )
+    auth_url: str | None = var(
+        "OPTIMIZELY_AUTH_URL",
+        None,
+        "The Authentication API, for the sandbox or a proxy; Optimizely's when unset.",
+        example="https://api.optimizely.com/v2/export/credentials",
+    )
+    s3_endpoint_url: str | None = var(
+        "OPTIMIZELY_S3_ENDPOINT_URL", None, "E3's S3 endpoint, for the sandbox or a proxy; AWS's when unset."
+    )
+    data_dir: str | None = var(
+        "OPTIMIZELY_DATA_DIR",
+        None,
+        "Where `event-platform optimizely load` mirrors the export (as oevents' OPTIMIZELY_DATA_DIR).",
+    )
+    rest_url: str | None = var(
+        "OPTIMIZELY_REST_URL",
+        None,
+        "Base of the REST API's /v2/... and /flags/v1/..., for the sandbox or a proxy; Optimizely's when "
+        "unset.",
+        example="https://api.optimizely.com",
+    )
+    project_ids: Annotated[
+        tuple[str, ...],
+        NoDecode,
+        BeforeValidator(_project_ids),
+        Must("project ids (digits) separated by commas"),
+    ] = var(
+        "OPTIMIZELY_PROJECT_IDS",
+        (),
+        "Only these projects' experiment metadata (comma-separated ids); unset: every project the token "
+        "can see.",
+    )
+    rest_requests_per_second: PositiveNumber = var(
+        "OPTIMIZELY_REST_REQUESTS_PER_SECOND",
+        2.0,
+        "How fast experiment metadata is read (the Flags API allows 2 requests per second).",
+    )
+
+
+class ProfileStore(Part):
+    title = "Optimizely Profile Store"
+
+    base_url: str | None = var(
+        "PROFILE_STORE_BASE_URL",
+        None,
+        "The base URL issued to your account; the client appends /api/v2.0/...",
+        fill_in=True,
+    )
+    api_key: Secret = var("PROFILE_STORE_API_KEY", None, "The TrackEvents API's key.", fill_in=True)
+    page_size: PositiveInt = var(
+        "PROFILE_STORE_PAGE_SIZE",
+        1000,
+        "Events per request (the API's $top); $skip + $top always stays below the vendor's 10,000.",
+    )
+    time_suffix_z: TrueFalse = var(
+        "PROFILE_STORE_TIME_SUFFIX_Z",
+        False,
+        "Whether EventTime literals in $filter carry a trailing Z (the vendor's examples have none).",
+    )
+
+
+class Tracking(Part):
+    title = "First-party tracking"
+
+    collector_url: str = var(
+        "TRACKING_COLLECTOR_URL",
+        "http://127.0.0.1:8400",
+        "Where the Tracker sends events (`event-platform tracking serve` listens there).",
+    )
+    spool_dir: str = var(
+        "TRACKING_SPOOL_DIR",
+        "./data/tracking-spool",
+        "The Tracker's durable spool: events wait here while the collector is unreachable.",
+    )
+    event_types_file: str | None = var(
+        "TRACKING_EVENT_TYPES_FILE",
+        None,
+        "A JSON file of extra event types and their event_data fields, added to the built-in registry.",
+    )
+    max_event_bytes: PositiveInt = var(
+        "TRACKING_MAX_EVENT_BYTES", 64 * 1024, "The largest event the collector accepts and a Tracker sends."
+    )
+    max_batch_bytes: PositiveInt = var(
+        "TRACKING_MAX_BATCH_BYTES", 4 * 1024 * 1024, "The largest batch request the collector accepts."
+    )
+    flush_bytes: PositiveInt = var(
+        "TRACKING_FLUSH_BYTES",
+        8 * 1024 * 1024,
+        "The collector commits a landed file once its waiting events reach this many bytes...",
+    )
+    flush_age_seconds: Seconds = var(
+        "TRACKING_FLUSH_AGE_SECONDS",
+        0.5,
+        "...or once its oldest event has waited this long (the bound on an acknowledgement's latency).",
+    )
+    seen_uuids: PositiveInt = var(
+        "TRACKING_SEEN_UUIDS",
+        200_000,
+        "How many recent event uuids the collector remembers to acknowledge a re-send without storing it "
+        "twice.",
+    )
+    shared_secret: Secret = var(
+        "TRACKING_SHARED_SECRET",
+        None,
+        "When set, every request to the collector needs `Authorization: Bearer <secret>` (the Tracker sends "
+        "it).",
+    )
+    allowed_origins: Names = var(
+        "TRACKING_ALLOWED_ORIGINS",
+        (),
+        "Web origins whose pages may post client events cross-site (comma-separated); none by default.",
+        example="https://lms.example.org",
+    )
+    header_seconds: Seconds = var(
+        "TRACKING_HEADER_SECONDS", 10.0, "A request's head must arrive within this many seconds..."
+    )
+    body_seconds: Seconds = var("TRACKING_BODY_SECONDS", 10.0, "...and its body within this many more.")
+    keep_alive_seconds: Seconds = var(
+        "TRACKING_KEEP_ALIVE_SECONDS", 5.0, "An idle keep-alive connection closes after this many seconds."
+    )
+    max_connections: PositiveInt = var(
+        "TRACKING_MAX_CONNECTIONS",
+        1000,
+        "Connections and requests in flight; past it the collector answers 503 at once.",
+    )
+
+
+PARTS: tuple[type[Part], ...] = (
+    Platform,
+    Warehouse,
+    Experiments,
+    Operations,
+    S3,
+    Amplitude,
+    Optimizely,
+    ProfileStore,
+    Tracking,
+)
+"""Every part, in the order `.env.example` and the README list them."""
+
+
+# ---- Secrets at work -----------------------------------------------------------------------------------
 
 
 def require(source: str, values: Mapping[str, object | None]) -> None:
@@ -66,18 +571,11 @@ def require(source: str, values: Mapping[str, object | None]) -> None:
         )
 
 
-class InvalidSettingError(ValueError):
-    """A variable is set to something the platform cannot use; the message names it and what it needs."""
-
-
-PSEUDONYM_KEY = "EVENT_PLATFORM_PSEUDONYM_KEY"
-
-
 def pseudonymiser(source: str, key: str | None) -> Pseudonymiser:
     """The one keyed hash every source pseudonymises with, or MissingSettingsError naming the key
     (`key` is a resource's field, see `resolved`)."""
     value = resolved(key)
-    require(source, {PSEUDONYM_KEY: value})
+    require(source, {Platform.name_of("pseudonym_key"): value})
     assert value  # require() raised otherwise
     return Pseudonymiser(value)
 
@@ -89,38 +587,111 @@ def resolved(value: str | None) -> str | None:
     return value.get_value() if isinstance(value, EnvVar) else value
 
 
-def start_date() -> str:
-    """The first daily partition, YYYY-MM-DD; an unusable value is named at load, not deep in a run."""
-    value = setting("EVENT_PLATFORM_START_DATE", DEFAULT_START_DATE) or DEFAULT_START_DATE
-    try:
-        day = dt.date.fromisoformat(value)
-    except ValueError:
-        day = None
-    if day is None or len(value) != len("YYYY-MM-DD") or day > dt.datetime.now(dt.UTC).date():
-        raise InvalidSettingError(
-            f"EVENT_PLATFORM_START_DATE must be a past day as YYYY-MM-DD (e.g. {DEFAULT_START_DATE}), "
-            f"got {value!r}: fix it in the environment or in .env"
-        )
-    return value
+# ---- .env.example and the README's table, generated --------------------------------------------------
+
+ENV_EXAMPLE = Path(__file__).resolve().parents[1] / ".env.example"
+README = ENV_EXAMPLE.with_name("README.md")
+README_START = "<!-- settings:start -->"
+README_END = "<!-- settings:end -->"
+WIDTH = 105
+ENV_EXAMPLE_HEADER = """\
+# event-platform settings, generated from event_platform/settings.py by `make settings-docs` (edit there).
+# Copy to .env (read by `dagster dev` and by `event-platform`) and fill in the empty ones; a commented
+# line shows the default, or an example. The sandbox (`make demo`, `make ui`) sets its own values for
+# everything vendor-related.
+"""
 
 
-def lake_resource() -> LakeResource:
-    return LakeResource(
-        root=setting("EVENT_PLATFORM_LAKE", DEFAULT_LAKE) or DEFAULT_LAKE,
-        s3_endpoint_url=setting("AWS_ENDPOINT_URL_S3"),
+def shown(info: FieldInfo) -> str:
+    """A field's default as one writes it in the environment ('' for none)."""
+    value = info.default
+    if value is None or value in ((), {}):
+        return ""
+    if isinstance(value, bool):
+        switch = any(isinstance(item, BeforeValidator) and item.func is _on_off for item in info.metadata)
+        return ("on" if value else "off") if switch else str(value).lower()
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def description(info: FieldInfo) -> str:
+    text = info.description or ""
+    return f"Secret: {text[:1].lower()}{text[1:]}" if is_secret(info) else text
+
+
+def env_example() -> str:
+    """`.env.example`: every part under its heading, each variable with its description above it."""
+    lines = [ENV_EXAMPLE_HEADER.rstrip("\n")]
+    for part in PARTS:
+        lines += ["", f"# ---- {part.title} ".ljust(WIDTH, "-")]
+        if part.notes:
+            lines += [*_comment(part.notes), "#"]
+        for name, info in part.model_fields.items():
+            lines += _comment(description(info))
+            value = shown(info) or (info.examples[0] if info.examples else "")
+            fill_in = bool(info.json_schema_extra and info.json_schema_extra.get("fill_in"))
+            lines.append(f"{'' if fill_in else '# '}{part.name_of(name)}={value}")
+    return "\n".join(lines) + "\n"
+
+
+def _comment(text: str) -> list[str]:
+    return textwrap.wrap(text, WIDTH, initial_indent="# ", subsequent_indent="# ", break_on_hyphens=False)
+
+
+def readme_table() -> str:
+    """The README's table of every variable, default and description, between its marker comments."""
+    lines = [
+        README_START,
+        "<!-- Generated from event_platform/settings.py by `make settings-docs`: edit it there. -->",
+        "",
+        _row("Variable", "Default", "Description"),
+        "|---|---|---|",
+    ]
+    for part in PARTS:
+        lines.append(_row(f"**{part.title}**", "", _cell(part.notes)))
+        for name, info in part.model_fields.items():
+            default = f"`{shown(info)}`" if shown(info) else ""
+            example = f" E.g. `{info.examples[0]}`." if info.examples else ""
+            lines.append(_row(f"`{part.name_of(name)}`", default, _cell(description(info)) + example))
+    lines.append(README_END)
+    return "\n".join(lines)
+
+
+def _row(*cells: str) -> str:
+    return "|" + "|".join(f" {cell} " if cell else " " for cell in cells) + "|"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def readme_with_table(readme: str) -> str:
+    """The README with its table replaced by the generated one."""
+    if README_START not in readme or README_END not in readme:
+        raise ValueError(f"README.md lacks the lines {README_START} and {README_END} around the table")
+    start, end = readme.index(README_START), readme.index(README_END) + len(README_END)
+    return readme[:start] + readme_table() + readme[end:]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m event_platform.settings",
+        description="Print .env.example or the README's settings table, or write both into the checkout.",
     )
+    parser.add_argument("what", choices=["env-example", "readme-table", "write"])
+    what = parser.parse_args(argv).what
+    if what == "env-example":
+        sys.stdout.write(env_example())
+    elif what == "readme-table":
+        print(readme_table())
+    else:
+        ENV_EXAMPLE.write_text(env_example())
+        README.write_text(readme_with_table(README.read_text()))
+    return 0
 
 
-def resources() -> dict[str, Any]:
-    """The resources every part shares; each source and the warehouse register their own."""
-    lake = lake_resource()
-    return {"lake": lake, "io_manager": ParquetLakeIOManager(lake=lake)}
-
-
-EXTENSIONS = "EVENT_PLATFORM_EXTENSIONS"
-
-
-def extensions() -> list[str]:
-    """EVENT_PLATFORM_EXTENSIONS: packages whose `definitions()` join the code location (the sandbox
-    names its own, for its checks of planted truth)."""
-    return [name.strip() for name in (setting(EXTENSIONS) or "").split(",") if name.strip()]
+if __name__ == "__main__":
+    sys.exit(main())

@@ -33,19 +33,6 @@ from event_platform.sources import registry
 from event_platform.sources.registry import Source
 
 WAREHOUSE_GROUP = "warehouse"
-DEFAULT_LOOKBACK_DAYS = 1
-
-
-def lookback_days() -> int:
-    """EVENT_PLATFORM_LOOKBACK_DAYS: how many days before D each scheduled tick re-materializes."""
-    raw = settings.setting("EVENT_PLATFORM_LOOKBACK_DAYS", str(DEFAULT_LOOKBACK_DAYS))
-    try:
-        days = int(raw or DEFAULT_LOOKBACK_DAYS)
-    except ValueError:
-        days = -1
-    if days < 0:
-        raise ValueError(f"EVENT_PLATFORM_LOOKBACK_DAYS must be a whole number of days >= 0, got {raw!r}.")
-    return days
 
 
 # ---- Selections --------------------------------------------------------------------------------
@@ -135,7 +122,7 @@ def source_schedule(source: Source) -> dg.ScheduleDefinition:
         # The tick's date is part of the run key: tomorrow's tick must re-run today's D as its D-1.
         return [
             dg.RunRequest(run_key=f"{key}@{tick.date().isoformat()}", partition_key=key)
-            for key in partition_keys_for_tick(tick, lookback_days())
+            for key in partition_keys_for_tick(tick, settings.Operations.read().lookback_days)
         ]
 
     return daily_schedule

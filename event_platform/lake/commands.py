@@ -10,9 +10,9 @@ import argparse
 import sys
 from typing import TextIO
 
-from event_platform import settings
 from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
+from event_platform.lake.io_manager import lake_resource
 from event_platform.lake.migrate import migrate
 
 
@@ -38,7 +38,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _lake(arguments: argparse.Namespace) -> Lake:
-    configured = settings.lake_resource()
+    configured = lake_resource()
     return Lake.from_uri(arguments.lake or configured.root, s3_endpoint_url=configured.s3_endpoint_url)
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import os
 import time
 import uuid
 from collections.abc import Collection, Iterator, Mapping
@@ -36,6 +35,7 @@ from deltalake import CommitProperties, DeltaTable, WriterProperties, write_delt
 from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction
 
+from event_platform import settings
 from event_platform.columns import column
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import OUTSIDE_TABLES, PARTITION_KEY, partition_path
@@ -74,9 +74,7 @@ def storage_options(lake: Lake) -> dict[str, str]:
     AWS chain (environment, profile, instance or pod role), never from here."""
     if lake.is_local:
         return {}
-    options = {
-        "AWS_REGION": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    }
+    options = {"AWS_REGION": settings.S3.read().region}
     if lake.s3_endpoint_url:
         options["AWS_ENDPOINT_URL"] = lake.s3_endpoint_url
         if urlparse(lake.s3_endpoint_url).scheme == "http":

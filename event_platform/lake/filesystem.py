@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from event_platform import settings
 from event_platform.lake.publish import (
     MANIFEST_NAME,
     REPLACED_KEPT_FOR,
@@ -206,7 +207,7 @@ def _lake_from_uri(uri: str, s3_endpoint_url: str | None) -> Lake:
 
 def _s3_filesystem(endpoint_url: str | None) -> pafs.S3FileSystem:
     options: dict[str, object] = {
-        "region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        "region": settings.S3.read().region,
     }
     if endpoint_url:
         endpoint = urlparse(endpoint_url)

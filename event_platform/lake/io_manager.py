@@ -33,7 +33,7 @@ from dagster import (
     OutputContext,
 )
 
-from event_platform import metadata
+from event_platform import metadata, settings
 from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import PARTITION_KEY, partition_path
@@ -51,6 +51,11 @@ class LakeResource(ConfigurableResource):
 
     def lake(self) -> Lake:
         return Lake.from_uri(self.root, s3_endpoint_url=self.s3_endpoint_url)
+
+
+def lake_resource() -> LakeResource:
+    """The lake the environment names (EVENT_PLATFORM_LAKE, AWS_ENDPOINT_URL_S3)."""
+    return LakeResource(root=settings.Platform.read().lake, s3_endpoint_url=settings.S3.read().endpoint_url)
 
 
 class ParquetLakeIOManager(ConfigurableIOManager):

@@ -63,7 +63,7 @@ def run_sandbox(arguments: argparse.Namespace) -> int:
     from event_platform.sandbox.runner import Sandbox
 
     command = [part for part in arguments.command if part != "--"]
-    lake_root = settings.setting("EVENT_PLATFORM_LAKE", settings.DEFAULT_LAKE) or settings.DEFAULT_LAKE
+    lake_root = settings.Platform.read().lake
     days = last_complete_days(arguments.days)
     print(f"Starting the sandbox: {days[0]} to {days[-1]}, lake {lake_root} …", flush=True)
     with Sandbox(World(), lake_root=lake_root, days=days) as sandbox:

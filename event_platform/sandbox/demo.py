@@ -58,7 +58,7 @@ def run_demo(days: Sequence[dt.date], world: World) -> bool:
     """Backfill every asset over `days` through the daemon; print what happened. True if all passed."""
     if not WORKSPACE.exists():
         raise FileNotFoundError(f"The demo runs from a checkout of the repository: no {WORKSPACE}.")
-    lake_root = settings.setting("EVENT_PLATFORM_LAKE", settings.DEFAULT_LAKE) or settings.DEFAULT_LAKE
+    lake_root = settings.Platform.read().lake
     print(
         f"Sandbox world: {len(world.people)} people, {len(world.experiments)} experiments; lake {lake_root}"
     )
@@ -90,7 +90,7 @@ def run_demo(days: Sequence[dt.date], world: World) -> bool:
     summary = Summary.of_runs(instance, [run.run_id for run in outcome.runs])
     summary.print()
     # The demo ends with what an analyst came for, by experiment name.
-    warehouse = Path(settings.setting("EVENT_PLATFORM_WAREHOUSE", settings.DEFAULT_WAREHOUSE) or "")
+    warehouse = Path(settings.Platform.read().warehouse)
     print(f"\nExperiment results (again: `event-platform experiments results [NAME]`, from {warehouse})\n")
     try:
         print_results(warehouse)

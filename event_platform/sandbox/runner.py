@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
-import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from event_platform import settings
 from event_platform.lake.filesystem import Lake
 from event_platform.sandbox.world import World
 from event_platform.sources import registry
@@ -93,7 +93,7 @@ class Sandbox:
         work_dir = self.work_dir or Path(
             self._stack.enter_context(tempfile.TemporaryDirectory(prefix="sandbox-"))
         )
-        lake = Lake.from_uri(self.lake_root, s3_endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3"))
+        lake = Lake.from_uri(self.lake_root, s3_endpoint_url=settings.S3.read().endpoint_url)
         context = EmulatorContext(
             self.world,
             lake,

@@ -18,7 +18,6 @@ from typing import Any
 import duckdb
 
 from event_platform import settings
-from event_platform.defs.warehouse.resources import attribution_window_days
 from event_platform.warehouse.metrics import SETTING as METRICS_FILE_SETTING
 from event_platform.warehouse.metrics import MetricsFileError, load_config
 from event_platform.warehouse.summary import results_summary
@@ -40,7 +39,8 @@ def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
     results.add_argument(
         "--warehouse",
         default=None,
-        help=f"the analysts' DuckDB file ($EVENT_PLATFORM_WAREHOUSE, or {settings.DEFAULT_WAREHOUSE})",
+        help="the analysts' DuckDB file "
+        f"($EVENT_PLATFORM_WAREHOUSE, or {settings.Platform.model_fields['warehouse'].default})",
     )
     results.set_defaults(run=run_results)
 
@@ -50,11 +50,7 @@ def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def warehouse_path(given: str | None) -> Path:
-    return Path(
-        given
-        or settings.setting("EVENT_PLATFORM_WAREHOUSE", settings.DEFAULT_WAREHOUSE)
-        or settings.DEFAULT_WAREHOUSE
-    )
+    return Path(given or settings.Platform.read().warehouse)
 
 
 def read_results(warehouse: Path) -> list[dict[str, Any]]:
@@ -106,12 +102,12 @@ def run_results(arguments: argparse.Namespace) -> int:
 
 
 def run_check_metrics(arguments: argparse.Namespace) -> int:
-    path = arguments.file or settings.setting(METRICS_FILE_SETTING)
+    path = arguments.file or settings.Experiments.read().metrics_file
     if not path:
         print(f"error: give a file, or set {METRICS_FILE_SETTING}", file=sys.stderr)
         return 2
     try:
-        config = load_config(path, window_days=attribution_window_days())
+        config = load_config(path, window_days=settings.Warehouse.read().attribution_window_days)
     except MetricsFileError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -67,7 +67,8 @@ def parse_rules(text: str) -> tuple[IdentityRule, ...]:
 
 
 def configured_rules() -> tuple[IdentityRule, ...]:
-    text = settings.setting(RULES_SETTING)
+    """The rules of EVENT_PLATFORM_IDENTITY_RULES, else every registered source's."""
+    text = settings.Warehouse.read().identity_rules
     return parse_rules(text) if text else default_rules()
 
 

@@ -373,7 +373,7 @@ def known_event_types(source: str) -> Collection[str] | None:
     if source != "tracking":
         return None
     # The tracker validates every event against its registry, so nothing else can be in the lake.
-    return load_registry(settings.setting("TRACKING_EVENT_TYPES_FILE")).names
+    return load_registry(settings.Tracking.read().event_types_file).names
 
 
 def _metric(

@@ -27,7 +27,6 @@ few rows.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,19 +74,6 @@ class ResultsSettings:
     @property
     def srm_alpha(self) -> float:
         return self.inference.srm_alpha
-
-
-def parse_traffic_weights(text: str | None) -> dict[str, dict[str, float]]:
-    """`{"<experiment_id>": {"<variation_id>": weight, ...}, ...}` as JSON; empty when unset."""
-    if not text:
-        return {}
-    try:
-        raw = json.loads(text)
-        return {str(exp): {str(var): float(w) for var, w in weights.items()} for exp, weights in raw.items()}
-    except (ValueError, AttributeError, TypeError) as error:
-        raise ValueError(
-            'traffic weights must be JSON like {"<experiment_id>": {"<variation_id>": 0.5, ...}}'
-        ) from error
 
 
 @dataclass(frozen=True)

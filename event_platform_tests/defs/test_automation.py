@@ -114,7 +114,7 @@ def test_lookback_stops_at_the_first_partition() -> None:
 def test_a_bad_lookback_names_the_setting(monkeypatch: pytest.MonkeyPatch, bad: str) -> None:
     monkeypatch.setenv("EVENT_PLATFORM_LOOKBACK_DAYS", bad)
     with pytest.raises(ValueError, match="EVENT_PLATFORM_LOOKBACK_DAYS"):
-        automation.lookback_days()
+        settings.Operations.read()
 
 
 def test_schedules_follow_the_vendors_latency() -> None:

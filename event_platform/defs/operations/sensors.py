@@ -81,7 +81,7 @@ def deliver(alert: dict[str, Any], instance: dg.DagsterInstance, log: logging.Lo
     """Log, record under the instance, and POST when a webhook is configured."""
     log.error(alert["text"])
     alert["recorded_in"] = str(alerts.record(Path(instance.root_directory), alert))
-    url = settings.setting(alerts.WEBHOOK_SETTING)
+    url = settings.reveal(settings.Operations.read().alert_webhook_url)
     if not url:
         return
     try:

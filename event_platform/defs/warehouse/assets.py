@@ -51,13 +51,9 @@ from dagster import (
     asset,
 )
 
-from event_platform import metadata
+from event_platform import metadata, settings
 from event_platform.defs.warehouse import results_checks
-from event_platform.defs.warehouse.resources import (
-    WarehouseResource,
-    attribution_window_days,
-    identity_lookback_days,
-)
+from event_platform.defs.warehouse.resources import WarehouseResource
 from event_platform.lake import delta
 from event_platform.lake.io_manager import (
     ALLOW_MISSING_PARTITIONS,
@@ -76,8 +72,9 @@ from event_platform.warehouse.summary import experiment_summary
 
 GROUP = "warehouse"
 OPTIONAL_INPUT = {ALLOW_MISSING_PARTITIONS: True}
-WINDOW_DAYS = attribution_window_days()
-LINKS_LOOKBACK_DAYS = identity_lookback_days()
+# The attribution window and the identity lookback shape the partition mappings: read as the code loads.
+WINDOW_DAYS = settings.Warehouse.read().attribution_window_days
+LINKS_LOOKBACK_DAYS = settings.Warehouse.read().identity_lookback_days
 """`events` and `experiment_exposures` for day D resolve people through the links of D-this .. D."""
 EXPOSURES_LOOKBACK_DAYS = WINDOW_DAYS + 1
 """`experiment_conversions` for day D joins the exposures of D-this .. D."""
@@ -465,7 +462,7 @@ def experiment_results_daily(
     sequential tests continue from the day before's, so every daily look is valid. Each day's metadata
     holds the primary metric's lift and interval as numbers, which the asset's Plots tab draws day by
     day."""
-    settings = warehouse.results_settings(WINDOW_DAYS)
+    analysis = warehouse.results_settings(WINDOW_DAYS)
 
     def results_of(day: str) -> Iterator[tuple[str, pa.RecordBatchReader]]:
         with warehouse.engine() as engine:
@@ -474,7 +471,7 @@ def experiment_results_daily(
                 _days(state, day),
                 _own_days(lake, RESULTS_DAILY, _earlier_days(day)),
                 _catalog(warehouse, experiment_metadata, metric_metadata, day),
-                settings,
+                analysis,
             )
         context.add_asset_metadata(
             {**_metadata(_counts(output.metadata)), **results_daily.chart_metadata(output.table.to_pylist())},

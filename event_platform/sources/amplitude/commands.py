@@ -1,7 +1,7 @@
 """`event-platform amplitude export`: the lake's Amplitude layout for a range of days, without Dagster.
 
-Credentials come from the environment (AMPLITUDE_API_KEY, AMPLITUDE_SECRET_KEY, AMPLITUDE_REGION or
-AMPLITUDE_BASE_URL, and AWS_ENDPOINT_URL_S3 for an S3 `--output`), as they do for the assets. Each day is
+Credentials and the zip-bomb bounds come from the environment (`settings.Amplitude`, and
+AWS_ENDPOINT_URL_S3 for an S3 `--output`), as they do for the assets. Each day is
 landed raw (`raw/amplitude/date=D/`) and then typed (`amplitude/events/date=D/`) by the same functions
 the assets call, so the two paths cannot drift apart.
 """
@@ -62,18 +62,23 @@ def run_export(arguments: argparse.Namespace, out: TextIO | None = None) -> int:
     if end < start:
         arguments.export_parser.error(f"--end {end} is before --start {start}")
     try:
+        amplitude = settings.Amplitude.read()
         client = build_client(
-            api_key=settings.setting("AMPLITUDE_API_KEY"),
-            secret_key=settings.setting("AMPLITUDE_SECRET_KEY"),
-            region=settings.setting("AMPLITUDE_REGION", "us"),
-            base_url=settings.setting("AMPLITUDE_BASE_URL"),
+            api_key=settings.reveal(amplitude.api_key),
+            secret_key=settings.reveal(amplitude.secret_key),
+            region=amplitude.region,
+            base_url=amplitude.base_url,
+            max_uncompressed_bytes=amplitude.max_uncompressed_bytes,
+            max_compression_ratio=amplitude.max_compression_ratio,
         )
-        pseudonymiser = settings.pseudonymiser("Amplitude", settings.setting(settings.PSEUDONYM_KEY))
+        pseudonymiser = settings.pseudonymiser(
+            "Amplitude", settings.reveal(settings.Platform.read().pseudonym_key)
+        )
     except settings.MissingSettingsError as error:
         print(error, file=out)
         return 2
     try:
-        lake = Lake.from_uri(arguments.output, s3_endpoint_url=settings.setting("AWS_ENDPOINT_URL_S3"))
+        lake = Lake.from_uri(arguments.output, s3_endpoint_url=settings.S3.read().endpoint_url)
     except ValueError as error:
         print(f"error: --output: {error}", file=out)
         return 2

@@ -1,8 +1,9 @@
 """`event-platform optimizely auth | paths | ls | load`: the `oevents` commands E3 users know, same flags;
 and `event-platform optimizely experiments`: the experiments' metadata from the REST API.
 
-Flags fall back to the environment as `oevents` does (`--token`/OPTIMIZELY_API_TOKEN,
-`--output`/OPTIMIZELY_DATA_DIR), plus OPTIMIZELY_AUTH_URL / OPTIMIZELY_S3_ENDPOINT_URL for the sandbox.
+Flags not given fall back to the environment (`settings.Optimizely`) as `oevents`' do
+(`--token`/OPTIMIZELY_API_TOKEN, `--output`/OPTIMIZELY_DATA_DIR), plus OPTIMIZELY_AUTH_URL /
+OPTIMIZELY_S3_ENDPOINT_URL for the sandbox; the environment is read when a command runs.
 Unlike `oevents`, `--event` with `--type decisions` (and `--experiment` with events) is refused, and
 date ranges are compared as dates.
 """
@@ -11,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
+from event_platform import settings
 from event_platform.dates import iso_date
 from event_platform.lake.layout import checked_relative_name
 from event_platform.retry import RetriesExhaustedError
@@ -29,7 +30,6 @@ from event_platform.sources.optimizely.client import (
     E3Location,
     E3Object,
 )
-from event_platform.sources.optimizely.defs.resources import parse_project_ids, requests_per_second
 from event_platform.sources.optimizely.experiments import format_listing, read_snapshot
 from event_platform.sources.optimizely.rest_client import (
     DEFAULT_REST_URL,
@@ -41,26 +41,17 @@ from event_platform.sources.optimizely.schema import DATA_TYPES, e3_type
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     token = argparse.ArgumentParser(add_help=False)
-    token.add_argument(
-        "--token",
-        default=os.environ.get("OPTIMIZELY_API_TOKEN"),
-        help="personal access token (default: $OPTIMIZELY_API_TOKEN)",
-    )
+    token.add_argument("--token", help="personal access token (default: $OPTIMIZELY_API_TOKEN)")
     access = argparse.ArgumentParser(add_help=False, parents=[token])
     access.add_argument(
         "--account-id",
-        default=os.environ.get("OPTIMIZELY_ACCOUNT_ID"),
-        help="account id, for plain AWS credentials instead of a token",
+        help="account id, for plain AWS credentials instead of a token (default: $OPTIMIZELY_ACCOUNT_ID)",
     )
     access.add_argument(
-        "--bucket",
-        default=os.environ.get("OPTIMIZELY_BUCKET"),
-        help="bucket, with --account-id (default: optimizely-events-data)",
+        "--bucket", help="bucket, with --account-id (default: $OPTIMIZELY_BUCKET, else E3's own)"
     )
-    access.add_argument("--auth-url", default=os.environ.get("OPTIMIZELY_AUTH_URL"), help=argparse.SUPPRESS)
-    access.add_argument(
-        "--s3-endpoint-url", default=os.environ.get("OPTIMIZELY_S3_ENDPOINT_URL"), help=argparse.SUPPRESS
-    )
+    access.add_argument("--auth-url", help=argparse.SUPPRESS)
+    access.add_argument("--s3-endpoint-url", help=argparse.SUPPRESS)
     source = subparsers.add_parser("optimizely", help="Optimizely Enriched Events Export (E3), like oevents")
     commands = source.add_subparsers(dest="optimizely_command", required=True, metavar="COMMAND")
 
@@ -84,11 +75,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     only = load.add_mutually_exclusive_group()
     only.add_argument("--experiment", help="only this experiment id (decisions)")
     only.add_argument("--event", help="only this event name (events)")
-    load.add_argument(
-        "--output",
-        default=os.environ.get("OPTIMIZELY_DATA_DIR"),
-        help="local directory (default: $OPTIMIZELY_DATA_DIR)",
-    )
+    load.add_argument("--output", help="local directory (default: $OPTIMIZELY_DATA_DIR)")
     load.set_defaults(run=run_load, load_parser=load)
 
     experiments = commands.add_parser(
@@ -101,15 +88,34 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         help="only this project id (repeatable; default: $OPTIMIZELY_PROJECT_IDS, else every project)",
     )
-    experiments.add_argument(
-        "--rest-url",
-        default=os.environ.get("OPTIMIZELY_REST_URL") or DEFAULT_REST_URL,
-        help=argparse.SUPPRESS,
-    )
+    experiments.add_argument("--rest-url", help=argparse.SUPPRESS)
     experiments.set_defaults(run=run_experiments)
 
 
+FLAG_SETTINGS = {
+    "account_id": "account_id",
+    "bucket": "bucket",
+    "auth_url": "auth_url",
+    "s3_endpoint_url": "s3_endpoint_url",
+    "output": "data_dir",
+    "rest_url": "rest_url",
+}
+"""A command's flag -> the `settings.Optimizely` field it falls back to (and `--token` to the token)."""
+
+
+def from_environment(arguments: argparse.Namespace) -> settings.Optimizely:
+    """Give the flags not given the environment's values; the environment's settings."""
+    optimizely = settings.Optimizely.read()
+    if arguments.token is None:
+        arguments.token = settings.reveal(optimizely.api_token)
+    for flag, field in FLAG_SETTINGS.items():
+        if hasattr(arguments, flag) and getattr(arguments, flag) is None:
+            setattr(arguments, flag, getattr(optimizely, field))
+    return optimizely
+
+
 def run_auth(arguments: argparse.Namespace) -> int:
+    from_environment(arguments)
     if not arguments.token:
         return fail("auth needs an API token: pass --token or set OPTIMIZELY_API_TOKEN.")
     try:
@@ -130,6 +136,7 @@ def run_auth(arguments: argparse.Namespace) -> int:
 
 
 def run_paths(arguments: argparse.Namespace) -> int:
+    from_environment(arguments)
     try:
         location = _location(arguments)
     except (E3Error, RetriesExhaustedError, ValueError) as error:
@@ -140,6 +147,7 @@ def run_paths(arguments: argparse.Namespace) -> int:
 
 
 def run_ls(arguments: argparse.Namespace) -> int:
+    from_environment(arguments)
     e3 = e3_type(arguments.type)
     try:
         client = _client(arguments)
@@ -156,6 +164,7 @@ def run_ls(arguments: argparse.Namespace) -> int:
 
 
 def run_load(arguments: argparse.Namespace) -> int:
+    from_environment(arguments)
     parser: argparse.ArgumentParser = arguments.load_parser
     e3 = e3_type(arguments.type)
     if arguments.event and e3.name != "events":
@@ -205,16 +214,19 @@ def run_load(arguments: argparse.Namespace) -> int:
 
 
 def run_experiments(arguments: argparse.Namespace) -> int:
+    optimizely = from_environment(arguments)
     if not arguments.token:
         return fail("experiments needs an API token: pass --token or set OPTIMIZELY_API_TOKEN.")
     try:
-        projects = arguments.project or parse_project_ids(os.environ.get("OPTIMIZELY_PROJECT_IDS"))
+        projects = optimizely.project_ids
+        if arguments.project:  # checked as OPTIMIZELY_PROJECT_IDS is, which they replace
+            projects = settings.Optimizely.read(project_ids=",".join(arguments.project)).project_ids
         client = OptimizelyRestClient(
             arguments.token,
-            base_url=arguments.rest_url,
-            requests_per_second=requests_per_second(),
+            base_url=arguments.rest_url or DEFAULT_REST_URL,
+            requests_per_second=optimizely.rest_requests_per_second,
         )
-        snapshot = read_snapshot(client, parse_project_ids(",".join(projects)))
+        snapshot = read_snapshot(client, projects)
     except (OptimizelyRestError, RetriesExhaustedError, ValueError) as error:
         return fail(str(error))
     for line in format_listing(snapshot):

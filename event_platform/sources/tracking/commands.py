@@ -6,6 +6,7 @@ import argparse
 import json
 
 from event_platform import settings
+from event_platform.lake.io_manager import lake_resource
 from event_platform.sources.tracking.collector import Collector
 from event_platform.sources.tracking.defs.resources import (
     collector_settings,
@@ -47,8 +48,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _serve(arguments: argparse.Namespace) -> int:
-    lake = settings.lake_resource().lake()
-    registry = load_registry(settings.setting("TRACKING_EVENT_TYPES_FILE"))
+    lake = lake_resource().lake()
+    registry = load_registry(settings.Tracking.read().event_types_file)
     limits, collector_limits = server_limits(), collector_settings()
     print(f"Collector on http://{arguments.host}:{arguments.port}/api/tracking, landing in {lake.uri()}")
     run_workers(

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from scipy import stats as scipy_stats
 
-from event_platform.defs.warehouse.resources import WarehouseResource, attribution_window_days
+from event_platform import settings
+from event_platform.defs.warehouse.resources import WarehouseResource
 from event_platform.warehouse.experiment_catalog import Catalog, build_catalog, control_order
 from event_platform.warehouse.inference import Correction, InferenceSettings, Method
 from event_platform.warehouse.metrics import EMPTY, parse_config
@@ -18,7 +19,6 @@ from event_platform.warehouse.results import (
     ResultsSettings,
     allocations,
     decide,
-    parse_traffic_weights,
     result_rows,
 )
 from event_platform.warehouse.summary import experiment_summary, number, p_value, percent
@@ -401,21 +401,41 @@ def test_numbers_are_rounded_as_people_read_them() -> None:
     assert (p_value(0.0004), p_value(0.04123)) == ("< 0.001", "0.041")
 
 
-def test_traffic_weights_setting() -> None:
-    assert parse_traffic_weights(None) == {}
-    assert parse_traffic_weights('{"9": {"1": 3, "2": 1}}') == {"9": {"1": 3.0, "2": 1.0}}
-    with pytest.raises(ValueError, match="traffic weights must be JSON"):
-        parse_traffic_weights('{"9": [1, 2]}')
+def test_traffic_weights_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EVENT_PLATFORM_EXPERIMENT_WEIGHTS", raising=False)
+    assert WarehouseResource().results_settings(7).traffic_weights == {}
+    resource = WarehouseResource(traffic_weights='{"9": {"1": 3, "2": 1}}')
+    assert resource.results_settings(7).traffic_weights == {"9": {"1": 3.0, "2": 1.0}}
+    with pytest.raises(ValueError, match=r"traffic_weights \(as EVENT_PLATFORM_EXPERIMENT_WEIGHTS\) must"):
+        WarehouseResource(traffic_weights='{"9": [1, 2]}').results_settings(7)
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EVENT_PLATFORM_WAREHOUSE", "/tmp/analysts.duckdb")
     monkeypatch.setenv("EVENT_PLATFORM_EXPERIMENT_WEIGHTS", '{"9": {"1": 1, "2": 1}}')
     monkeypatch.setenv("EVENT_PLATFORM_ATTRIBUTION_WINDOW_DAYS", "14")
+    monkeypatch.setenv("EVENT_PLATFORM_EXPERIMENT_METHOD", "Fixed_Welch")
+    monkeypatch.setenv("EVENT_PLATFORM_CUPED", "off")
     resource = WarehouseResource()
+    window_days = settings.Warehouse.read().attribution_window_days
+    results_settings = resource.results_settings(window_days)
     assert str(resource.warehouse_path()) == "/tmp/analysts.duckdb"
-    assert resource.results_settings(attribution_window_days()).traffic_weights == {"9": {"1": 1.0, "2": 1.0}}
-    assert attribution_window_days() == 14
+    assert results_settings.traffic_weights == {"9": {"1": 1.0, "2": 1.0}}
+    assert (results_settings.inference.method, results_settings.cuped) == (Method.FIXED_WELCH, False)
+    assert window_days == 14
     monkeypatch.setenv("EVENT_PLATFORM_ATTRIBUTION_WINDOW_DAYS", "a week")
     with pytest.raises(ValueError, match="EVENT_PLATFORM_ATTRIBUTION_WINDOW_DAYS must be a whole number"):
-        attribution_window_days()
+        settings.Warehouse.read()
+
+
+def test_the_resource_s_fields_win_and_are_checked_like_the_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EVENT_PLATFORM_CUPED", "off")
+    assert WarehouseResource(cuped=True, correction="holm").results_settings(7).cuped
+    assert WarehouseResource(correction="holm").results_settings(7).inference.correction == Correction.HOLM
+    with pytest.raises(ValueError, match=r"method \(as EVENT_PLATFORM_EXPERIMENT_METHOD\) must be one of"):
+        WarehouseResource(method="bayesian").results_settings(7)
+    monkeypatch.setenv("EVENT_PLATFORM_CUPED", "yes")
+    with pytest.raises(ValueError, match="EVENT_PLATFORM_CUPED must be on or off, got 'yes'"):
+        WarehouseResource().results_settings(7)

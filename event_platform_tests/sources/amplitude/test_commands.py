@@ -76,6 +76,15 @@ def test_a_refusal_is_reported_and_fails_the_command(
     assert code == 1 and "check the API key" in output and "wrong-secret" not in output
 
 
+def test_the_zip_bomb_bounds_are_the_assets_settings(
+    amplitude_env: AmplitudeEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AMPLITUDE_MAX_UNCOMPRESSED_BYTES", "1000")
+    code, output = run("amplitude", "export", "--start", "2026-11-01", "--end", "2026-11-01",
+                       "--output", str(tmp_path))  # fmt: skip
+    assert code == 1 and "AMPLITUDE_MAX_UNCOMPRESSED_BYTES=1000" in output
+
+
 def test_end_before_start_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exited:
         run("amplitude", "export", "--start", "2026-11-02", "--end", "2026-11-01", "--output", str(tmp_path))

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import responses
 
+from event_platform import settings
 from event_platform.retry import NO_WAIT, RetriesExhaustedError
-from event_platform.sources.optimizely.defs.resources import parse_project_ids, requests_per_second
+from event_platform.sources.optimizely.defs.resources import OptimizelyResource
 from event_platform.sources.optimizely.experiments import read_snapshot
 from event_platform.sources.optimizely.rest_client import (
     DEFAULT_REST_URL,
@@ -262,14 +263,15 @@ def test_requests_are_spaced_to_the_configured_rate() -> None:
 
 
 def test_settings_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert parse_project_ids(" 12, 34 ,") == ["12", "34"]
-    assert parse_project_ids(None) == []
+    for name in ("OPTIMIZELY_PROJECT_IDS", "OPTIMIZELY_REST_REQUESTS_PER_SECOND"):
+        monkeypatch.delenv(name, raising=False)
+    assert OptimizelyResource(project_ids=" 12, 34 ,").rest_project_ids() == ["12", "34"]
+    assert OptimizelyResource().rest_project_ids() == []
     with pytest.raises(ValueError, match="OPTIMIZELY_PROJECT_IDS"):
-        parse_project_ids("12,web")
-    monkeypatch.delenv("OPTIMIZELY_REST_REQUESTS_PER_SECOND", raising=False)
-    assert requests_per_second() == 2.0
+        OptimizelyResource(project_ids="12,web").rest_project_ids()
+    assert settings.Optimizely.read().rest_requests_per_second == 2.0
     monkeypatch.setenv("OPTIMIZELY_REST_REQUESTS_PER_SECOND", "fast")
     with pytest.raises(ValueError, match="OPTIMIZELY_REST_REQUESTS_PER_SECOND"):
-        requests_per_second()
+        settings.Optimizely.read()
     with pytest.raises(OptimizelyAuthError, match="OPTIMIZELY_API_TOKEN"):
         OptimizelyRestClient("")

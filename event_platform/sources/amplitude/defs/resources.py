@@ -70,16 +70,13 @@ def build_client(
 
 def amplitude_resource() -> AmplitudeResource:
     """The resource as the environment configures it; the keys stay EnvVars, never plain strings."""
+    amplitude = settings.Amplitude.read()
     return AmplitudeResource(
-        api_key=settings.secret("AMPLITUDE_API_KEY"),
-        secret_key=settings.secret("AMPLITUDE_SECRET_KEY"),
-        region=settings.setting("AMPLITUDE_REGION", "us") or "us",
-        pseudonym_key=settings.secret(settings.PSEUDONYM_KEY),
-        base_url=settings.setting("AMPLITUDE_BASE_URL"),
-        max_uncompressed_bytes=int(
-            settings.setting("AMPLITUDE_MAX_UNCOMPRESSED_BYTES") or DEFAULT_MAX_UNCOMPRESSED_BYTES
-        ),
-        max_compression_ratio=float(
-            settings.setting("AMPLITUDE_MAX_COMPRESSION_RATIO") or DEFAULT_MAX_COMPRESSION_RATIO
-        ),
+        api_key=amplitude.env_var("api_key"),
+        secret_key=amplitude.env_var("secret_key"),
+        region=amplitude.region,
+        pseudonym_key=settings.Platform.read().env_var("pseudonym_key"),
+        base_url=amplitude.base_url,
+        max_uncompressed_bytes=amplitude.max_uncompressed_bytes,
+        max_compression_ratio=amplitude.max_compression_ratio,
     )

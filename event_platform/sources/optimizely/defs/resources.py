@@ -19,18 +19,6 @@ SOURCE_LABEL = "Optimizely E3"
 REST_LABEL = "Optimizely's REST API (experiment metadata)"
 
 
-def parse_project_ids(text: str | None) -> list[str]:
-    """OPTIMIZELY_PROJECT_IDS: comma-separated project ids; empty means every project the token sees."""
-    ids = [part.strip() for part in (text or "").split(",") if part.strip()]
-    wrong = [project_id for project_id in ids if not project_id.isdigit()]
-    if wrong:
-        raise ValueError(
-            f"OPTIMIZELY_PROJECT_IDS holds {', '.join(map(repr, wrong))}: give project ids (digits), "
-            "separated by commas"
-        )
-    return ids
-
-
 class OptimizelyResource(ConfigurableResource):
     """E3 access: a personal access token (temporary credentials), else plain AWS credentials + account id."""
 
@@ -77,24 +65,20 @@ class OptimizelyResource(ConfigurableResource):
         )
 
     def rest_project_ids(self) -> list[str]:
-        return parse_project_ids(self.project_ids)
+        return list(settings.Optimizely.read(project_ids=self.project_ids).project_ids)
 
 
 def optimizely_resource() -> OptimizelyResource:
     """The resource as the environment configures it; the token stays an EnvVar, never a plain string."""
+    optimizely = settings.Optimizely.read()
     return OptimizelyResource(
-        api_token=settings.secret("OPTIMIZELY_API_TOKEN"),
-        auth_url=settings.setting("OPTIMIZELY_AUTH_URL"),
-        s3_endpoint_url=settings.setting("OPTIMIZELY_S3_ENDPOINT_URL"),
-        account_id=settings.setting("OPTIMIZELY_ACCOUNT_ID"),
-        bucket=settings.setting("OPTIMIZELY_BUCKET"),
-        pseudonym_key=settings.secret(settings.PSEUDONYM_KEY),
-        rest_url=settings.setting("OPTIMIZELY_REST_URL"),
-        project_ids=settings.setting("OPTIMIZELY_PROJECT_IDS"),
-        rest_requests_per_second=requests_per_second(),
+        api_token=optimizely.env_var("api_token"),
+        auth_url=optimizely.auth_url,
+        s3_endpoint_url=optimizely.s3_endpoint_url,
+        account_id=optimizely.account_id,
+        bucket=optimizely.bucket,
+        pseudonym_key=settings.Platform.read().env_var("pseudonym_key"),
+        rest_url=optimizely.rest_url,
+        project_ids=",".join(optimizely.project_ids) or None,
+        rest_requests_per_second=optimizely.rest_requests_per_second,
     )
-
-
-def requests_per_second() -> float:
-    """OPTIMIZELY_REST_REQUESTS_PER_SECOND, positive (default 2: the Flags API's documented limit)."""
-    return settings.positive_number("OPTIMIZELY_REST_REQUESTS_PER_SECOND", DEFAULT_REQUESTS_PER_SECOND)

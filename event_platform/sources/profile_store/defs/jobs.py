@@ -50,11 +50,7 @@ def forget_person(
     then their old versions), raw page and warehouse table that holds them. It writes the warehouse
     file, hence the `warehouse` pool."""
     who = person(config, profile_store)
-    warehouse = Path(
-        config.warehouse_path
-        or settings.setting("EVENT_PLATFORM_WAREHOUSE", settings.DEFAULT_WAREHOUSE)
-        or settings.DEFAULT_WAREHOUSE
-    )
+    warehouse = Path(config.warehouse_path or settings.Platform.read().warehouse)
     report = forget.forget(
         who,
         lake=lake.lake(),

@@ -1,10 +1,5 @@
-"""The Dagster resource that builds a Profile Store client and the pseudonymiser from the environment.
-
-Variables: PROFILE_STORE_BASE_URL, PROFILE_STORE_API_KEY (secret), PROFILE_STORE_PAGE_SIZE (default 1000),
-PROFILE_STORE_TIME_SUFFIX_Z (default false: EventTime literals in $filter are written without a trailing
-`Z`, as in the vendor's documented examples; set true if your tenant wants it) and
-EVENT_PLATFORM_PSEUDONYM_KEY (secret; the keyed hash's key, keep it stable or joins on pseudonyms break).
-"""
+"""The Dagster resource that builds a Profile Store client and the pseudonymiser from the environment
+(`settings.ProfileStore`, and the pseudonym key of `settings.Platform`)."""
 
 from __future__ import annotations
 
@@ -19,7 +14,6 @@ from event_platform.pseudonymise import Pseudonymiser
 from event_platform.sources.profile_store.client import DEFAULT_PAGE_SIZE, ProfileStoreClient
 
 SOURCE_LABEL = "Profile Store"
-TRUE_WORDS = ("1", "true", "yes", "on")
 SECRET_FIELDS = ("api_key", "pseudonym_key")
 
 
@@ -53,10 +47,11 @@ class ProfileStoreResource(ConfigurableResource):
 
 def profile_store_resource() -> ProfileStoreResource:
     """The resource as the environment configures it; the keys stay EnvVars, never plain strings."""
+    profile_store = settings.ProfileStore.read()
     return ProfileStoreResource(
-        base_url=settings.setting("PROFILE_STORE_BASE_URL"),
-        api_key=settings.secret("PROFILE_STORE_API_KEY"),
-        pseudonym_key=settings.secret("EVENT_PLATFORM_PSEUDONYM_KEY"),
-        page_size=int(settings.setting("PROFILE_STORE_PAGE_SIZE") or DEFAULT_PAGE_SIZE),
-        time_suffix_z=(settings.setting("PROFILE_STORE_TIME_SUFFIX_Z") or "false").lower() in TRUE_WORDS,
+        base_url=profile_store.base_url,
+        api_key=profile_store.env_var("api_key"),
+        pseudonym_key=settings.Platform.read().env_var("pseudonym_key"),
+        page_size=profile_store.page_size,
+        time_suffix_z=profile_store.time_suffix_z,
     )
