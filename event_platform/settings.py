@@ -1,11 +1,13 @@
-"""Every setting and secret of the platform: each environment variable declared once, here, with its type,
+"""Every setting and secret of the platform: each environment variable declared once, with its type,
 default, validation and description (what `.env.example` and the README's table show; both are generated
-from this module, `make settings-docs`).
+from the declarations, `make settings-docs`). The platform's parts are declared here; each registered
+source declares its own part in its folder's `settings.py` (its registration names it), with the types
+and helpers of this module.
 
-The variables are grouped in parts (`PARTS`), each a pydantic-settings class read from the environment when
-code asks for it (`Tracking.read()`), not once per process: tests and the sandbox change the environment,
-and a wrong value fails where its part is used, naming the variable and what it must be
-(`InvalidSettingError`).
+The variables are grouped in parts (`parts()`), each a pydantic-settings class read from the environment
+when code asks for it (`TrackingSettings.read()`), not once per process: tests and the sandbox change
+the environment, and a wrong value fails where its part is used, naming the variable and what it must
+be (`InvalidSettingError`).
 `.env` is read by the CLI (`load_dotenv`) and by `dagster dev`, into the environment, not here.
 
 Secrets (`SecretStr`) reach Dagster resources only as `dagster.EnvVar`s (`Part.env_var`), so Dagster shows
@@ -25,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Self, get_args
+from typing import Annotated, Any, ClassVar, Self, get_args
 
 from dagster import EnvVar, Failure
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, ValidationError
@@ -73,7 +75,7 @@ def _on_off(value: object) -> object:
     raise ValueError("not on or off")
 
 
-def _comma_list(value: object) -> object:
+def comma_list(value: object) -> object:
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(",") if part.strip())
     return value
@@ -95,13 +97,6 @@ def _past_day(value: object) -> object:
     return day
 
 
-def _project_ids(value: object) -> object:
-    ids = _comma_list(value)
-    if isinstance(ids, tuple) and not all(isinstance(id_, str) and id_.isdigit() for id_ in ids):
-        raise ValueError("not digits")
-    return ids
-
-
 def one_of(options: type[Enum]) -> str:
     return "one of " + ", ".join(str(option.value) for option in options)
 
@@ -113,7 +108,7 @@ Days = Annotated[int, Field(ge=1), Must("a whole number of days, 1 or more")]
 DaysOrZero = Annotated[int, Field(ge=0), Must("a whole number of days, 0 or more")]
 Switch = Annotated[bool, BeforeValidator(_on_off), Must("on or off")]
 TrueFalse = Annotated[bool, Must("true or false")]
-Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_list), Must("names separated by commas")]
+Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(comma_list), Must("names separated by commas")]
 Secret = SecretStr | None
 
 DEFAULT_START_DATE = dt.date(2025, 1, 1)
@@ -372,190 +367,16 @@ class S3(Part):
     )
 
 
-class Amplitude(Part):
-    title = "Amplitude Export API"
-
-    api_key: Secret = var("AMPLITUDE_API_KEY", None, "The project's API key.", fill_in=True)
-    secret_key: Secret = var("AMPLITUDE_SECRET_KEY", None, "The project's secret key.", fill_in=True)
-    region: Annotated[Literal["us", "eu"], Must("us or eu")] = var(
-        "AMPLITUDE_REGION", "us", "us or eu (EU data residency: analytics.eu.amplitude.com)."
-    )
-    base_url: str | None = var(
-        "AMPLITUDE_BASE_URL",
-        None,
-        "An explicit scheme and host that replaces the region's; the client appends /api/2/export.",
-    )
-    max_uncompressed_bytes: PositiveInt = var(
-        "AMPLITUDE_MAX_UNCOMPRESSED_BYTES",
-        64 * 1024**3,
-        "Zip-bomb bound: the most bytes one day's export may decompress to.",
-    )
-    max_compression_ratio: PositiveNumber = var(
-        "AMPLITUDE_MAX_COMPRESSION_RATIO",
-        200.0,
-        "Zip-bomb bound: the most decompressed bytes per compressed byte of a member (NDJSON events gzip "
-        "5-20x).",
-    )
+PLATFORM_PARTS: tuple[type[Part], ...] = (Platform, Warehouse, Experiments, Operations, S3)
+"""The parts of the platform itself; each registered source declares its own (`Source.settings`)."""
 
 
-class Optimizely(Part):
-    title = "Optimizely Enriched Events Export (E3)"
+def parts() -> tuple[type[Part], ...]:
+    """Every part, in the order `.env.example` and the README list them: the platform's, then each
+    registered source's."""
+    from event_platform.sources import registry  # the sources' settings modules import this one
 
-    api_token: Secret = var(
-        "OPTIMIZELY_API_TOKEN",
-        None,
-        "A personal access token, which the platform exchanges for short-lived S3 credentials and reads "
-        "experiment metadata from the REST API with.",
-        fill_in=True,
-    )
-    account_id: str | None = var(
-        "OPTIMIZELY_ACCOUNT_ID", None, "Without a token: the account id, with plain AWS credentials."
-    )
-    bucket: str | None = var(
-        "OPTIMIZELY_BUCKET",
-        None,
-        "The export's bucket, with an account id; E3's own when unset.",
-        example="optimizely-events-data",
-    )
-    auth_url: str | None = var(
-        "OPTIMIZELY_AUTH_URL",
-        None,
-        "The Authentication API, for the sandbox or a proxy; Optimizely's when unset.",
-        example="https://api.optimizely.com/v2/export/credentials",
-    )
-    s3_endpoint_url: str | None = var(
-        "OPTIMIZELY_S3_ENDPOINT_URL", None, "E3's S3 endpoint, for the sandbox or a proxy; AWS's when unset."
-    )
-    data_dir: str | None = var(
-        "OPTIMIZELY_DATA_DIR",
-        None,
-        "Where `event-platform optimizely load` mirrors the export (as oevents' OPTIMIZELY_DATA_DIR).",
-    )
-    rest_url: str | None = var(
-        "OPTIMIZELY_REST_URL",
-        None,
-        "Base of the REST API's /v2/... and /flags/v1/..., for the sandbox or a proxy; Optimizely's when "
-        "unset.",
-        example="https://api.optimizely.com",
-    )
-    project_ids: Annotated[
-        tuple[str, ...],
-        NoDecode,
-        BeforeValidator(_project_ids),
-        Must("project ids (digits) separated by commas"),
-    ] = var(
-        "OPTIMIZELY_PROJECT_IDS",
-        (),
-        "Only these projects' experiment metadata (comma-separated ids); unset: every project the token "
-        "can see.",
-    )
-    rest_requests_per_second: PositiveNumber = var(
-        "OPTIMIZELY_REST_REQUESTS_PER_SECOND",
-        2.0,
-        "How fast experiment metadata is read (the Flags API allows 2 requests per second).",
-    )
-
-
-class ProfileStore(Part):
-    title = "Optimizely Profile Store"
-
-    base_url: str | None = var(
-        "PROFILE_STORE_BASE_URL",
-        None,
-        "The base URL issued to your account; the client appends /api/v2.0/...",
-        fill_in=True,
-    )
-    api_key: Secret = var("PROFILE_STORE_API_KEY", None, "The TrackEvents API's key.", fill_in=True)
-    page_size: PositiveInt = var(
-        "PROFILE_STORE_PAGE_SIZE",
-        1000,
-        "Events per request (the API's $top); $skip + $top always stays below the vendor's 10,000.",
-    )
-    time_suffix_z: TrueFalse = var(
-        "PROFILE_STORE_TIME_SUFFIX_Z",
-        False,
-        "Whether EventTime literals in $filter carry a trailing Z (the vendor's examples have none).",
-    )
-
-
-class Tracking(Part):
-    title = "First-party tracking"
-
-    collector_url: str = var(
-        "TRACKING_COLLECTOR_URL",
-        "http://127.0.0.1:8400",
-        "Where the Tracker sends events (`event-platform tracking serve` listens there).",
-    )
-    spool_dir: str = var(
-        "TRACKING_SPOOL_DIR",
-        "./data/tracking-spool",
-        "The Tracker's durable spool: events wait here while the collector is unreachable.",
-    )
-    event_types_file: str | None = var(
-        "TRACKING_EVENT_TYPES_FILE",
-        None,
-        "A JSON file of extra event types and their event_data fields, added to the built-in registry.",
-    )
-    max_event_bytes: PositiveInt = var(
-        "TRACKING_MAX_EVENT_BYTES", 64 * 1024, "The largest event the collector accepts and a Tracker sends."
-    )
-    max_batch_bytes: PositiveInt = var(
-        "TRACKING_MAX_BATCH_BYTES", 4 * 1024 * 1024, "The largest batch request the collector accepts."
-    )
-    flush_bytes: PositiveInt = var(
-        "TRACKING_FLUSH_BYTES",
-        8 * 1024 * 1024,
-        "The collector commits a landed file once its waiting events reach this many bytes...",
-    )
-    flush_age_seconds: Seconds = var(
-        "TRACKING_FLUSH_AGE_SECONDS",
-        0.5,
-        "...or once its oldest event has waited this long (the bound on an acknowledgement's latency).",
-    )
-    seen_uuids: PositiveInt = var(
-        "TRACKING_SEEN_UUIDS",
-        200_000,
-        "How many recent event uuids the collector remembers to acknowledge a re-send without storing it "
-        "twice.",
-    )
-    shared_secret: Secret = var(
-        "TRACKING_SHARED_SECRET",
-        None,
-        "When set, every request to the collector needs `Authorization: Bearer <secret>` (the Tracker sends "
-        "it).",
-    )
-    allowed_origins: Names = var(
-        "TRACKING_ALLOWED_ORIGINS",
-        (),
-        "Web origins whose pages may post client events cross-site (comma-separated); none by default.",
-        example="https://lms.example.org",
-    )
-    header_seconds: Seconds = var(
-        "TRACKING_HEADER_SECONDS", 10.0, "A request's head must arrive within this many seconds..."
-    )
-    body_seconds: Seconds = var("TRACKING_BODY_SECONDS", 10.0, "...and its body within this many more.")
-    keep_alive_seconds: Seconds = var(
-        "TRACKING_KEEP_ALIVE_SECONDS", 5.0, "An idle keep-alive connection closes after this many seconds."
-    )
-    max_connections: PositiveInt = var(
-        "TRACKING_MAX_CONNECTIONS",
-        1000,
-        "Connections and requests in flight; past it the collector answers 503 at once.",
-    )
-
-
-PARTS: tuple[type[Part], ...] = (
-    Platform,
-    Warehouse,
-    Experiments,
-    Operations,
-    S3,
-    Amplitude,
-    Optimizely,
-    ProfileStore,
-    Tracking,
-)
-"""Every part, in the order `.env.example` and the README list them."""
+    return (*PLATFORM_PARTS, *(part for source in registry.sources() if (part := source.settings_part())))
 
 
 # ---- Secrets at work -----------------------------------------------------------------------------------
@@ -595,7 +416,8 @@ README_START = "<!-- settings:start -->"
 README_END = "<!-- settings:end -->"
 WIDTH = 105
 ENV_EXAMPLE_HEADER = """\
-# event-platform settings, generated from event_platform/settings.py by `make settings-docs` (edit there).
+# event-platform settings, generated by `make settings-docs` from event_platform/settings.py and each
+# registered source's settings.py (edit there).
 # Copy to .env (read by `dagster dev` and by `event-platform`) and fill in the empty ones; a commented
 # line shows the default, or an example. The sandbox (`make demo`, `make ui`) sets its own values for
 # everything vendor-related.
@@ -625,7 +447,7 @@ def description(info: FieldInfo) -> str:
 def env_example() -> str:
     """`.env.example`: every part under its heading, each variable with its description above it."""
     lines = [ENV_EXAMPLE_HEADER.rstrip("\n")]
-    for part in PARTS:
+    for part in parts():
         lines += ["", f"# ---- {part.title} ".ljust(WIDTH, "-")]
         if part.notes:
             lines += [*_comment(part.notes), "#"]
@@ -645,12 +467,13 @@ def readme_table() -> str:
     """The README's table of every variable, default and description, between its marker comments."""
     lines = [
         README_START,
-        "<!-- Generated from event_platform/settings.py by `make settings-docs`: edit it there. -->",
+        "<!-- Generated by `make settings-docs` from event_platform/settings.py and each source's "
+        "settings.py: edit them there. -->",
         "",
         _row("Variable", "Default", "Description"),
         "|---|---|---|",
     ]
-    for part in PARTS:
+    for part in parts():
         lines.append(_row(f"**{part.title}**", "", _cell(part.notes)))
         for name, info in part.model_fields.items():
             default = f"`{shown(info)}`" if shown(info) else ""

@@ -1,6 +1,7 @@
 """Adding a source is one folder and one registration: the fifth source in `fifth_source/` (a second LMS)
 is registered here and nowhere else, and must reach the schedules and freshness, the warehouse's events
-and identity map, the catalog in warehouse.duckdb and the CLI, through Dagster as the platform runs."""
+and identity map, the catalog in warehouse.duckdb, the CLI and the generated settings, through Dagster
+as the platform runs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import duckdb
 import pyarrow.compute as pc
 import pytest
 
-from event_platform import cli, definitions
+from event_platform import cli, definitions, settings
 from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
 from event_platform.sources import registry
@@ -48,6 +49,7 @@ def test_the_fifth_source_joins_the_schedules_freshness_catalog_identity_and_cli
     assert "lms_events" in [table.name for table in catalog.catalog_tables()]
     assert IdentityRule("lms", "learner_id", "user") in default_rules()
     assert "lms" in metrics.source_names()
+    assert "LMS_EXPORT_URL=http://127.0.0.1:8500" in settings.env_example()
     assert cli.parser().parse_args(["lms", "courses"]).action == "courses"
 
 

@@ -16,14 +16,18 @@ from event_platform.sources.amplitude.client import (
     DEFAULT_MAX_UNCOMPRESSED_BYTES,
 )
 from event_platform.sources.amplitude.defs.resources import amplitude_resource
+from event_platform.sources.amplitude.settings import AmplitudeSettings
 from event_platform.sources.optimizely.client import DEFAULT_AUTH_URL, DEFAULT_BUCKET
 from event_platform.sources.optimizely.defs.resources import optimizely_resource
 from event_platform.sources.optimizely.rest_client import DEFAULT_REQUESTS_PER_SECOND, DEFAULT_REST_URL
+from event_platform.sources.optimizely.settings import OptimizelySettings
 from event_platform.sources.profile_store.client import DEFAULT_PAGE_SIZE
 from event_platform.sources.profile_store.defs.resources import profile_store_resource
+from event_platform.sources.profile_store.settings import ProfileStoreSettings
 from event_platform.sources.tracking.collector import CollectorSettings
 from event_platform.sources.tracking.defs.resources import tracking_resource
 from event_platform.sources.tracking.server import ServerLimits
+from event_platform.sources.tracking.settings import TrackingSettings
 from event_platform.warehouse.engine import EngineSettings
 from event_platform.warehouse.identity import default_rules
 from event_platform.warehouse.inference import InferenceSettings
@@ -36,7 +40,7 @@ OUR_VARIABLE = re.compile(
 
 
 def every_variable() -> list[str]:
-    return [name for part in settings.PARTS for info in part.model_fields.values() for name in names(info)]
+    return [name for part in settings.parts() for info in part.model_fields.values() for name in names(info)]
 
 
 def names(info: object) -> tuple[str, ...]:
@@ -72,7 +76,7 @@ def test_every_variable_is_declared_once_and_described() -> None:
     assert len(variables) == len(set(variables))
     undescribed = [
         name
-        for part in settings.PARTS
+        for part in settings.parts()
         for field, info in part.model_fields.items()
         if not info.description
         for name in (part.name_of(field),)
@@ -129,7 +133,7 @@ def test_the_defaults_are_the_components_own() -> None:
         EngineSettings(),
         InferenceSettings(),
     )
-    tracking = settings.Tracking.model_fields
+    tracking = TrackingSettings.model_fields
     assert {
         name: tracking[name].default for name in ("max_event_bytes", "max_batch_bytes", "flush_bytes")
     } == {
@@ -159,14 +163,14 @@ def test_the_defaults_are_the_components_own() -> None:
         inference.tuning_units,
         inference.correction,
     ]
-    amplitude = settings.Amplitude.model_fields
+    amplitude = AmplitudeSettings.model_fields
     assert (amplitude["max_uncompressed_bytes"].default, amplitude["max_compression_ratio"].default) == (
         DEFAULT_MAX_UNCOMPRESSED_BYTES,
         DEFAULT_MAX_COMPRESSION_RATIO,
     )
-    optimizely = settings.Optimizely.model_fields
+    optimizely = OptimizelySettings.model_fields
     assert optimizely["rest_requests_per_second"].default == DEFAULT_REQUESTS_PER_SECOND
-    assert settings.ProfileStore.model_fields["page_size"].default == DEFAULT_PAGE_SIZE
+    assert ProfileStoreSettings.model_fields["page_size"].default == DEFAULT_PAGE_SIZE
     # Unset, these mean the component's own value, which .env.example shows as the example.
     assert [optimizely[name].examples for name in ("bucket", "auth_url", "rest_url")] == [
         [DEFAULT_BUCKET],
@@ -181,20 +185,20 @@ def test_the_defaults_are_the_components_own() -> None:
 
 
 def test_unset_or_empty_variables_are_the_defaults(clean_environment: pytest.MonkeyPatch) -> None:
-    defaults = [part.read() for part in settings.PARTS]
+    defaults = [part.read() for part in settings.parts()]
     for name in every_variable():
         clean_environment.setenv(name, "")
-    assert [part.read() for part in settings.PARTS] == defaults
+    assert [part.read() for part in settings.parts()] == defaults
     assert settings.Experiments.read().cuped is True
     assert settings.Platform.read().extensions == ()
 
 
 def test_settings_are_read_when_asked(clean_environment: pytest.MonkeyPatch) -> None:
-    assert settings.Tracking.read().allowed_origins == ()
+    assert TrackingSettings.read().allowed_origins == ()
     clean_environment.setenv("TRACKING_ALLOWED_ORIGINS", " https://a.example, ,https://b.example")
     clean_environment.setenv("TRACKING_FLUSH_AGE_SECONDS", "0.25")
     clean_environment.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    tracking = settings.Tracking.read()
+    tracking = TrackingSettings.read()
     assert tracking.allowed_origins == ("https://a.example", "https://b.example")
     assert tracking.flush_age_seconds == 0.25
     assert settings.S3.read().region == "eu-west-1"
@@ -228,7 +232,7 @@ def test_a_wrong_value_names_its_variable_and_what_it_must_be(
     clean_environment: pytest.MonkeyPatch, name: str, value: str, message: str
 ) -> None:
     clean_environment.setenv(name, value)
-    part = next(part for part in settings.PARTS if name in every_variable_of(part))
+    part = next(part for part in settings.parts() if name in every_variable_of(part))
     with pytest.raises(settings.InvalidSettingError) as raised:
         part.read()
     assert str(raised.value).startswith(f"{name} {message}")
@@ -247,7 +251,7 @@ def test_every_wrong_value_of_a_part_is_named_at_once(clean_environment: pytest.
     with pytest.raises(
         settings.InvalidSettingError, match=r"TRACKING_FLUSH_BYTES .*; TRACKING_HEADER_SECONDS"
     ):
-        settings.Tracking.read()
+        TrackingSettings.read()
 
 
 # ---- Secrets -----------------------------------------------------------------------------------------
@@ -266,7 +270,7 @@ def test_secrets_reach_the_resources_only_as_env_vars(clean_environment: pytest.
         clean_environment.setenv(name, value)
     declared = {
         part.name_of(field)
-        for part in settings.PARTS
+        for part in settings.parts()
         for field, info in part.model_fields.items()
         if settings.is_secret(info)
     }
@@ -285,10 +289,12 @@ def test_secrets_reach_the_resources_only_as_env_vars(clean_environment: pytest.
     assert (
         optimizely.pseudonym_key == profile_store.pseudonym_key == dg.EnvVar("EVENT_PLATFORM_PSEUDONYM_KEY")
     )
-    shown = repr([amplitude, optimizely, profile_store, tracking, *(part.read() for part in settings.PARTS)])
+    shown = repr(
+        [amplitude, optimizely, profile_store, tracking, *(part.read() for part in settings.parts())]
+    )
     assert not [value for value in secrets.values() if value in shown]
 
 
 def test_an_unset_secret_is_none_so_the_resource_names_it(clean_environment: pytest.MonkeyPatch) -> None:
-    assert settings.Amplitude.read().env_var("api_key") is None
+    assert AmplitudeSettings.read().env_var("api_key") is None
     assert amplitude_resource().api_key is None

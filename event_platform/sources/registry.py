@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 REGISTERED: tuple[str, ...] = (
     "event_platform.sources.amplitude",
@@ -90,6 +91,9 @@ class Source:
     """Its events' identifiers, strongest first (the default identity rules)."""
     schedule: DailySchedule | None = None
     """None for a source requested by its own sensor (it then gets a freshness window instead)."""
+    settings: str | None = None
+    """`module:Class` of its settings part (an `event_platform.settings.Part`): the environment variables
+    it reads, listed with the platform's in `.env.example` and the README."""
     sandbox: str | None = None
     """`module:function` of its emulator in the sandbox package (see `sandbox/runner.py`)."""
     package: str = field(default="", compare=False)
@@ -107,6 +111,10 @@ class Source:
     def commands_module(self) -> str:
         return f"{self.package}.commands"
 
+    def settings_part(self) -> Any:
+        """Its settings class, or None (imported when asked: it imports `event_platform.settings`)."""
+        return _attribute(self.settings) if self.settings else None
+
     def folder(self) -> Path:
         module = importlib.import_module(self.package)
         assert module.__file__ is not None
@@ -114,6 +122,11 @@ class Source:
 
     def warehouse_events_sql(self) -> Path:
         return self.folder() / WAREHOUSE_EVENTS_SQL
+
+
+def _attribute(reference: str) -> Any:
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 class RegistryError(ValueError):

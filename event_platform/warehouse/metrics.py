@@ -38,8 +38,8 @@ import pyarrow as pa
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from event_platform import settings
 from event_platform.sources.tracking.events import load_registry
+from event_platform.sources.tracking.settings import TrackingSettings
 from event_platform.warehouse.models import event_sources
 
 SETTING = "EVENT_PLATFORM_METRICS_FILE"
@@ -373,7 +373,7 @@ def known_event_types(source: str) -> Collection[str] | None:
     if source != "tracking":
         return None
     # The tracker validates every event against its registry, so nothing else can be in the lake.
-    return load_registry(settings.Tracking.read().event_types_file).names
+    return load_registry(TrackingSettings.read().event_types_file).names
 
 
 def _metric(

@@ -18,4 +18,5 @@ SOURCE = Source(
         cron="0 2 * * *", fresh_by="0 4 * * *", why="its nightly export is done by 02:00."
     ),
     empty_day=EmptyDay(possible=True, meaning="nobody studied that day, or the export did not run."),
+    settings="event_platform_tests.fifth_source.settings:LmsSettings",
 )

@@ -26,5 +26,6 @@ SOURCE = Source(
         "region (AMPLITUDE_REGION), or the project received nothing that day; fix the settings and "
         "re-materialize amplitude/raw_export and amplitude/events for the day.",
     ),
+    settings="event_platform.sources.amplitude.settings:AmplitudeSettings",
     sandbox="event_platform.sandbox.amplitude:emulate",
 )

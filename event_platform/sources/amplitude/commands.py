@@ -1,6 +1,6 @@
 """`event-platform amplitude export`: the lake's Amplitude layout for a range of days, without Dagster.
 
-Credentials and the zip-bomb bounds come from the environment (`settings.Amplitude`, and
+Credentials and the zip-bomb bounds come from the environment (`AmplitudeSettings`, and
 AWS_ENDPOINT_URL_S3 for an S3 `--output`), as they do for the assets. Each day is
 landed raw (`raw/amplitude/date=D/`) and then typed (`amplitude/events/date=D/`) by the same functions
 the assets call, so the two paths cannot drift apart.
@@ -24,6 +24,7 @@ from event_platform.scratch import scratch_dir
 from event_platform.sources.amplitude.client import AmplitudeError
 from event_platform.sources.amplitude.defs.resources import build_client
 from event_platform.sources.amplitude.landing import land_export
+from event_platform.sources.amplitude.settings import AmplitudeSettings
 from event_platform.sources.amplitude.transform import write_events
 
 
@@ -62,7 +63,7 @@ def run_export(arguments: argparse.Namespace, out: TextIO | None = None) -> int:
     if end < start:
         arguments.export_parser.error(f"--end {end} is before --start {start}")
     try:
-        amplitude = settings.Amplitude.read()
+        amplitude = AmplitudeSettings.read()
         client = build_client(
             api_key=settings.reveal(amplitude.api_key),
             secret_key=settings.reveal(amplitude.secret_key),

@@ -35,5 +35,6 @@ SOURCE = Source(
         meaning="no experiment ran (decisions) or no tracked event converted (conversions) that date, or E3 "
         "has not exported it yet: compare with the experiments' schedule in Optimizely.",
     ),
+    settings="event_platform.sources.optimizely.settings:OptimizelySettings",
     sandbox="event_platform.sandbox.optimizely:emulate",
 )

@@ -1,7 +1,7 @@
 """`event-platform optimizely auth | paths | ls | load`: the `oevents` commands E3 users know, same flags;
 and `event-platform optimizely experiments`: the experiments' metadata from the REST API.
 
-Flags not given fall back to the environment (`settings.Optimizely`) as `oevents`' do
+Flags not given fall back to the environment (`OptimizelySettings`) as `oevents`' do
 (`--token`/OPTIMIZELY_API_TOKEN, `--output`/OPTIMIZELY_DATA_DIR), plus OPTIMIZELY_AUTH_URL /
 OPTIMIZELY_S3_ENDPOINT_URL for the sandbox; the environment is read when a command runs.
 Unlike `oevents`, `--event` with `--type decisions` (and `--experiment` with events) is refused, and
@@ -37,6 +37,7 @@ from event_platform.sources.optimizely.rest_client import (
     OptimizelyRestError,
 )
 from event_platform.sources.optimizely.schema import DATA_TYPES, e3_type
+from event_platform.sources.optimizely.settings import OptimizelySettings
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -100,12 +101,12 @@ FLAG_SETTINGS = {
     "output": "data_dir",
     "rest_url": "rest_url",
 }
-"""A command's flag -> the `settings.Optimizely` field it falls back to (and `--token` to the token)."""
+"""A command's flag -> the `OptimizelySettings` field it falls back to (and `--token` to the token)."""
 
 
-def from_environment(arguments: argparse.Namespace) -> settings.Optimizely:
+def from_environment(arguments: argparse.Namespace) -> OptimizelySettings:
     """Give the flags not given the environment's values; the environment's settings."""
-    optimizely = settings.Optimizely.read()
+    optimizely = OptimizelySettings.read()
     if arguments.token is None:
         arguments.token = settings.reveal(optimizely.api_token)
     for flag, field in FLAG_SETTINGS.items():
@@ -220,7 +221,7 @@ def run_experiments(arguments: argparse.Namespace) -> int:
     try:
         projects = optimizely.project_ids
         if arguments.project:  # checked as OPTIMIZELY_PROJECT_IDS is, which they replace
-            projects = settings.Optimizely.read(project_ids=",".join(arguments.project)).project_ids
+            projects = OptimizelySettings.read(project_ids=",".join(arguments.project)).project_ids
         client = OptimizelyRestClient(
             arguments.token,
             base_url=arguments.rest_url or DEFAULT_REST_URL,

@@ -26,5 +26,6 @@ SOURCE = Source(
         meaning="the site tracks visitors every day, so the API key or PROFILE_STORE_BASE_URL points at "
         "another account or region, or tracking stopped on the site; fix it and re-materialize the day.",
     ),
+    settings="event_platform.sources.profile_store.settings:ProfileStoreSettings",
     sandbox="event_platform.sandbox.profile_store:emulate",
 )

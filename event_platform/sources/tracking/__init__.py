@@ -26,5 +26,6 @@ SOURCE = Source(
         meaning="the LMS had no learners that day, or the collector received nothing: before trusting it as "
         "a quiet day, check the collector's log and that the LMS's Tracker reaches TRACKING_COLLECTOR_URL.",
     ),
+    settings="event_platform.sources.tracking.settings:TrackingSettings",
     sandbox="event_platform.sandbox.tracking:emulate",
 )

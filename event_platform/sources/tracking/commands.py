@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from event_platform import settings
 from event_platform.lake.io_manager import lake_resource
 from event_platform.sources.tracking.collector import Collector
 from event_platform.sources.tracking.defs.resources import (
@@ -15,6 +14,7 @@ from event_platform.sources.tracking.defs.resources import (
 )
 from event_platform.sources.tracking.events import InvalidEventError, load_registry
 from event_platform.sources.tracking.server import run_workers
+from event_platform.sources.tracking.settings import TrackingSettings
 
 DATA_EXAMPLE = """--data '{"page": "home"}'"""
 
@@ -49,7 +49,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def _serve(arguments: argparse.Namespace) -> int:
     lake = lake_resource().lake()
-    registry = load_registry(settings.Tracking.read().event_types_file)
+    registry = load_registry(TrackingSettings.read().event_types_file)
     limits, collector_limits = server_limits(), collector_settings()
     print(f"Collector on http://{arguments.host}:{arguments.port}/api/tracking, landing in {lake.uri()}")
     run_workers(

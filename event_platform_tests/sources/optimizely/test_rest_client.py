@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import responses
 
-from event_platform import settings
 from event_platform.retry import NO_WAIT, RetriesExhaustedError
 from event_platform.sources.optimizely.defs.resources import OptimizelyResource
 from event_platform.sources.optimizely.experiments import read_snapshot
@@ -23,6 +22,7 @@ from event_platform.sources.optimizely.rest_client import (
     Throttle,
     as_id,
 )
+from event_platform.sources.optimizely.settings import OptimizelySettings
 
 TOKEN = "pat-7c1d-rest-very-secret"
 BASE = DEFAULT_REST_URL
@@ -269,9 +269,9 @@ def test_settings_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
     assert OptimizelyResource().rest_project_ids() == []
     with pytest.raises(ValueError, match="OPTIMIZELY_PROJECT_IDS"):
         OptimizelyResource(project_ids="12,web").rest_project_ids()
-    assert settings.Optimizely.read().rest_requests_per_second == 2.0
+    assert OptimizelySettings.read().rest_requests_per_second == 2.0
     monkeypatch.setenv("OPTIMIZELY_REST_REQUESTS_PER_SECOND", "fast")
     with pytest.raises(ValueError, match="OPTIMIZELY_REST_REQUESTS_PER_SECOND"):
-        settings.Optimizely.read()
+        OptimizelySettings.read()
     with pytest.raises(OptimizelyAuthError, match="OPTIMIZELY_API_TOKEN"):
         OptimizelyRestClient("")

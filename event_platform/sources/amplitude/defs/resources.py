@@ -12,6 +12,7 @@ from event_platform.sources.amplitude.client import (
     DEFAULT_MAX_UNCOMPRESSED_BYTES,
     ExportClient,
 )
+from event_platform.sources.amplitude.settings import AmplitudeSettings
 
 SOURCE_LABEL = "Amplitude"
 
@@ -70,7 +71,7 @@ def build_client(
 
 def amplitude_resource() -> AmplitudeResource:
     """The resource as the environment configures it; the keys stay EnvVars, never plain strings."""
-    amplitude = settings.Amplitude.read()
+    amplitude = AmplitudeSettings.read()
     return AmplitudeResource(
         api_key=amplitude.env_var("api_key"),
         secret_key=amplitude.env_var("secret_key"),

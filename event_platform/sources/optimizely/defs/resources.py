@@ -14,6 +14,7 @@ from event_platform.sources.optimizely.rest_client import (
     DEFAULT_REST_URL,
     OptimizelyRestClient,
 )
+from event_platform.sources.optimizely.settings import OptimizelySettings
 
 SOURCE_LABEL = "Optimizely E3"
 REST_LABEL = "Optimizely's REST API (experiment metadata)"
@@ -65,12 +66,12 @@ class OptimizelyResource(ConfigurableResource):
         )
 
     def rest_project_ids(self) -> list[str]:
-        return list(settings.Optimizely.read(project_ids=self.project_ids).project_ids)
+        return list(OptimizelySettings.read(project_ids=self.project_ids).project_ids)
 
 
 def optimizely_resource() -> OptimizelyResource:
     """The resource as the environment configures it; the token stays an EnvVar, never a plain string."""
-    optimizely = settings.Optimizely.read()
+    optimizely = OptimizelySettings.read()
     return OptimizelyResource(
         api_token=optimizely.env_var("api_token"),
         auth_url=optimizely.auth_url,

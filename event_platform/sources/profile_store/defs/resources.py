@@ -1,5 +1,5 @@
 """The Dagster resource that builds a Profile Store client and the pseudonymiser from the environment
-(`settings.ProfileStore`, and the pseudonym key of `settings.Platform`)."""
+(`ProfileStoreSettings`, and the pseudonym key of `settings.Platform`)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pydantic import Field
 from event_platform import settings
 from event_platform.pseudonymise import Pseudonymiser
 from event_platform.sources.profile_store.client import DEFAULT_PAGE_SIZE, ProfileStoreClient
+from event_platform.sources.profile_store.settings import ProfileStoreSettings
 
 SOURCE_LABEL = "Profile Store"
 SECRET_FIELDS = ("api_key", "pseudonym_key")
@@ -47,7 +48,7 @@ class ProfileStoreResource(ConfigurableResource):
 
 def profile_store_resource() -> ProfileStoreResource:
     """The resource as the environment configures it; the keys stay EnvVars, never plain strings."""
-    profile_store = settings.ProfileStore.read()
+    profile_store = ProfileStoreSettings.read()
     return ProfileStoreResource(
         base_url=profile_store.base_url,
         api_key=profile_store.env_var("api_key"),

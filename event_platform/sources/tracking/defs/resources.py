@@ -1,5 +1,5 @@
 """The Dagster resource that builds a Tracker, and the collector's limits, from the environment
-(`settings.Tracking`)."""
+(`TrackingSettings`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from event_platform import settings
 from event_platform.sources.tracking.collector import CollectorSettings
 from event_platform.sources.tracking.events import DEFAULT_MAX_EVENT_BYTES, EventTypeRegistry, load_registry
 from event_platform.sources.tracking.server import ServerLimits
+from event_platform.sources.tracking.settings import TrackingSettings
 from event_platform.sources.tracking.tracker import Tracker
 
 SOURCE_LABEL = "Tracking"
@@ -43,7 +44,7 @@ class TrackingResource(ConfigurableResource):
 
 
 def tracking_resource() -> TrackingResource:
-    tracking = settings.Tracking.read()
+    tracking = TrackingSettings.read()
     return TrackingResource(
         collector_url=tracking.collector_url,
         spool_dir=tracking.spool_dir,
@@ -55,7 +56,7 @@ def tracking_resource() -> TrackingResource:
 
 def collector_settings() -> CollectorSettings:
     """The collector's limits and flush policy from the environment."""
-    tracking = settings.Tracking.read()
+    tracking = TrackingSettings.read()
     return CollectorSettings(
         max_event_bytes=tracking.max_event_bytes,
         max_batch_bytes=tracking.max_batch_bytes,
@@ -70,7 +71,7 @@ def collector_settings() -> CollectorSettings:
 
 def server_limits() -> ServerLimits:
     """How the collector's server treats slow clients and floods, from the environment."""
-    tracking = settings.Tracking.read()
+    tracking = TrackingSettings.read()
     return ServerLimits(
         header_seconds=tracking.header_seconds,
         keep_alive_seconds=tracking.keep_alive_seconds,
