@@ -101,9 +101,17 @@ class Demo:
     days: list[str]
 
 
+def days_arguments(days: list[str]) -> list[str]:
+    """`--days N --last-day DAY`: exactly `days`, for the demo and for the sandbox behind the UI. Chosen
+    once: each command choosing for itself would choose a day later once the clock passed Amplitude's
+    export time for yesterday in between, and the UI's partitions would start a day after the demo's."""
+    return ["--days", str(len(days)), "--last-day", days[-1]]
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
-    """`event-platform demo` into a temp DAGSTER_HOME, lake and warehouse, as `make demo` runs it."""
+    """`event-platform demo` into a temp DAGSTER_HOME, lake and warehouse, as `make demo` runs it, over
+    the last complete days as they are when it starts."""
     root = tmp_path_factory.mktemp("demo")
     home = root / "dagster_home"
     home.mkdir()
@@ -115,7 +123,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
         "EVENT_PLATFORM_WAREHOUSE": str(root / "warehouse.duckdb"),
     }
     days = [day.isoformat() for day in last_complete_days(DAYS)]
-    command = [str(Path(sys.executable).parent / "event-platform"), "demo", "--days", str(DAYS)]
+    command = [str(Path(sys.executable).parent / "event-platform"), "demo", *days_arguments(days)]
     finished = subprocess.run(
         command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=DEMO_SECONDS, check=False
     )
@@ -137,7 +145,7 @@ def dagster_dev(demo: Demo) -> Iterator[tuple[str, str]]:
     inside DAGSTER_HOME as `make ui` starts it."""
     port = free_port()
     bin_dir = Path(sys.executable).parent
-    sandbox = [str(bin_dir / "event-platform"), "sandbox", "--days", str(DAYS), "--"]
+    sandbox = [str(bin_dir / "event-platform"), "sandbox", *days_arguments(demo.days), "--"]
     dev = [
         str(bin_dir / "dagster"),
         "dev",
@@ -242,8 +250,10 @@ def test_the_ui_after_the_demo(dagster_dev: tuple[str, str], demo: Demo) -> None
 
 def catalog_shows_every_day_filled(page: Page, url: str, days: list[str]) -> None:
     """Each daily asset's status reads "All" of the demo's days: partitions start where the data does.
-    Before Amplitude's export of yesterday is ready (about 02:00 UTC) the demo stops the day before, and
-    yesterday's partition is truly missing: then the UI must count it, and not call the asset complete."""
+    Before Amplitude's export of yesterday is ready (03:00 UTC) the demo stops the day before, and
+    yesterday's partition is truly missing: then the UI must count it, and not call the asset complete.
+    The count holds when the clock passes 03:00 between the demo and now: the sandbox behind the UI was
+    given the demo's days, so the partitions still start at the demo's first day."""
     from event_platform.definitions import defs
 
     graph = defs().resolve_asset_graph()
