@@ -18,6 +18,12 @@ from event_platform.lake.io_manager import LakeResource
 from event_platform.sandbox.world import World
 
 REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+STARTED_FIRST = ("browser/test_ui.py", "deploy/test_backfill.py")
+"""The slowest modules, five to eight minutes each, most of it waiting on dagster-daemon (its backfill
+loop looks every 30 s, and each stage of a backfill waits for the next look). First in the order, so
+that with `pytest -n` (a file per worker) each starts at once on a worker of its own while another
+worker runs the rest, instead of last, when everything else would wait for them."""
 TEST_AWS_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -25,6 +31,16 @@ TEST_AWS_ENVIRONMENT = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
 }
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """STARTED_FIRST's tests first, everything else in the order pytest collected it."""
+
+    def started_later(item: pytest.Item) -> bool:
+        path = item.path
+        return not (path.is_relative_to(TESTS) and path.relative_to(TESTS).as_posix() in STARTED_FIRST)
+
+    items.sort(key=started_later)
 
 
 def table_records(value: object) -> list[dict[str, object]]:
