@@ -33,7 +33,7 @@ from event_platform.sources.amplitude.landing import export_ready_at
 from event_platform.warehouse.commands import print_results
 
 WAREHOUSE_POOL = "warehouse"
-WORKSPACE = Path(__file__).resolve().parents[1] / "workspace.yaml"
+WORKSPACE = Path(__file__).resolve().parents[2] / "workspace.yaml"
 """The repository's workspace: the same code location `make ui` serves, so the runs show under it."""
 BACKFILL_SECONDS = 1200
 QUIET_POLLS = 3
