@@ -44,6 +44,7 @@ import datetime as dt
 import gzip
 import hmac
 import logging
+import math
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -89,9 +90,12 @@ class CollectorSettings:
     """A group is written once its events reach this many (uncompressed) bytes..."""
     flush_age_seconds: float = 0.5
     """...or once its first event has waited this long: the bound on an acknowledgement's latency..."""
-    early_flush_events: int = 32
-    """...or at once when it holds this many events and every request in flight waits on a commit:
-    no one else can add to it, so waiting longer would only add latency (many concurrent clients)."""
+    early_flush_floor: int = 8
+    """...or at once when every request in flight waits on a commit (no one else can join the group) and
+    it holds at least this many events (fewer wait for the age: a file per lone request is too many)..."""
+    early_flush_share: float = 0.5
+    """...and, while another commit runs (its clients come back to this group), at least this share of
+    the waiting requests: commits then overlap the handling of the next group (many concurrent clients)."""
     seen_uuids: int = 200_000
     """How many recent uuids are remembered for idempotency (about 150 bytes each)."""
     concurrent_flushes: int = 4
@@ -325,10 +329,14 @@ class Collector:
         return duplicates
 
     def _flush_if_everyone_waits(self) -> None:
-        if self._waiting and self._waiting >= self._requests:
-            for group in list(self._groups.values()):
-                if len(group.lines) >= self.settings.early_flush_events:
-                    self._start_flush(group)
+        if not self._waiting or self._waiting < self._requests:
+            return
+        least = self.settings.early_flush_floor
+        if self._flushes:
+            least = max(least, math.ceil(self._waiting * self.settings.early_flush_share))
+        for group in list(self._groups.values()):
+            if len(group.lines) >= least:
+                self._start_flush(group)
 
     def _group(self, day: str) -> _Group:
         group = self._groups.get(day)

@@ -1,9 +1,12 @@
+import asyncio
 import concurrent.futures
 import datetime as dt
 import gzip
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -187,6 +190,39 @@ def test_a_full_group_is_written_before_its_age(lake: Lake) -> None:
     with serve(collector.app) as server:
         assert post(server, VIDEO_PLAY).status_code == 201  # would hang for an hour if size did not flush
     assert len(landed_events(lake)) == 1
+
+
+async def asgi_post(app: Callable[..., Awaitable[None]], body: bytes) -> int:
+    """One POST straight through the ASGI app (no socket): the status it answers."""
+    headers = [(b"content-type", b"application/json"), (IDENTITY_HEADER.lower().encode(), b"learner-1")]
+    scope = {"type": "http", "method": "POST", "path": "/api/tracking", "headers": headers}
+    scope |= {"http_version": "1.1", "scheme": "http", "query_string": b"", "root_path": ""}
+    messages = iter([{"type": "http.request", "body": body, "more_body": False}])
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(messages, {"type": "http.disconnect"})
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return int(sent[0]["status"])
+
+
+def test_clients_that_all_wait_are_committed_without_waiting_for_the_age(lake: Lake) -> None:
+    # Run in one event loop, the 16 requests arrive before any commit ends: the first 8 (the floor)
+    # are committed as soon as all wait, the next 8 (half of the 16 waiting) while that commit runs.
+    settings = CollectorSettings(flush_age_seconds=3600, early_flush_floor=8, early_flush_share=0.5)
+    collector = Collector(lake, settings=settings, clock=fixed_clock())
+    bodies = [json.dumps(VIDEO_PLAY).encode() for _ in range(16)]
+
+    async def post_all() -> list[int]:
+        async with asyncio.timeout(60):  # an hour if only the age committed them
+            return list(await asyncio.gather(*(asgi_post(collector.app, body) for body in bodies)))
+
+    assert asyncio.run(post_all()) == [201] * 16
+    assert sorted(entry.extra["lines"] for entry in landed_entries(lake, DAY.isoformat())) == [8, 8]
 
 
 def test_events_land_by_the_day_they_were_received(lake: Lake) -> None:
