@@ -155,6 +155,7 @@ class Collector:
         self._requests = 0
         """Requests being handled now; `_waiting` of them wait for a commit."""
         self._waiting = 0
+        self._acknowledgements: dict[str, bytes] = {}
         self.app = Starlette(
             routes=[
                 Route("/api/tracking", self._counted(self._post_event), methods=["POST"]),
@@ -206,7 +207,15 @@ class Collector:
             await self._land([(uuid, line)])
         except OSError:
             return _unavailable()
-        return JSONResponse({"tracking_event_type": payload["event_type"], "received": True}, status_code=201)
+        return self._acknowledgement(payload["event_type"])
+
+    def _acknowledgement(self, event_type: str) -> Response:
+        # Rendered once per event type (the registry bounds them): JSON encoding was a twentieth of a request.
+        body = self._acknowledgements.get(event_type)
+        if body is None:
+            content = {"tracking_event_type": event_type, "received": True}
+            body = self._acknowledgements[event_type] = JSONResponse(content).body
+        return Response(body, status_code=201, media_type=JSON_MEDIA_TYPE)
 
     async def _post_batch(self, request: Request) -> Response:
         try:

@@ -77,6 +77,16 @@ PERSONAL_KEY_ALTERNATIVES = "|".join(sorted(key.replace("_", "[-_]") for key in 
 """The personal keys as a regular-expression alternation (RE2-compatible, for DuckDB too)."""
 
 _PERSONAL_KEY_IN_JSON = re.compile(rf'"\s*(?:{PERSONAL_KEY_ALTERNATIVES})\s*"\s*:', re.IGNORECASE)
+PERSONAL_KEY_WORDS = ("name", "email", "phone")
+"""Every personal key holds one of these: text without any of them needs no regular expression."""
+
+
+def _may_hold_personal_key(text: str) -> bool:
+    # Every event has the key "anon_username", which the expression never matches (a key must start
+    # with the personal word), so it is left out before the cheap test.
+    lowered = text.lower().replace('"anon_username"', "")
+    return any(word in lowered for word in PERSONAL_KEY_WORDS) and bool(_PERSONAL_KEY_IN_JSON.search(text))
+
 
 ANONYMOUS_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 """An anonymous id is a token: no spaces (a name), no `@` (an email), at most 128 characters."""
@@ -396,7 +406,7 @@ def check_no_personal_data(event: Mapping[str, Any]) -> None:
         text = json.dumps(event, ensure_ascii=False)
     except (TypeError, ValueError) as error:
         raise InvalidEventError(Problem.MALFORMED, "the event is not JSON-serialisable") from error
-    if not _holds_email(text) and not _PERSONAL_KEY_IN_JSON.search(text):
+    if not _holds_email(text) and not _may_hold_personal_key(text):
         return
     found = list(personal_data_paths(event))
     if found:
@@ -526,13 +536,18 @@ def parse_body(body: bytes) -> Any:
 
 def needs_value_check(body: bytes) -> bool:
     """Whether a parsed body may hold what `check_json_values` looks for: nesting past MAX_NESTING
-    needs that many brackets, and markers come only from these spellings. Most single events have
-    neither, and skip the walk."""
-    return body.count(b"[") + body.count(b"{") > MAX_NESTING or _MARKED.search(body) is not None
+    needs that many brackets, and markers come only from NaN, Infinity, 19 digits in a row (an integer
+    past 64 bits) or a digit, an `e` and three digits (an exponent that overflows). Most single events
+    have none, and skip the walk. Substring searches over the digits mapped to `0` cost a tenth of the
+    equivalent regular expression, which was a tenth of a request's CPU."""
+    if body.count(b"[") + body.count(b"{") > MAX_NESTING or b"NaN" in body or b"Infinity" in body:
+        return True
+    shapes = body.translate(_DIGITS_AS_ZERO)
+    return any(shape in shapes for shape in _OVERFLOWING_NUMBER_SHAPES)
 
 
-_MARKED = re.compile(rb"NaN|Infinity|\d{19}|\d[eE][+-]?\d{3}")
-"""What the parser turns into `_Unacceptable` markers: NaN, Infinity, long integers, huge exponents."""
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789E", b"000000000e")
+_OVERFLOWING_NUMBER_SHAPES = (b"0" * 19, b"0e000", b"0e+000", b"0e-000")
 
 
 def check_json_values(value: object) -> None:

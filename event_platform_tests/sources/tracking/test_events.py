@@ -1,16 +1,21 @@
 import json
+import random
+import re
 from pathlib import Path
 
 import pytest
 
 from event_platform.sources.tracking.events import (
     BUILTIN_EVENT_TYPES,
+    PERSONAL_KEY_WORDS,
+    PERSONAL_KEYS,
     EventTypeRegistry,
     InvalidEventError,
     Problem,
     check_size,
     encode_event,
     load_registry,
+    needs_value_check,
     personal_data_paths,
 )
 
@@ -179,6 +184,29 @@ def test_personal_data_anywhere_is_refused_unrepeated(overrides: dict[str, objec
 def test_fields_that_merely_contain_name_are_not_personal() -> None:
     data = {"cohort_id": 1, "cohort_name": "Fall", "unit_display_name": "Unit 2", "name": None}
     assert list(personal_data_paths({"event_data": data})) == []
+
+
+def test_every_personal_key_holds_a_word_the_quick_test_looks_for() -> None:
+    assert all(any(word in key for word in PERSONAL_KEY_WORDS) for key in PERSONAL_KEYS)
+
+
+def test_a_personal_key_in_any_case_beside_anon_username_is_refused() -> None:
+    data = {"video_id": "v", "video_event_type": "kinesinlms.course.video.play", "PHONE": "555-0100"}
+    assert refusal(event_data=data).problem is Problem.PERSONAL_DATA
+
+
+OVERFLOW_MARKERS = re.compile(rb"NaN|Infinity|\d{19}|\d[eE][+-]?\d{3}")
+"""What the JSON parser turns into markers, as a regular expression: the oracle of the quick test."""
+
+
+def test_the_quick_value_test_finds_every_body_the_regular_expression_finds() -> None:
+    shapes = [b"1e308", b"2E+400", b"3e-999", b"9" * 19, b"-" + b"1" * 25, b"NaN", b"Infinity", b"1e30"]
+    shapes += [b"12345", b"e123", b"1.5e10", b"x" * 3, b'"3e1234ab-uuid"', rb"\u0030"]
+    generator = random.Random(7)
+    for _ in range(3000):
+        body = b'{"a": ' + b" ".join(generator.choices(shapes, k=generator.randint(1, 4))) + b"}"
+        assert needs_value_check(body) == bool(OVERFLOW_MARKERS.search(body)), body
+    assert needs_value_check(b"[" * 40)  # nesting past the limit needs the walk too
 
 
 @pytest.mark.parametrize("anon_username", ["ada@example.org", "Ada Lovelace", "", None, 42, "x" * 129])
