@@ -5,6 +5,8 @@ Both are measured as the commands people and Dagster's processes run, each in a 
   builds every definition as a code server or a run worker does;
 - run: `dagster asset materialize` of one partition of `tracking/events` over a lake the sandbox filled
   beforehand (so the run reads the lake and calls no vendor).
+Both commands are also run against Dagster's floor: a code location of one asset that does nothing,
+so what the platform adds on top of Dagster's own CLI and run machinery is measured, not estimated.
 Wall seconds and CPU seconds (the child's user + system time, which other work on a shared machine
 barely moves) are the medians of `--repeats` runs. `--source DIR` measures another checkout of the
 package (e.g. the commit before a change) with the same virtualenv.
@@ -58,6 +60,20 @@ def median_of(runs: list[dict[str, float]]) -> dict[str, Any]:
     }
 
 
+FLOOR_MODULE = "dagster_floor"
+FLOOR_SOURCE = '''"""The smallest code location: one asset that does nothing."""
+import dagster as dg
+
+
+@dg.asset
+def nothing() -> None:
+    """Does nothing."""
+
+
+defs = dg.Definitions(assets=[nothing])
+'''
+
+
 def prepare_lake(work: Path, day: dt.date, source: Path) -> dict[str, str]:
     """A lake holding one landed day of tracking, and the environment that points the platform at it."""
     lake = work / "lake"
@@ -103,10 +119,16 @@ def main() -> int:
             str(BIN / "dagster"), "asset", "materialize", "-m", "event_platform.definitions",
             "--select", TABLE, "--partition", day.isoformat(),
         ]  # fmt: skip
-        loads, materializations = [], []
+        (work / f"{FLOOR_MODULE}.py").write_text(FLOOR_SOURCE)
+        floor_environment = {**environment, "PYTHONPATH": str(work)}
+        floor_load = [str(BIN / "dagster"), "definitions", "validate", "-m", FLOOR_MODULE]
+        floor_run = [str(BIN / "dagster"), "asset", "materialize", "-m", FLOOR_MODULE, "--select", "nothing"]
+        loads, materializations, floor_loads, floor_runs = [], [], [], []
         for _ in range(arguments.repeats):
             loads.append(timed(load_command, environment, source))
             materializations.append(timed(run_command, environment, source))
+            floor_loads.append(timed(floor_load, floor_environment, work))
+            floor_runs.append(timed(floor_run, floor_environment, work))
     measurement = {
         "label": arguments.label,
         "source": str(source),
@@ -117,6 +139,11 @@ def main() -> int:
         "machine": describe_machine(load_before),
         "load_code_location": median_of(loads),
         "one_asset_run": {"asset": TABLE, **median_of(materializations)},
+        "dagster_floor": {
+            "what": "the same commands on a code location of one asset that does nothing",
+            "load_code_location": median_of(floor_loads),
+            "one_asset_run": median_of(floor_runs),
+        },
     }
     existing = json.loads(arguments.output.read_text()) if arguments.output.exists() else {}
     measurements = {**existing.get("measurements", {}), arguments.label: measurement}
