@@ -61,7 +61,7 @@ def median_of(runs: list[dict[str, float]]) -> dict[str, Any]:
 
 
 FLOOR_MODULE = "dagster_floor"
-FLOOR_SOURCE = '''"""The smallest code location: one asset that does nothing."""
+FLOOR_SOURCE = '''"""The smallest code location: one asset that does nothing, run in process as ours are."""
 import dagster as dg
 
 
@@ -70,7 +70,7 @@ def nothing() -> None:
     """Does nothing."""
 
 
-defs = dg.Definitions(assets=[nothing])
+defs = dg.Definitions(assets=[nothing], executor=dg.in_process_executor)
 '''
 
 
