@@ -234,10 +234,6 @@ def events_asset(feeds: Sequence[models.EventSource]) -> AssetsDefinition:
     return events
 
 
-identity_links = identity_links_asset(models.event_sources())
-events = events_asset(models.event_sources())
-
-
 @asset(
     **DAILY,
     ins={
@@ -592,6 +588,3 @@ def catalog_asset(tables: Sequence[catalog.CatalogTable]) -> AssetsDefinition:
         )
 
     return publish_catalog
-
-
-publish_catalog = catalog_asset(catalog.catalog_tables())

@@ -88,12 +88,3 @@ def source_day_checks(feeds: Sequence[models.EventSource]) -> list[dg.AssetCheck
         has_source_data_check(dg.AssetKey(["warehouse", "experiment_conversions"]), tables),
         has_source_data_check(dg.AssetKey(["warehouse", "daily_active_users"]), tables),
     ]
-
-
-(
-    identity_links_has_source_data,
-    events_has_source_data,
-    experiment_exposures_has_source_data,
-    experiment_conversions_has_source_data,
-    daily_active_users_has_source_data,
-) = source_day_checks(models.event_sources())

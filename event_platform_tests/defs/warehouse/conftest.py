@@ -7,13 +7,13 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
-from event_platform.defs.warehouse import assets as warehouse_assets
 from event_platform.defs.warehouse import checks as warehouse_checks
-from event_platform.defs.warehouse import day_checks
+from event_platform.defs.warehouse import definitions as warehouse_definitions
 from event_platform.defs.warehouse.resources import WarehouseResource
 from event_platform.lake.io_manager import LakeResource, ParquetLakeIOManager
 from event_platform.partitions import daily_partitions
 from event_platform.sandbox.defs import checks as sandbox_checks
+from event_platform.warehouse import models
 
 SOURCE_KEYS = (
     ("amplitude", "events"),
@@ -24,33 +24,21 @@ SOURCE_KEYS = (
     ("profile_store", "events"),
     ("tracking", "events"),
 )
-DAILY_WAREHOUSE = [
-    warehouse_assets.identity_links,
-    warehouse_assets.events,
-    warehouse_assets.experiment_exposures,
-    warehouse_assets.experiment_conversions,
-    warehouse_assets.daily_active_users,
-    warehouse_assets.experiment_units,
-    warehouse_assets.experiment_unit_state,
-    warehouse_assets.experiment_results_daily,
-]
-MARTS = [
-    warehouse_assets.experiment_results,
-    warehouse_assets.experiment_exploration,
-    warehouse_assets.publish_catalog,
-]
+WAREHOUSE = warehouse_definitions(models.event_sources())
+"""The warehouse's definitions as the platform builds them from the registered sources."""
+MART_KEYS = {
+    dg.AssetKey(["warehouse", "experiment_results"]),
+    dg.AssetKey(["warehouse", "experiment_exploration"]),
+    dg.AssetKey(["warehouse", "catalog"]),
+}
+DAILY_WAREHOUSE = [a for a in WAREHOUSE.assets or () if a.key not in MART_KEYS]
+MARTS = [a for a in WAREHOUSE.assets or () if a.key in MART_KEYS]
 CHECKS = [
     warehouse_checks.units_in_every_variation,
     warehouse_checks.no_sample_ratio_mismatch,
     sandbox_checks.sandbox_planted_truth,
 ]
-DAY_CHECKS = [
-    day_checks.identity_links_has_source_data,
-    day_checks.events_has_source_data,
-    day_checks.experiment_exposures_has_source_data,
-    day_checks.experiment_conversions_has_source_data,
-    day_checks.daily_active_users_has_source_data,
-]
+DAY_CHECKS = [c for c in WAREHOUSE.asset_checks or () if c not in CHECKS]
 
 SourceDays = Mapping[tuple[str, str], Mapping[str, pa.Table]]
 """(source, table) -> partition key -> the table the source asset returns for that day."""
