@@ -82,10 +82,15 @@ def gzip_lines(lake: Lake, files: Iterable[str]) -> Iterator[bytes]:
                     if line.strip():
                         yield line.rstrip(b"\n")
         except (EOFError, gzip.BadGzipFile) as error:
-            raise ValueError(
-                f"{lake.uri(relative)} is not a complete gzip file ({error}); landed files are written "
-                "whole, so compare it with the sha256 in its manifest and restore it"
-            ) from error
+            raise damaged_gzip_error(lake.uri(relative), error) from error
+
+
+def damaged_gzip_error(uri: str, error: Exception) -> ValueError:
+    """The error for a landed file that does not decompress: which file, and what to do about it."""
+    return ValueError(
+        f"{uri} is not a complete gzip file ({error}); landed files are written whole, so compare it with "
+        "the sha256 in its manifest and restore it"
+    )
 
 
 def stage_day(spec: StagingSpec, lake: Lake, day: str, staging: Path) -> tuple[Path, DayStats]:
