@@ -121,8 +121,8 @@ class IngestSpec:
     """The copy of a key that is kept is the first in this SQL order (then by file and row)."""
     time_column: str
     landing: Callable[[Lake, str], Landing]
-    relanding: str
-    """What lands the day again, for the error of a day whose lines do not add up."""
+    unreconciled_hint: str
+    """What to do about a file whose lines do not add up (ends the error that names it)."""
     preview_columns: tuple[str, ...]
     """What a materialization's preview shows: no person-level fields, few enough for whole rows."""
     quarantine_file: str | None = None
@@ -515,7 +515,7 @@ def _quarantine(
                 raise UnreconciledFileError(
                     f"{file.name}: the landing counts {file.lines} lines, {bad_lines} are bad and typing "
                     f"kept {good_rows} rows, so {file.lines - bad_lines - good_rows} are unaccounted for; "
-                    f"nothing of the day was written. Re-land the day ({spec.relanding}) or inspect the file."
+                    f"nothing of the day was written. {spec.unreconciled_hint}"
                 )
             total += bad_lines
             if bad_lines and day_lines is not None:
