@@ -142,6 +142,9 @@ class IngestSpec:
     whole_line: str | None = None
     """A raw column holding the whole line as JSON, for typing that needs all of it (a content hash)."""
     functions: tuple[SqlFunction, ...] = ()
+    derived: Mapping[str, str] = field(default_factory=dict)
+    """Columns computed once per row from the raw ones before typing (name -> SQL), for a value several
+    typing expressions read: DuckDB evaluates an expression inside a list lambda once per element."""
     malformed: Mapping[str, str] = field(default_factory=dict)
     """Output column -> SQL of its raw value: counted as malformed when present but not typed."""
 
@@ -288,6 +291,33 @@ def read_json_sql(spec: IngestSpec, paths: Sequence[str], compression: str = "gz
     )
 
 
+_PLAIN_KEY = r'"[^"\\\x00-\x1f\x7f]*"'
+_PLAIN_VALUE = r'"[^"\\\x00-\x1f\x7f]*"|0|-?[1-9][0-9]{0,17}|true|false|null'
+"""JSON that DuckDB writes byte for byte as Python's `json.dumps(..., ensure_ascii=False)` does:
+strings needing no escape, integers DuckDB keeps exact, booleans and null."""
+
+
+def sorted_json_sql(value: str, *, item_separator: str, key_separator: str) -> str:
+    """SQL writing the JSON object `value` as `json.dumps(value, sort_keys=True, ensure_ascii=False,
+    separators=(item_separator, key_separator))` does, where SQL can do it exactly: a flat object of
+    plain keys and values (`_PLAIN_VALUE`) without a repeated key. Null for any other object, which a
+    spec then hands to Python: most events' objects are flat, and Python's JSON costs several times
+    DuckDB's per row, under the GIL."""
+    keys = f"json_keys({value})"
+    items = (
+        f"list_transform(list_sort({keys}), lambda name: to_json(name)::VARCHAR || {sql_text(key_separator)} "
+        f"|| json_extract({value}, '$.' || to_json(name)::VARCHAR)::VARCHAR)"
+    )
+    # The separators are commas, colons and spaces: nothing a regular expression reads specially.
+    plain = sql_text(f"({_PLAIN_KEY}){key_separator}({_PLAIN_VALUE})")
+    return (
+        # An item is null where DuckDB cannot address its key (one holding an escape): not plain either.
+        f"CASE WHEN coalesce(list_bool_and(list_transform({items}, lambda item: coalesce(regexp_full_match("
+        f"item, {plain}), false))), true) AND len(list_distinct({keys})) = len({keys}) "
+        f"THEN '{{' || array_to_string({items}, {sql_text(item_separator)}) || '}}' END"
+    )
+
+
 def _object_columns(spec: IngestSpec, value: str) -> str:
     """The raw columns of the JSON `value`, as `read_json` would read them from its line (null for a
     value that is not an object)."""
@@ -296,11 +326,17 @@ def _object_columns(spec: IngestSpec, value: str) -> str:
     return f"unnest(json_transform({an_object}, {sql_text(structure)}))"
 
 
-def _typed_select(spec: IngestSpec, raw_relation: str, carried: tuple[str, ...]) -> str:
+def _typed_select(
+    spec: IngestSpec, raw_relation: str, carried: tuple[str, ...], *, only_bad: bool = False
+) -> str:
     """A SELECT typing `raw_relation` into the schema's columns, passing `carried` through, with `_bad`
-    and `_malformed` (a bit per column of `spec.malformed` set when a present value did not convert)."""
-    typed = [f"{spec.typing[name]} AS {identifier(name)}" for name in spec.schema.names]
-    originals = [f"{raw} AS {identifier('raw ' + name)}" for name, raw in spec.malformed.items()]
+    and `_malformed` (a bit per column of `spec.malformed` set when a present value did not convert).
+    `only_bad` types just what `_bad` needs: the line-by-line pass plans it once per batch of lines,
+    and planning every column's SQL cost more than typing the lines."""
+    columns = spec.required if only_bad else spec.schema.names
+    malformed = {} if only_bad else spec.malformed
+    typed = [f"{spec.typing[name]} AS {identifier(name)}" for name in columns]
+    originals = [f"{raw} AS {identifier('raw ' + name)}" for name, raw in malformed.items()]
     valid = " AND ".join(f"coalesce({check}, false)" for check in spec.valid) or "true"
     carry = [identifier(name) for name in carried]
     kept = " AND ".join(["_valid", *(f"{identifier(name)} IS NOT NULL" for name in spec.required)])
@@ -308,11 +344,14 @@ def _typed_select(spec: IngestSpec, raw_relation: str, carried: tuple[str, ...])
         " | ".join(
             f"(CASE WHEN {identifier('raw ' + name)} IS NOT NULL AND {identifier(name)} IS NULL "
             f"THEN {1 << i} ELSE 0 END)"
-            for i, name in enumerate(spec.malformed)
+            for i, name in enumerate(malformed)
         )
         or "0"
     )
-    names = [identifier(name) for name in spec.schema.names]
+    names = [identifier(name) for name in columns]
+    if spec.derived:
+        derived = ", ".join(f"{sql} AS {identifier(name)}" for name, sql in spec.derived.items())
+        raw_relation = f"(SELECT *, {derived} FROM {raw_relation})"
     return (
         f"SELECT {', '.join(names + carry)}, NOT coalesce({kept}, false) AS {BAD}, ({bits})::INTEGER AS "
         f"{MALFORMED} FROM (SELECT {', '.join([*typed, *originals, *carry, f'({valid}) AS _valid'])} "
@@ -559,7 +598,7 @@ def _bad_lines(
 
     Blank lines, where they are bad lines, are kept byte for byte but counted and copied a run at a
     time: a file of nothing but newlines costs a byte search, not a Python step per line."""
-    typed = _typed_select(spec, _raw_lines_relation(spec, file.name), ("_index",))
+    typed = _typed_select(spec, _raw_lines_relation(spec, file.name), ("_index",), only_bad=True)
     query = f"SELECT _index FROM ({typed}) WHERE {BAD}"
     bad_lines = 0
     for segments in _file_segments(lake, file, path):

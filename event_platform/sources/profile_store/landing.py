@@ -24,6 +24,7 @@ from event_platform.lake.layout import raw_path
 from event_platform.pseudonymise import Pseudonymiser
 from event_platform.sources.profile_store.client import ProfileStoreClient, ReadStats
 from event_platform.sources.profile_store.transform import (
+    DERIVED,
     EVENTS_SCHEMA,
     FUNCTIONS,
     RAW_KEYS,
@@ -118,5 +119,6 @@ SPEC = ingest.IngestSpec(
     quarantine_file=QUARANTINE_FILE,
     whole_line=WHOLE_EVENT,
     functions=FUNCTIONS,
+    derived=DERIVED,
 )
 """One row per event_key, in the API's (time) order; blank lines are no lines."""

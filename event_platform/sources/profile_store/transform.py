@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from event_platform.columns import column
-from event_platform.ingest import SqlFunction, identifier
+from event_platform.ingest import SqlFunction, identifier, sorted_json_sql
 from event_platform.sources.profile_store.client import TICKS_PER_SECOND, parse_event_time
 from event_platform.staging import sql_text
 
@@ -110,13 +110,16 @@ WHOLE_EVENT = "_event"
 
 def _json_text(value: str) -> str:
     """SQL of `json.dumps(value, ensure_ascii=False, sort_keys=True)`, null for JSON null or no value:
-    integers and booleans in SQL, anything else (objects, floats, strings) through Python."""
+    integers, booleans and flat objects in SQL, anything else (floats, strings, nesting) through Python."""
     kind = f"json_type({value})"
     return (
         f"CASE WHEN {kind} IS NULL OR {kind} = 'NULL' THEN NULL "
         f"WHEN {kind} = 'BIGINT' THEN CAST({value} AS BIGINT)::VARCHAR "
         f"WHEN {kind} = 'UBIGINT' THEN CAST({value} AS UBIGINT)::VARCHAR "
         f"WHEN {kind} = 'BOOLEAN' THEN {value}::VARCHAR "
+        f"WHEN {kind} = 'OBJECT' THEN "
+        f"coalesce({sorted_json_sql(value, item_separator=', ', key_separator=': ')}, "
+        f"profile_store_json({value}::VARCHAR)) "
         f"ELSE profile_store_json({value}::VARCHAR) END"
     )
 
@@ -160,11 +163,20 @@ USER_IS_USABLE = (
 not OR: DuckDB evaluates both sides of an OR, and casting an object to a number fails the query."""
 
 
+USER_KEYS = ("Name", "Email", "Info")
+TICKS = "EventTime.ticks"
+DERIVED: dict[str, str] = {
+    **{f"User.{key}": f"({USER} -> {sql_text('$.' + identifier(key))})" for key in USER_KEYS},
+    TICKS: _ticks(identifier("EventTime")),
+}
+"""User's keys and EventTime's ticks, computed once per row for the typing that reads them."""
+
+
 def _user(key: str) -> str:
-    return f"({USER} -> {sql_text('$.' + identifier(key))})"
+    return identifier(f"User.{key}")
 
 
-_TICKS = _ticks(identifier("EventTime"))
+_TICKS = identifier(TICKS)
 _TRACK_ID = identifier("TrackId")
 TYPING: dict[str, str] = {
     "event_key": f"CASE WHEN json_type({_TRACK_ID}) = 'VARCHAR' AND regexp_full_match({_TRACK_ID} ->> '$', "

@@ -31,7 +31,7 @@ from typing import Any
 import pyarrow as pa
 
 from event_platform.columns import column
-from event_platform.ingest import IngestSpec, LandedFile, Landing, SqlFunction, identifier
+from event_platform.ingest import IngestSpec, LandedFile, Landing, SqlFunction, identifier, sorted_json_sql
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import partition_keys, quarantine_path, raw_path
 from event_platform.lake.publish import Manifest, ManifestFile, new_version, write_atomically, write_manifest
@@ -232,8 +232,8 @@ def _python_text(values: pa.Array) -> pa.Array:
 
 
 def _canonical_json(values: pa.Array) -> pa.Array:
-    """JSON text with sorted keys and no spaces, byte for byte as `json.dumps` writes it: DuckDB can
-    neither sort nested keys nor write numbers the way Python does."""
+    """JSON text with sorted keys and no spaces, byte for byte as `json.dumps` writes it, for the
+    objects SQL cannot write so (`sorted_json_sql`): nested ones, floats, escapes."""
     return pa.array(
         [None if v is None else json.dumps(json.loads(v), separators=(",", ":"), ensure_ascii=False,
                                            sort_keys=True) for v in values.to_pylist()],
@@ -279,8 +279,9 @@ SPEC = IngestSpec(
         **{name: _required_text(name) for name in ("uuid", "event_type", "anon_username")},
         **{name: _utc_timestamp(name) for name in ("time", "received_at")},
         **{name: _context_text(name) for name in CONTEXT_FIELDS},
-        "event_data": "CASE WHEN json_type(event_data) = 'OBJECT' "
-        "THEN tracking_json(event_data::VARCHAR) END",
+        "event_data": "CASE WHEN json_type(event_data) = 'OBJECT' THEN coalesce("
+        f"{sorted_json_sql('event_data', item_separator=',', key_separator=':')}, "
+        "tracking_json(event_data::VARCHAR)) END",
     },
     required=("uuid", "event_type", "anon_username", "time", "received_at", "event_data"),
     key="uuid",

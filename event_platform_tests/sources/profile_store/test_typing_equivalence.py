@@ -119,6 +119,8 @@ def hostile_lines() -> list[bytes]:
     for n, value in enumerate(HOSTILE_VALUES, start=100):
         lines += [line(n, Value=value), line(n + 100, Payload=value), line(n + 200, City=value)]
         lines.append(line(n + 300, User={"Name": "pii1:bb", "Info": value}))
+        lines.append(line(n + 800, Payload={"value": value, "b": 1, "\u00e9": "x", "k\u001f": 2}))
+        lines.append(line(n + 900, Payload={"value": value, "b": 1, "a": "x"}))
     lines += [line(500 + n, User=user) for n, user in enumerate(HOSTILE_USERS)]
     lines += [
         line(600, TrackId=track_id, SessionId=f"s-id-{n}") for n, track_id in enumerate(HOSTILE_TRACK_IDS)

@@ -110,6 +110,8 @@ def hostile_lines() -> list[bytes]:
     for number, value in enumerate(HOSTILE_VALUES, start=200):
         lines.append(line(number, course_unit_id=value, page_url=value))
         lines.append(line(300 + number, event_data={"value": value, "z": {"y": value, "x": 1}}))
+        lines.append(line(800 + number, event_data={"value": value, "b": 1, "\u00e9": "x", "k\u001f": 2}))
+        lines.append(line(900 + number, event_data={"value": value, "b": 1, "a": "x"}))
         lines.append(line(400 + number, event_data=value))
         lines.append(line(500 + number, uuid=value))
         lines.append(line(600 + number, anon_username=value))
@@ -127,6 +129,8 @@ def hostile_lines() -> list[bytes]:
         line(706, event_type="t", extra={"nested": [1, {"deep": None}]}),
         b'{"uuid": "x-707", "event_type": "t", "anon_username": "a", "time": "2026-11-01T10:00:00Z", '
         b'"received_at": "2026-11-01T10:00:00Z", "event_data": {"n": NaN}}',
+        line(708).replace(b'"event_data": {', b'"event_data": {"a": 1, "a": 2, '),  # a key twice
+        line(709).replace(b'"event_data": {', b'"event_data": {"s": "caf\\u00e9 \\/", "n": -0, '),
     ]
     return lines
 
