@@ -15,9 +15,9 @@ quarantine is named. The steps:
 2. Per file, good rows are counted against the landing's line count. A file with fewer is *dirty*: some
    of its lines must be quarantined, but `read_json` has parsed their bytes away.
 3. Quarantine, dirty files only. Python splits the file into lines keeping their bytes, DuckDB types each
-   line with the same projection (over `json_transform` of the line instead of `read_json`), and the bad
-   lines go byte for byte to `quarantine/<table>/date=D/`. The good lines must number exactly the file's
-   good rows from step 1, else the day fails loudly.
+   line with the same SQL (over `json_transform` of the line instead of `read_json`, and only what
+   `_bad` depends on), and the bad lines go byte for byte to `quarantine/<table>/date=D/`. The good
+   lines must number exactly the file's good rows from step 1, else the day fails loudly.
 4. DuckDB ranks the good rows by key, only those whose key's hash repeats (grouping integers holds far
    less memory than ranking every key of the day), and keeps the first by the spec's `first_by`.
 5. The output streams the spool minus the bad rows and the duplicates, or, for a spec with an
