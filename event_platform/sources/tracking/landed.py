@@ -270,6 +270,15 @@ def _context_text(key: str) -> str:
     )
 
 
+def _event_data(value: str) -> str:
+    """An object as sorted JSON text: in SQL where it is flat and plain, else through `json.dumps`."""
+    return (
+        f"CASE WHEN json_type({value}) = 'OBJECT' THEN coalesce("
+        f"{sorted_json_sql(value, item_separator=',', key_separator=':')}, "
+        f"tracking_json({value}::VARCHAR)) END"
+    )
+
+
 SPEC = IngestSpec(
     source=SOURCE_NAME,
     table=TABLE,
@@ -279,9 +288,7 @@ SPEC = IngestSpec(
         **{name: _required_text(name) for name in ("uuid", "event_type", "anon_username")},
         **{name: _utc_timestamp(name) for name in ("time", "received_at")},
         **{name: _context_text(name) for name in CONTEXT_FIELDS},
-        "event_data": "CASE WHEN json_type(event_data) = 'OBJECT' THEN coalesce("
-        f"{sorted_json_sql('event_data', item_separator=',', key_separator=':')}, "
-        "tracking_json(event_data::VARCHAR)) END",
+        "event_data": _event_data(identifier("event_data")),
     },
     required=("uuid", "event_type", "anon_username", "time", "received_at", "event_data"),
     key="uuid",
