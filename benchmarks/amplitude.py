@@ -9,8 +9,9 @@ a second run skips it). Then, each in a fresh process so its peak memory is its 
   commits its members to a local lake (download, gunzip, pseudonymisation of the personal fields, gzip);
   and, for what pseudonymising at the edge costs, the landing as it was before: download, a counting
   gunzip and a byte copy of each member;
-- ingest: `write_events`, the events asset's code path (`read_events`: DuckDB typing, quarantine,
-  dedupe) into the IO manager's Parquet writer, from the landed gzip members to the committed partition;
+- ingest: `write_events`, the events asset's code path (`read_events`: the shared ingestion path of
+  `event_platform.ingest`, DuckDB typing, quarantine, dedupe) into the IO manager's Parquet writer, from
+  the landed gzip members to the committed partition;
 - parse: its first stage alone, the same members through DuckDB's `read_json` and the typing projection
   (`typed_batches`, same memory limit) drained as Arrow batches and dropped: what ingest costs before
   anything is spooled, deduplicated or encoded, so a reader sees which stage the time goes to;
@@ -114,17 +115,18 @@ def ingest(lake_root: str) -> dict[str, Any]:
 
 
 def parse(lake_root: str) -> dict[str, Any]:
+    from event_platform.ingest import DEFAULT_MEMORY_LIMIT, typed_batches
     from event_platform.lake.filesystem import Lake
-    from event_platform.sources.amplitude.transform import DEFAULT_MEMORY_LIMIT, raw_members, typed_batches
+    from event_platform.sources.amplitude.transform import SPEC, raw_members
     from event_platform.staging import scratch_duckdb
 
     lake = Lake.from_uri(lake_root)
-    members, _ = raw_members(lake, DAY.isoformat())
-    local = {member.name: Path(lake.path(member.path)) for member in members}
+    members = raw_members(lake, DAY.isoformat()).files
+    local = [Path(lake.path(member.path)) for member in members]
     started = time.perf_counter()
     rows = 0
     with scratch_duckdb(memory_limit=DEFAULT_MEMORY_LIMIT, preserve_insertion_order=False) as con:
-        for batch in typed_batches(con, members, local):
+        for batch in typed_batches(con, SPEC, members, local):
             rows += batch.num_rows
     return {
         "seconds": time.perf_counter() - started, "cpu_seconds": cpu_seconds(), "rows": rows,
@@ -133,13 +135,14 @@ def parse(lake_root: str) -> dict[str, Any]:
 
 
 def json_reading(paths: list[str], compression: str) -> dict[str, Any]:
-    from event_platform.sources.amplitude.transform import BATCH_ROWS, DEFAULT_MEMORY_LIMIT, read_json_sql
+    from event_platform.ingest import BATCH_ROWS, DEFAULT_MEMORY_LIMIT, read_json_sql
+    from event_platform.sources.amplitude.transform import SPEC
     from event_platform.staging import scratch_duckdb
 
     started = time.perf_counter()
     rows = 0
     with scratch_duckdb(memory_limit=DEFAULT_MEMORY_LIMIT, preserve_insertion_order=False) as con:
-        query = f"SELECT * FROM {read_json_sql(paths, compression)}"
+        query = f"SELECT * FROM {read_json_sql(SPEC, paths, compression)}"
         for batch in con.sql(query).to_arrow_reader(BATCH_ROWS):
             rows += batch.num_rows
     return {"seconds": time.perf_counter() - started, "cpu_seconds": cpu_seconds(), "rows": rows}

@@ -25,9 +25,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
-from event_platform import staging
+from event_platform import ingest
 from event_platform.lake.filesystem import Lake
 from event_platform.pseudonymise import Pseudonymiser
 from event_platform.retry import NO_WAIT
@@ -111,9 +109,8 @@ def land_and_type(server: dict[str, Any], page_size: int) -> dict[str, Any]:
     started = time.perf_counter()
     landed = landing.land_day(client, Pseudonymiser("benchmark-key"), lake, DAY.isoformat())
     landed_at = time.perf_counter()
-    staged, stats = staging.stage_day(landing.STAGING, lake, DAY.isoformat(), WORK)
-    reader: pa.RecordBatchReader = staging.deduplicate(landing.STAGING, staged, WORK, stats)
-    rows = sum(batch.num_rows for batch in reader)
+    typed = ingest.read_day(landing.SPEC, lake, DAY.isoformat(), tmp_dir=WORK)
+    rows = sum(batch.num_rows for batch in typed.reader)
     finished = time.perf_counter()
     shutil.rmtree(WORK, ignore_errors=True)
     return {

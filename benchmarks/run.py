@@ -15,6 +15,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = (
     "amplitude",
+    "ingest",
     "optimizely",
     "profile_store",
     "tracking",

@@ -237,7 +237,8 @@ def remove_from_quarantine(lake: Lake, identifiers: set[str]) -> dict[str, int]:
     removed: dict[str, int] = {}
     for day in partition_keys(lake.list_dirs(f"quarantine/{landing.TABLE}")):
         directory = quarantine_path(landing.TABLE, day)
-        count = _rewrite_line_partition(lake, directory, belongs, ("lines",))
+        # `lines` and the reconciliation's `quarantined` both count the quarantined lines.
+        count = _rewrite_line_partition(lake, directory, belongs, ("lines", "quarantined"))
         if count:
             removed[directory] = count
     return removed

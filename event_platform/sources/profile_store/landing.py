@@ -2,8 +2,8 @@
 
 `land_day` reads the day through the client and writes each batch, pseudonymised, as one gzip JSON-lines
 page of a new `raw/profile_store/date=…/` version; clear personal data never reaches the lake. The API's
-`total` for the day and what the reading cost go into that version's manifest. `STAGING` is what the
-shared staging pipeline (`event_platform.staging`) needs to type the landed pages (untypable events go to
+`total` for the day and what the reading cost go into that version's manifest. `SPEC` is what the
+shared ingestion path (`event_platform.ingest`) needs to type the landed pages (untypable events go to
 quarantine) and keep one row per `event_key`, in the API's order.
 """
 
@@ -17,18 +17,25 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from event_platform import ingest
 from event_platform.dates import day_window
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import raw_path
 from event_platform.pseudonymise import Pseudonymiser
 from event_platform.sources.profile_store.client import ProfileStoreClient, ReadStats
-from event_platform.sources.profile_store.transform import EVENTS_SCHEMA, UntypableEventError, typed_row
-from event_platform.staging import StagingSpec
+from event_platform.sources.profile_store.transform import (
+    DERIVED,
+    EVENTS_SCHEMA,
+    FUNCTIONS,
+    RAW_KEYS,
+    TYPING,
+    VALID,
+    WHOLE_EVENT,
+)
 
 SOURCE_NAME = "profile_store"
 TABLE = "profile_store/events"
 QUARANTINE_FILE = "untypable.ndjson.gz"
-BATCH_ROWS = 65_536
 TOTAL_REPORTED = "total_reported"
 """Raw manifest metadata: the API's `total` for the day, less events forgotten since."""
 
@@ -81,17 +88,37 @@ def land_day(client: ProfileStoreClient, pseudonymiser: Pseudonymiser, lake: Lak
     return landing
 
 
-STAGING = StagingSpec(
+def landed_pages(lake: Lake, day: str) -> ingest.Landing:
+    """The pages of the day's current raw version, with the events each holds (a line apiece)."""
+    partition = raw_path(SOURCE_NAME, day)
+    manifest = lake.read_manifest(partition)
+    if manifest is None:
+        return ingest.Landing((), None)
+    pages = tuple(
+        ingest.LandedFile(entry.name, f"{partition}/{entry.path}", int(entry.extra["events"]))
+        for entry in manifest.files
+    )
+    return ingest.Landing(pages, manifest.version)
+
+
+SPEC = ingest.IngestSpec(
     source=SOURCE_NAME,
     table=TABLE,
     schema=EVENTS_SCHEMA,
-    typed_row=lambda line: typed_row(json.loads(line)),
-    untypable=(ValueError, UntypableEventError),
+    raw_columns=dict.fromkeys(RAW_KEYS, "JSON"),
+    typing=TYPING,
+    required=("event_key", "event_time", "event_time_ticks"),
+    valid=VALID,
     key="event_key",
     first_by=("event_time_ticks",),
     order_by=("event_time_ticks", "event_key"),
     time_column="event_time",
+    landing=landed_pages,
+    unreconciled_hint="Materialize profile_store/events again (it lands the day anew) or inspect the page.",
+    preview_columns=("event_time", "event_type", "page_title", "country_code", "device_id"),
     quarantine_file=QUARANTINE_FILE,
-    batch_rows=BATCH_ROWS,
+    whole_line=WHOLE_EVENT,
+    functions=FUNCTIONS,
+    derived=DERIVED,
 )
-"""One row per event_key, in the API's (time) order."""
+"""One row per event_key, in the API's (time) order; blank lines are no lines."""

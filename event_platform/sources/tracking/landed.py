@@ -15,8 +15,8 @@ record not folded into it; `compact_day` folds the records into the index and de
 closed day is read from one file. A record deleted between a reader's listing and its read is in the
 index by then (the index is written first), so the reader retries with the new index.
 
-The landed files go through the shared staging pipeline (`event_platform.staging`) with this source's
-schema and typing (`STAGING`): lines that cannot be typed go to `quarantine/tracking/events/date=D/` as
+The landed files go through the shared ingestion path (`event_platform.ingest`) with this source's
+schema and typing (`SPEC`): lines that cannot be typed go to `quarantine/tracking/events/date=D/` as
 they were, and DuckDB keeps the first copy of each `uuid` (earliest `received_at`).
 """
 
@@ -25,21 +25,22 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
 
 from event_platform.columns import column
+from event_platform.ingest import IngestSpec, LandedFile, Landing, SqlFunction, identifier, sorted_json_sql
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import partition_keys, quarantine_path, raw_path
 from event_platform.lake.publish import Manifest, ManifestFile, new_version, write_atomically, write_manifest
 from event_platform.sources.tracking.events import CONTEXT_FIELDS
-from event_platform.staging import StagingSpec
+from event_platform.staging import sql_text
 
 SOURCE_NAME = "tracking"
 TABLE = "tracking/events"
 QUARANTINE_FILE = "lines.ndjson.gz"
-BATCH_ROWS = 50_000
 
 UTC_MICROS = pa.timestamp("us", tz="UTC")
 CONTEXT_DESCRIPTIONS: dict[str, str] = {
@@ -84,10 +85,6 @@ EVENTS_SCHEMA = pa.schema(
     ]
 )
 """`course_unit_id` is a string: the LMS sends integer or string ids, and a string holds both."""
-
-
-class LineError(ValueError):
-    """A landed line that cannot be typed; it is quarantined, not dropped."""
 
 
 COMMITS_DIR = "_commits"
@@ -150,9 +147,20 @@ def _entry(record: dict[str, Any]) -> ManifestFile:
 
 
 def landed_files(lake: Lake, day: str) -> list[str]:
-    """Lake-relative paths of the day's committed files (what staging reads)."""
+    """Lake-relative paths of the day's committed files."""
     directory = raw_path(SOURCE_NAME, day)
     return [f"{directory}/{entry.path}" for entry in landed_entries(lake, day)]
+
+
+def landing(lake: Lake, day: str) -> Landing:
+    """The day's committed files with the lines each commit recorded: what the ingestion reads."""
+    directory = raw_path(SOURCE_NAME, day)
+    entries = landed_entries(lake, day)
+    files = tuple(
+        LandedFile(entry.path, f"{directory}/{entry.path}", int(entry.extra.get("lines", 0)))
+        for entry in entries
+    )
+    return Landing(files, _version(entry.path for entry in entries))
 
 
 def landed_line_count(lake: Lake, day: str) -> int:
@@ -167,8 +175,12 @@ def landing_version(lake: Lake, day: str) -> str | None:
     records = _record_paths(lake, directory)
     index = lake.read_manifest(directory)
     committed = {entry.path for entry in index.files} if index else set()
-    committed |= records.keys()
-    return f"{len(committed)}:{max(committed)}" if committed else None
+    return _version(committed | records.keys())
+
+
+def _version(committed: Iterable[str]) -> str | None:
+    paths = set(committed)
+    return f"{len(paths)}:{max(paths)}" if paths else None
 
 
 def compact_day(lake: Lake, day: str) -> int:
@@ -194,59 +206,109 @@ def quarantined_line_count(lake: Lake, day: str) -> int:
     return sum(int(entry.extra.get("lines", 0)) for entry in manifest.files) if manifest else 0
 
 
-def typed_row(line: bytes) -> dict[str, Any]:
-    """One landed line as a row of EVENTS_SCHEMA, or LineError saying what is wrong."""
+ISO_WITH_OFFSET = (
+    r"[1-9]\d{3}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)"
+)
+"""What the collector writes (`events.format_time`), which DuckDB converts itself exactly as Python's
+`datetime.fromisoformat` does; any other shape goes through `fromisoformat`."""
+
+
+def _utc_of_any_shape(values: pa.Array) -> pa.Array:
+    """ISO 8601 timestamps with an offset as UTC; null for anything `fromisoformat` refuses, or naive."""
+    return pa.array([_utc(value) for value in values.to_pylist()], UTC_MICROS)
+
+
+def _utc(value: str | None) -> dt.datetime | None:
     try:
-        event = json.loads(line)
-    except ValueError as error:
-        raise LineError("not JSON") from error
-    if not isinstance(event, dict):
-        raise LineError("not a JSON object")
-    row: dict[str, Any] = {}
-    for name in ("uuid", "event_type", "anon_username"):
-        value = event.get(name)
-        if not isinstance(value, str) or not value:
-            raise LineError(f"{name} is missing or not a string")
-        row[name] = value
-    for name in ("time", "received_at"):
-        row[name] = _utc(event.get(name), name)
-    for name in CONTEXT_FIELDS:
-        value = event.get(name)
-        row[name] = None if value is None else str(value)
-    event_data = event.get("event_data")
-    if not isinstance(event_data, dict):
-        raise LineError("event_data is not an object")
-    row["event_data"] = json.dumps(event_data, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
-    return row
+        moment = dt.datetime.fromisoformat(value) if value is not None else None
+        return moment.astimezone(dt.UTC) if moment is not None and moment.tzinfo is not None else None
+    except (ValueError, OverflowError):
+        return None
 
 
-def _utc(value: object, name: str) -> dt.datetime:
-    if not isinstance(value, str):
-        raise LineError(f"{name} is missing")
-    try:
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError as error:
-        raise LineError(f"{name} is not an ISO 8601 timestamp") from error
-    if moment.tzinfo is None:
-        raise LineError(f"{name} has no UTC offset")
-    return moment.astimezone(dt.UTC)
+def _python_text(values: pa.Array) -> pa.Array:
+    """JSON values as Python's `str` of them (`True`, `1.5`, `[1, 2]`): what an LMS's odd id became."""
+    return pa.array([None if v is None else str(json.loads(v)) for v in values.to_pylist()], pa.string())
 
 
-STAGING = StagingSpec(
+def _canonical_json(values: pa.Array) -> pa.Array:
+    """JSON text with sorted keys and no spaces, byte for byte as `json.dumps` writes it, for the
+    objects SQL cannot write so (`sorted_json_sql`): nested ones, floats, escapes."""
+    return pa.array(
+        [None if v is None else json.dumps(json.loads(v), separators=(",", ":"), ensure_ascii=False,
+                                           sort_keys=True) for v in values.to_pylist()],
+        pa.string(),
+    )  # fmt: skip
+
+
+def _string(key: str) -> str:
+    """A JSON string value (null for any other type)."""
+    return f"CASE WHEN json_type({identifier(key)}) = 'VARCHAR' THEN {identifier(key)} ->> '$' END"
+
+
+def _required_text(key: str) -> str:
+    return f"nullif({_string(key)}, '')"
+
+
+def _utc_timestamp(key: str) -> str:
+    text = _string(key)
+    return (
+        f"CASE WHEN regexp_full_match({text}, {sql_text(ISO_WITH_OFFSET)}) "
+        f"THEN try_cast({text} AS TIMESTAMPTZ) "
+        f"ELSE tracking_utc({text}) END"
+    )
+
+
+def _context_text(key: str) -> str:
+    """A context field as text: strings as they are, integers in decimal, anything else as Python's `str`."""
+    value, kind = identifier(key), f"json_type({identifier(key)})"
+    return (
+        f"CASE WHEN {kind} IS NULL OR {kind} = 'NULL' THEN NULL WHEN {kind} = 'VARCHAR' THEN {value} ->> '$' "
+        f"WHEN {kind} = 'BIGINT' THEN CAST({value} AS BIGINT)::VARCHAR "
+        f"WHEN {kind} = 'UBIGINT' THEN CAST({value} AS UBIGINT)::VARCHAR "
+        f"ELSE tracking_text({value}::VARCHAR) END"
+    )
+
+
+def _event_data(value: str) -> str:
+    """An object as sorted JSON text: in SQL where it is flat and plain, else through `json.dumps`."""
+    return (
+        f"CASE WHEN json_type({value}) = 'OBJECT' THEN coalesce("
+        f"{sorted_json_sql(value, item_separator=',', key_separator=':')}, "
+        f"tracking_json({value}::VARCHAR)) END"
+    )
+
+
+SPEC = IngestSpec(
     source=SOURCE_NAME,
     table=TABLE,
     schema=EVENTS_SCHEMA,
-    typed_row=typed_row,
-    untypable=(LineError,),
+    raw_columns=dict.fromkeys(EVENTS_SCHEMA.names, "JSON"),
+    typing={
+        **{name: _required_text(name) for name in ("uuid", "event_type", "anon_username")},
+        **{name: _utc_timestamp(name) for name in ("time", "received_at")},
+        **{name: _context_text(name) for name in CONTEXT_FIELDS},
+        "event_data": _event_data(identifier("event_data")),
+    },
+    required=("uuid", "event_type", "anon_username", "time", "received_at", "event_data"),
     key="uuid",
     first_by=("received_at", "time"),
     order_by=("time", "uuid"),
     time_column="time",
+    landing=landing,
+    unreconciled_hint="Compare the file with the sha256 and lines of its commit record, or inspect it.",
+    preview_columns=("time", "event_type", "course_slug", "event_data"),
     quarantine_file=QUARANTINE_FILE,
-    batch_rows=BATCH_ROWS,
-    landed_files=landed_files,
+    functions=(
+        SqlFunction("tracking_utc", _utc_of_any_shape, ("VARCHAR",), "TIMESTAMPTZ"),
+        SqlFunction("tracking_text", _python_text, ("VARCHAR",), "VARCHAR"),
+        SqlFunction("tracking_json", _canonical_json, ("VARCHAR",), "VARCHAR"),
+    ),
 )
-"""The first copy of each uuid (earliest `received_at`) is kept, in time order."""
+"""A line is typed with `uuid`, `event_type` and `anon_username` non-empty strings, `time` and
+`received_at` ISO 8601 with an offset (stored in UTC), `event_data` an object (stored as sorted JSON
+text); else it is quarantined. The first copy of each uuid (earliest `received_at`) is kept, in time
+order; blank lines are no lines."""
 
 
 def new_landings(lake: Lake, seen_versions: dict[str, str], open_days: set[str]) -> list[tuple[str, str]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from event_platform.sources.profile_store import landing
 from event_platform.sources.profile_store.defs.assets import events
 from event_platform.sources.profile_store.defs.jobs import forget_profile_store_person
 from event_platform.sources.profile_store.defs.resources import ProfileStoreResource
-from event_platform.staging import gzip_lines, publish_quarantine, raw_files
+from event_platform.staging import gzip_lines, raw_files
 from event_platform_tests.sources.profile_store.test_assets import lake_texts
 
 DAYS = ("2026-11-01", "2026-11-02")
@@ -111,9 +110,9 @@ def test_forgetting_removes_the_person_everywhere_and_nothing_else(
         json.dumps({"EventTime": "broken", "User": {"Email": email_key}}).encode(),
         json.dumps({"EventTime": "broken", "User": {"Email": others[0]["user_email_key"]}}).encode(),
     ]
-    rejected = tmp_path / "rejected.ndjson.gz"
-    rejected.write_bytes(gzip.compress(b"\n".join(untypable) + b"\n"))
-    publish_quarantine(lake, landing.TABLE, DAYS[1], rejected, len(untypable), landing.QUARANTINE_FILE)
+    with lake.write_partition(quarantine_path(landing.TABLE, DAYS[1])) as quarantine:
+        landing.write_lines(quarantine.open, landing.QUARANTINE_FILE, untypable, lines=len(untypable))
+        quarantine.metadata["lines"] = len(untypable)
 
     result = forget_profile_store_person.execute_in_process(
         run_config={

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from event_platform import staging
+from event_platform.ingest import IngestSummary, read_day
 from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.io_manager import LakeResource
 from event_platform.lake.layout import quarantine_path, raw_path
 from event_platform.sources.profile_store import landing
 from event_platform.sources.profile_store.defs.checks import scan_for_personal_data
-from event_platform.sources.profile_store.transform import EVENTS_SCHEMA, event_key, typed_row
+from event_platform.sources.profile_store.transform import EVENTS_SCHEMA, event_key
 
 DAY = "2026-11-01"
 
@@ -46,9 +47,16 @@ def land_pages(lake: Lake, pages: list[list[dict[str, Any]]]) -> None:
             landing.write_page(partition.open, f"page-{number:06d}.json.gz", page)
 
 
-def stage(lake: Lake, tmp_path: Path) -> tuple[pa.Table, staging.DayStats]:
-    staged, stats = staging.stage_day(landing.STAGING, lake, DAY, tmp_path)
-    return staging.deduplicate(landing.STAGING, staged, tmp_path, stats).read_all(), stats
+def stage(lake: Lake, tmp_path: Path) -> tuple[pa.Table, IngestSummary]:
+    typed = read_day(landing.SPEC, lake, DAY, tmp_dir=tmp_path)
+    return typed.reader.read_all(), typed.summary
+
+
+def typed_row(lake: Lake, event: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    """`event`'s row, typed through the ingestion path from a page of its own."""
+    land_pages(lake, [[event]])
+    [row] = stage(lake, tmp_path)[0].to_pylist()
+    return row
 
 
 def test_duplicates_collapse_and_untypable_events_are_quarantined(
@@ -64,7 +72,7 @@ def test_duplicates_collapse_and_untypable_events_are_quarantined(
 
     table, stats = stage(lake, tmp_path)
     assert table.schema == EVENTS_SCHEMA
-    assert (stats.landed_events, stats.duplicates, stats.quarantined, stats.rows) == (6, 2, 1, 3)
+    assert (stats.raw_lines, stats.duplicates, stats.quarantined, stats.rows) == (6, 2, 1, 3)
     assert sorted(table.column("event_key").to_pylist()) == sorted(
         ["t-1", event_key(anonymous), event_key(other_anonymous)]
     )
@@ -79,18 +87,21 @@ def test_duplicates_collapse_and_untypable_events_are_quarantined(
     assert quarantine is not None and quarantine.metadata["lines"] == 0 and not quarantine.files
 
 
-def test_event_time_keeps_its_seventh_digit() -> None:
-    row = typed_row(track_event("t", "2026-11-01T10:00:00.1234567Z"))
+def test_event_time_keeps_its_seventh_digit(lake_resource: LakeResource, tmp_path: Path) -> None:
+    row = typed_row(lake_resource.lake(), track_event("t", "2026-11-01T10:00:00.1234567Z"), tmp_path)
     assert row["event_time_ticks"] % 10 == 7
-    assert row["event_time"] == row["event_time_ticks"] // 10
+    micros = (row["event_time"] - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+    assert micros == row["event_time_ticks"] // 10
     assert row["payload"] == '{"n": 1}' and row["user_info"] == '{"Platform": "Web"}'
 
 
-def test_leak_scan_finds_clear_addresses_in_any_column_and_in_raw_pages(lake_resource: LakeResource) -> None:
+def test_leak_scan_finds_clear_addresses_in_any_column_and_in_raw_pages(
+    lake_resource: LakeResource, tmp_path: Path
+) -> None:
     lake = lake_resource.lake()
     leaking = track_event("t-2", "2026-11-01T10:00:00Z", Payload={"contact": "ada@example.org"})
     land_pages(lake, [[track_event("t-1", "2026-11-01T09:00:00Z"), leaking]])
-    rows = [typed_row(track_event("t-1", "2026-11-01T09:00:00Z")), typed_row(leaking)]
+    rows = stage(lake, tmp_path)[0].to_pylist()
     rows[0]["city"] = "seen from 198.51.100.7"
     table = pa.Table.from_pylist(rows, schema=EVENTS_SCHEMA)
     delta.write(lake, landing.TABLE, table.to_reader(), partition=DAY)

@@ -1,10 +1,16 @@
 import gzip
+import json
+from pathlib import Path
 
 import pytest
 
+from event_platform.ingest import read_day
 from event_platform.lake.filesystem import Lake
-from event_platform.sources.tracking.landed import LineError, commit_events, landed_files, typed_row
+from event_platform.lake.layout import quarantine_path
+from event_platform.sources.tracking.landed import SPEC, TABLE, commit_events, landed_files
 from event_platform.staging import gzip_lines
+
+DAY = "2026-11-01"
 
 
 def test_a_damaged_landed_file_is_named(lake: Lake) -> None:
@@ -14,28 +20,42 @@ def test_a_damaged_landed_file_is_named(lake: Lake) -> None:
         list(gzip_lines(lake, landed_files(lake, "2026-11-01")))
 
 
+def typed_day(lake: Lake, lines: list[bytes], tmp_path: Path) -> tuple[list[dict[str, object]], list[bytes]]:
+    """The rows and the quarantined lines of a day landed as `lines`, through the ingestion path."""
+    commit_events(lake, DAY, gzip.compress(b"\n".join(lines) + b"\n"), lines=len(lines), first_received="",
+                  last_received="")  # fmt: skip
+    rows = read_day(SPEC, lake, DAY, tmp_dir=tmp_path).reader.read_all().to_pylist()
+    quarantined = [
+        gzip.decompress(lake.read_bytes(path)) for path in lake.current_files(quarantine_path(TABLE, DAY))
+    ]
+    return rows, b"".join(quarantined).splitlines()
+
+
 @pytest.mark.parametrize(
-    ("line", "reason"),
+    "line",
     [
-        (b"[1]", "not a JSON object"),
-        (b'{"uuid": "u", "event_type": "t"}', "anon_username is missing"),
-        (b'{"uuid": "u", "event_type": "t", "anon_username": "a", "time": "2026-11-01"}', "no UTC offset"),
-        (
-            b'{"uuid": "u", "event_type": "t", "anon_username": "a", "time": "2026-11-01T00:00:00+00:00", '
-            b'"received_at": "2026-11-01T00:00:01+00:00", "event_data": 3}',
-            "event_data is not an object",
-        ),
+        b"[1]",  # not a JSON object
+        b'{"uuid": "u", "event_type": "t"}',  # anon_username is missing
+        b'{"uuid": "u", "event_type": "t", "anon_username": "a", "time": "2026-11-01"}',  # no UTC offset
+        b'{"uuid": "u", "event_type": "t", "anon_username": "a", "time": "2026-11-01T00:00:00+00:00", '
+        b'"received_at": "2026-11-01T00:00:01+00:00", "event_data": 3}',  # event_data is not an object
     ],
 )
-def test_untypable_lines_say_why(line: bytes, reason: str) -> None:
-    with pytest.raises(LineError, match=reason):
-        typed_row(line)
+def test_untypable_lines_are_quarantined_as_they_were(lake: Lake, line: bytes, tmp_path: Path) -> None:
+    assert typed_day(lake, [line], tmp_path) == ([], [line])
 
 
-def test_a_typed_row_keeps_ids_as_text_and_event_data_as_sorted_json() -> None:
-    row = typed_row(
-        b'{"uuid": "u", "event_type": "t", "anon_username": "a", "time": "2026-11-01T01:00:00+01:00", '
-        b'"received_at": "2026-11-01T00:00:01+00:00", "course_unit_id": 7, "event_data": {"b": 1, "a": "x"}}'
+def test_a_typed_row_keeps_ids_as_text_and_event_data_as_sorted_json(lake: Lake, tmp_path: Path) -> None:
+    [row], quarantined = typed_day(
+        lake,
+        [
+            b'{"uuid": "u", "event_type": "t", "anon_username": "a", "time": "2026-11-01T01:00:00+01:00", '
+            b'"received_at": "2026-11-01T00:00:01+00:00", "course_unit_id": 7, '
+            b'"event_data": {"b": 1, "a": "x"}}'
+        ],
+        tmp_path,
     )
+    assert quarantined == []
     assert row["course_unit_id"] == "7" and row["event_data"] == '{"a":"x","b":1}'
-    assert row["time"].isoformat() == "2026-11-01T00:00:00+00:00"
+    assert row["time"].isoformat() == "2026-11-01T00:00:00+00:00"  # type: ignore[attr-defined]
+    json.loads(str(row["event_data"]))

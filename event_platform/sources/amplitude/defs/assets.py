@@ -1,8 +1,9 @@
 """amplitude/raw_export and amplitude/events: one UTC day of the Export API per daily partition.
 
 `raw_export` lands the day's export members byte-identical under raw/amplitude/date=D/ (landing.py);
-`events` types them into Parquet through the IO manager (transform.py), quarantining bad lines under
-quarantine/amplitude/events/date=D/. Both only wire resources to those modules and describe the result.
+`events` types them into Parquet through the IO manager (transform.py, on the shared ingestion path),
+quarantining bad lines under quarantine/amplitude/events/date=D/. Both only wire resources to those
+modules and describe the result.
 """
 
 import datetime as dt
@@ -13,6 +14,7 @@ import pyarrow as pa
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, Output, asset
 
 from event_platform import metadata
+from event_platform.ingest_metadata import day_metadata
 from event_platform.lake.io_manager import LakeResource
 from event_platform.partitions import daily_partitions
 from event_platform.policies import (
@@ -25,8 +27,7 @@ from event_platform.scratch import scratch_dir
 from event_platform.sources.amplitude.defs.checks import EVENTS, RAW_EXPORT
 from event_platform.sources.amplitude.defs.resources import AmplitudeResource
 from event_platform.sources.amplitude.landing import DayNotReadyError, LandingResult, land_export
-from event_platform.sources.amplitude.schema import EVENT_SCHEMA, PREVIEW_COLUMNS
-from event_platform.sources.amplitude.transform import SOURCE_NAME, TransformSummary, read_events
+from event_platform.sources.amplitude.transform import SOURCE_NAME, SPEC, TransformSummary, read_events
 
 
 @asset(
@@ -96,22 +97,10 @@ def landing_metadata(landed: LandingResult) -> dict[str, Any]:
 
 def events_metadata(summary: TransformSummary) -> dict[str, Any]:
     """What typing found; the rows themselves are the IO manager's `dagster/row_count`."""
-    preview_schema = pa.schema([EVENT_SCHEMA.field(name) for name in PREVIEW_COLUMNS])
-    values: dict[str, Any] = {
+    return {
+        **day_metadata(summary, SPEC),
+        # The names this asset reported before every source shared one path, for what still reads them.
         "raw_files": MetadataValue.int(summary.files),
         "raw_lines": MetadataValue.int(summary.raw_lines),
-        "duplicates": MetadataValue.int(summary.duplicates),
         "quarantined_lines": MetadataValue.int(summary.quarantined),
-        "malformed_values": MetadataValue.int(summary.malformed_values),
-        "malformed_values_per_column": metadata.counts(
-            summary.malformed_by_column, label="column", count="values"
-        ),
-        "late_events": MetadataValue.int(summary.late_events),
-        "late_event_share": metadata.share(summary.late_share),
-        "files_typed_line_by_line": MetadataValue.int(summary.dirty_files),
-        "preview": metadata.table(summary.preview, preview_schema),
     }
-    if summary.min_event_time is not None and summary.max_event_time is not None:
-        values["first_event_time"] = MetadataValue.timestamp(summary.min_event_time)
-        values["last_event_time"] = MetadataValue.timestamp(summary.max_event_time)
-    return values

@@ -4,13 +4,12 @@ The work is in `landing.py` (and the client, the pseudonymiser, the transform); 
 to Dagster and describes the result.
 """
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pyarrow as pa
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
-from event_platform import metadata, staging
+from event_platform import metadata
+from event_platform.ingest import IngestSummary, read_day
+from event_platform.ingest_metadata import day_metadata
 from event_platform.lake.io_manager import LakeResource
 from event_platform.lake.layout import raw_path
 from event_platform.partitions import daily_partitions
@@ -19,14 +18,8 @@ from event_platform.policies import (
     only_outages_retry,
     only_outages_retry_while_reading,
 )
-from event_platform.scratch import scratch_dir
 from event_platform.sources.profile_store import landing
 from event_platform.sources.profile_store.defs.resources import ProfileStoreResource
-from event_platform.sources.profile_store.transform import EVENTS_SCHEMA
-from event_platform.staging_metadata import day_metadata
-
-PREVIEW_COLUMNS = ("event_time", "event_type", "page_title", "country_code", "device_id")
-"""Few enough columns for whole rows to fit the UI; the pseudonymised keys and JSON are in the table."""
 
 
 @asset(
@@ -45,7 +38,7 @@ PREVIEW_COLUMNS = ("event_time", "event_type", "page_title", "country_code", "de
 )
 def events(
     context: AssetExecutionContext, profile_store: ProfileStoreResource, lake: LakeResource
-) -> Iterator[Output[pa.RecordBatchReader]]:
+) -> Output[pa.RecordBatchReader]:
     with only_outages_retry():
         day = context.partition_key
         store = lake.lake()
@@ -56,22 +49,19 @@ def events(
             f"requests ({client.stats.windows_split} window splits); the API reported "
             f"{client.stats.total_reported}."
         )
-        with scratch_dir("profile-store-events") as work_dir:
-            staged, stats = staging.stage_day(landing.STAGING, store, day, Path(work_dir))
-            if stats.quarantined:
-                context.log.warning(f"{stats.quarantined} event(s) of {day} were untypable: quarantined")
-            reader = staging.deduplicate(landing.STAGING, staged, Path(work_dir), stats)
-            # The IO manager consumes the reader while this generator is suspended, before the staging goes.
-            yield Output(
-                only_outages_retry_while_reading(reader),
-                metadata=describe(landed, stats, store.uri(raw_path(landing.SOURCE_NAME, day))),
-            )
+        typed = read_day(landing.SPEC, store, day)
+    if typed.summary.quarantined:
+        context.log.warning(f"{typed.summary.quarantined} event(s) of {day} were untypable: quarantined")
+    return Output(
+        only_outages_retry_while_reading(typed.reader),
+        metadata=describe(landed, typed.summary, store.uri(raw_path(landing.SOURCE_NAME, day))),
+    )
 
 
-def describe(landed: landing.Landing, stats: staging.DayStats, raw_uri: str) -> dict[str, MetadataValue]:
+def describe(landed: landing.Landing, summary: IngestSummary, raw_uri: str) -> dict[str, MetadataValue]:
     return {
         # Safe to show: the preview is read back from the pseudonymised rows.
-        **day_metadata(stats, EVENTS_SCHEMA, PREVIEW_COLUMNS),
+        **day_metadata(summary, landing.SPEC),
         "total_reported": MetadataValue.int(landed.stats.total_reported or 0),
         "requests": MetadataValue.int(landed.stats.requests),
         "retries": MetadataValue.int(landed.stats.retries),

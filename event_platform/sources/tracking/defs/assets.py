@@ -3,13 +3,11 @@
 The work is in `landed.py`; this module wires it to Dagster and describes the result.
 """
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pyarrow as pa
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
-from event_platform import staging
+from event_platform.ingest import IngestSummary, read_day
+from event_platform.ingest_metadata import day_metadata
 from event_platform.lake.io_manager import LakeResource
 from event_platform.partitions import daily_partitions
 from event_platform.policies import (
@@ -17,12 +15,7 @@ from event_platform.policies import (
     only_outages_retry,
     only_outages_retry_while_reading,
 )
-from event_platform.scratch import scratch_dir
 from event_platform.sources.tracking import landed
-from event_platform.staging_metadata import day_metadata
-
-PREVIEW_COLUMNS = ("time", "event_type", "course_slug", "event_data")
-"""Few enough columns for whole rows to fit the UI; the table itself has the rest."""
 
 
 @asset(
@@ -37,27 +30,20 @@ PREVIEW_COLUMNS = ("time", "event_type", "course_slug", "event_data")
     "typed (time and received_at as UTC timestamps, event_data as JSON text) and deduplicated on uuid. "
     "Lines that cannot be typed are quarantined in quarantine/tracking/events/.",
 )
-def events(context: AssetExecutionContext, lake: LakeResource) -> Iterator[Output[pa.RecordBatchReader]]:
+def events(context: AssetExecutionContext, lake: LakeResource) -> Output[pa.RecordBatchReader]:
     with only_outages_retry():
         day = context.partition_key
         # The day is over (its partition is open): its commit records fold into one index for readers.
         landed.compact_day(lake.lake(), day)
-        with scratch_dir("tracking-events") as work_dir:
-            staged, stats = staging.stage_day(landed.STAGING, lake.lake(), day, Path(work_dir))
-            if stats.landed_files == 0:
-                context.log.warning(f"No tracking events landed for {day}: the partition is empty.")
-            if stats.quarantined:
-                context.log.warning(
-                    f"{stats.quarantined} landed line(s) of {day} were untypable: quarantined"
-                )
-            reader = staging.deduplicate(landed.STAGING, staged, Path(work_dir), stats)
-            # The IO manager consumes the reader while this generator is suspended, before the staging goes.
-            yield Output(only_outages_retry_while_reading(reader), metadata=describe(stats))
+        typed = read_day(landed.SPEC, lake.lake(), day)
+    summary = typed.summary
+    if summary.files == 0:
+        context.log.warning(f"No tracking events landed for {day}: the partition is empty.")
+    if summary.quarantined:
+        context.log.warning(f"{summary.quarantined} landed line(s) of {day} were untypable: quarantined")
+    return Output(only_outages_retry_while_reading(typed.reader), metadata=describe(summary))
 
 
-def describe(stats: staging.DayStats) -> dict[str, MetadataValue]:
-    return {
-        **day_metadata(stats, landed.EVENTS_SCHEMA, PREVIEW_COLUMNS),
-        "landed_files": MetadataValue.int(stats.landed_files),
-        "landed_events": MetadataValue.int(stats.landed_events),
-    }
+def describe(summary: IngestSummary) -> dict[str, MetadataValue]:
+    # `landed_events`: the name this asset reported before every source shared one path.
+    return {**day_metadata(summary, landed.SPEC), "landed_events": MetadataValue.int(summary.raw_lines)}

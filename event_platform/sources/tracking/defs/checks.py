@@ -1,17 +1,12 @@
 """Checks of `tracking/events`, read back from the lake after each materialization, per day."""
 
-from dagster import (
-    AssetCheckExecutionContext,
-    AssetCheckResult,
-    AssetKey,
-    AssetRecordsFilter,
-    MetadataValue,
-)
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetKey, MetadataValue
 
 from event_platform.defs.empty_days import not_empty_check
 from event_platform.lake.delta import read_partition
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.io_manager import LakeResource
+from event_platform.lake.layout import quarantine_path
 from event_platform.partitions import daily_asset_check
 from event_platform.sources.tracking import SOURCE, landed
 from event_platform.sources.tracking.events import CONTEXT_FIELDS, EMAIL_PATTERN, PERSONAL_KEY_ALTERNATIVES
@@ -28,11 +23,12 @@ TEXT_COLUMNS = ("anon_username", *CONTEXT_FIELDS, "event_data")
 @daily_asset_check(
     asset=EVENTS,
     description="Rows equal the events the collector acknowledged (the landed manifest's line counts) "
-    "minus the duplicates and quarantined lines the materialization reported, and no uuid repeats.",
+    "minus the duplicates the materialization recorded with its quarantine and the quarantined lines, "
+    "and no uuid repeats.",
 )
 def rows_match_landed_events(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
-    day = context.partition_key
-    return compare_rows_with_landing(lake.lake(), day, _reported_duplicates(context, day))
+    store, day = lake.lake(), context.partition_key
+    return compare_rows_with_landing(store, day, recorded_duplicates(store, day))
 
 
 def compare_rows_with_landing(store: Lake, day: str, duplicates: int) -> AssetCheckResult:
@@ -85,14 +81,11 @@ def no_personal_data(context: AssetCheckExecutionContext, lake: LakeResource) ->
     )
 
 
-def _reported_duplicates(context: AssetCheckExecutionContext, day: str) -> int:
-    records = context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=EVENTS, asset_partitions=[day]), limit=1
-    ).records
-    if not records or records[0].asset_materialization is None:
-        return 0
-    reported = records[0].asset_materialization.metadata.get("duplicates")
-    return int(reported.value) if reported is not None else 0
+def recorded_duplicates(store: Lake, day: str) -> int:
+    """The duplicates the day's materialization dropped, from the reconciliation record it keeps with
+    the quarantine (`ingest.reconciliation_record`): the lake alone, as for every source."""
+    quarantine = store.read_manifest(quarantine_path(landed.TABLE, day))
+    return int(quarantine.metadata.get("duplicates", 0)) if quarantine else 0
 
 
 not_empty = not_empty_check(SOURCE, "events")
