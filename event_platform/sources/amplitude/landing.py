@@ -29,6 +29,7 @@ from typing import BinaryIO
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import raw_path
 from event_platform.pseudonymise import Pseudonymiser
+from event_platform.sources.amplitude import SOURCE
 from event_platform.sources.amplitude.client import (
     AmplitudeError,
     ExportClient,
@@ -38,7 +39,7 @@ from event_platform.sources.amplitude.client import (
     iter_members,
 )
 
-SOURCE_NAME = "amplitude"
+SOURCE_NAME = SOURCE.name
 READY_AFTER = dt.timedelta(hours=3)
 """The vendor's ~2 hours before an hour is exportable, plus a margin."""
 HASHED_IP_KEYS = ("ip_address",)

@@ -29,6 +29,7 @@ from event_platform.ingest import (
 from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import raw_path
+from event_platform.sources.amplitude import SOURCE
 from event_platform.sources.amplitude.schema import (
     COLUMNS,
     EVENT_SCHEMA,
@@ -40,7 +41,7 @@ from event_platform.sources.amplitude.schema import (
 )
 from event_platform.staging import sql_text
 
-SOURCE_NAME = "amplitude"
+SOURCE_NAME = SOURCE.name
 TABLE = "amplitude/events"
 PRIMARY_KEY = "uuid"
 _SQL_TYPES = {Kind.INTEGER: "BIGINT", Kind.FLOAT: "DOUBLE", Kind.BOOLEAN: "BOOLEAN"}

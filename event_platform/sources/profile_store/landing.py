@@ -22,6 +22,7 @@ from event_platform.dates import day_window
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import raw_path
 from event_platform.pseudonymise import Pseudonymiser
+from event_platform.sources.profile_store import SOURCE
 from event_platform.sources.profile_store.client import ProfileStoreClient, ReadStats
 from event_platform.sources.profile_store.transform import (
     DERIVED,
@@ -33,7 +34,7 @@ from event_platform.sources.profile_store.transform import (
     WHOLE_EVENT,
 )
 
-SOURCE_NAME = "profile_store"
+SOURCE_NAME = SOURCE.name
 TABLE = "profile_store/events"
 QUARANTINE_FILE = "untypable.ndjson.gz"
 TOTAL_REPORTED = "total_reported"

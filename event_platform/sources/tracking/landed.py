@@ -35,10 +35,11 @@ from event_platform.ingest import IngestSpec, LandedFile, Landing, SqlFunction, 
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import partition_keys, quarantine_path, raw_path
 from event_platform.lake.publish import Manifest, ManifestFile, new_version, write_atomically, write_manifest
+from event_platform.sources.tracking import SOURCE
 from event_platform.sources.tracking.events import CONTEXT_FIELDS
 from event_platform.staging import sql_text
 
-SOURCE_NAME = "tracking"
+SOURCE_NAME = SOURCE.name
 TABLE = "tracking/events"
 QUARANTINE_FILE = "lines.ndjson.gz"
 

@@ -42,7 +42,7 @@ from event_platform.sources.optimizely.load import (
 )
 from event_platform.sources.optimizely.schema import E3_TYPES, E3Type
 
-SOURCE_NAME = "optimizely"
+SOURCE_NAME = SOURCE.name
 
 
 def e3_asset(e3: E3Type) -> AssetsDefinition:

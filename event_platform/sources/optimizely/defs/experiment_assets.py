@@ -22,10 +22,11 @@ from dagster import (
 from event_platform.markdown import markdown_table
 from event_platform.partitions import daily_partitions
 from event_platform.policies import SOURCE_ASSET, only_outages_retry
+from event_platform.sources.optimizely import SOURCE
 from event_platform.sources.optimizely.defs.resources import OptimizelyResource
 from event_platform.sources.optimizely.experiments import read_snapshot
 
-SOURCE_NAME = "optimizely"
+SOURCE_NAME = SOURCE.name
 EXPERIMENTS = AssetKey([SOURCE_NAME, "experiments"])
 EXPERIMENT_METRICS = AssetKey([SOURCE_NAME, "experiment_metrics"])
 METADATA_KINDS = {"optimizely", "rest"}
