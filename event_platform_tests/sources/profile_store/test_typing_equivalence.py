@@ -23,6 +23,7 @@ from event_platform.sandbox.world import World
 from event_platform.sources.profile_store import landing
 from event_platform.sources.profile_store.client import parse_event_time
 from event_platform.sources.profile_store.transform import TEXT_FIELDS, event_key
+from event_platform_tests.sources.profile_store.test_landing import track_event as landing_event
 
 DAY = "2026-11-01"
 
@@ -72,23 +73,13 @@ def oracle_row(line: bytes) -> dict[str, Any]:
 
 
 def track_event(number: int, **overrides: Any) -> dict[str, Any]:
-    event = {
-        "TrackId": f"t-{number}",
-        "DeviceId": "DEV-1",
-        "EventType": "pageview",
-        "EventTime": f"{DAY}T10:00:00.1234567Z",
-        "Value": "seen",
-        "Scope": "shop",
-        "CountryCode": "SE",
-        "PageUri": "https://x.example/a",
-        "PageTitle": "A",
-        "RemoteAddress": "pii1:aa",
+    """The landing tests' event, with a nested `User.Info` and a `Payload` the SQL alone cannot write."""
+    nested = {
         "SessionId": f"s-{number}",
-        "City": "Stockholm",
         "User": {"Name": "pii1:bb", "Email": "pii1:cc", "Info": {"Platform": "Web", "Age": 3}},
         "Payload": {"n": 1, "b": [1.5, None, True]},
     }
-    return {**event, **overrides}
+    return landing_event(f"t-{number}", f"{DAY}T10:00:00.1234567Z", **{**nested, **overrides})
 
 
 def line(number: int, **overrides: Any) -> bytes:
