@@ -29,6 +29,7 @@ import json
 import posixpath
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -114,10 +115,49 @@ def write_atomically(lake: Lake, relative: str, data: bytes) -> None:
     if not lake.is_local:
         lake.write_bytes(relative, data)
         return
-    directory = relative.rpartition("/")[0]
-    staged = f"{staging_dir(directory, new_version())}/{relative.rpartition('/')[2]}"
+    _publish_staged(lake, _staged_durably(lake, relative, data), relative)
+
+
+def write_committed_by_record(
+    lake: Lake, data_relative: str, data: bytes, record_relative: str, record: bytes
+) -> None:
+    """Land `data` and then the `record` that commits it, both durably; readers count a data file only
+    once its record exists, so the data file needs no staging or rename of its own.
+
+    Locally the data file (and its directory entry) is flushed while the record is staged and flushed,
+    then the record is renamed into place: three disk flushes in sequence instead of the five of two
+    `write_atomically` calls (a flush takes about 4 ms here; the collector's acknowledgements wait on
+    them). A writer killed before the rename leaves an uncommitted data file, which no reader counts.
+    """
+    if not lake.is_local:
+        lake.write_bytes(data_relative, data)
+        lake.write_bytes(record_relative, record)
+        return
+    data_durable = _FLUSHES.submit(_write_in_place_durably, lake, data_relative, data)
+    staged = _staged_durably(lake, record_relative, record)
+    data_durable.result()
+    _publish_staged(lake, staged, record_relative)
+
+
+_FLUSHES = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lake-flush")
+"""fsync releases the GIL: a second file's flush overlaps the first's instead of following it."""
+
+
+def _write_in_place_durably(lake: Lake, relative: str, data: bytes) -> None:
+    lake.write_bytes(relative, data)
+    lake.make_durable([relative, relative.rpartition("/")[0]])
+
+
+def _staged_durably(lake: Lake, relative: str, data: bytes) -> str:
+    directory, _, name = relative.rpartition("/")
+    staged = f"{staging_dir(directory, new_version())}/{name}"
     lake.write_bytes(staged, data)
     lake.make_durable([staged])
+    return staged
+
+
+def _publish_staged(lake: Lake, staged: str, relative: str) -> None:
+    directory = relative.rpartition("/")[0]
     lake.fs.create_dir(lake.path(directory), recursive=True)
     lake.fs.move(lake.path(staged), lake.path(relative))
     lake.make_durable([directory])

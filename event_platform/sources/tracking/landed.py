@@ -7,9 +7,10 @@ the collector's flush rate, so a commit must cost the same at the end of the day
     _commits/<version>.json        its commit record: path, bytes, sha256, lines, first/last received_at
     _manifest.json                 the index: the records folded in by `compact_day` (optional)
 
-`commit_events` writes the data file, then its record, each in one durable step (`write_atomically`:
-fsync and rename locally, one PUT on S3); the record is the commit, so a collector killed between the
-two leaves an uncommitted file that no reader counts and the client, never acknowledged, sends again.
+`commit_events` writes the data file durably in place, then its record in one atomic step
+(`write_committed_by_record`: the record fsynced and renamed locally, one PUT each on S3); the record is
+the commit, so a collector killed before it leaves an uncommitted data file that no reader counts (and
+`compact_day` deletes once it is `STRAY_AGE` old), and the client, never acknowledged, sends again.
 No commit reads or rewrites anything day-wide. Readers (`landed_files`) take the index plus every
 record not folded into it; `compact_day` folds the records into the index and deletes them, so a
 closed day is read from one file. A record deleted between a reader's listing and its read is in the
@@ -34,7 +35,15 @@ from event_platform.columns import column
 from event_platform.ingest import IngestSpec, LandedFile, Landing, SqlFunction, identifier, sorted_json_sql
 from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import partition_keys, quarantine_path, raw_path
-from event_platform.lake.publish import Manifest, ManifestFile, new_version, write_atomically, write_manifest
+from event_platform.lake.publish import (
+    STRAY_AGE,
+    Manifest,
+    ManifestFile,
+    new_version,
+    version_time,
+    write_committed_by_record,
+    write_manifest,
+)
 from event_platform.sources.tracking import SOURCE
 from event_platform.sources.tracking.events import CONTEXT_FIELDS
 from event_platform.staging import sql_text
@@ -98,11 +107,10 @@ READ_ATTEMPTS = 3
 def commit_events(
     lake: Lake, day: str, data: bytes, *, lines: int, first_received: str, last_received: str
 ) -> str:
-    """Land one group commit's gzip NDJSON for `day`, durably, in two constant-cost steps; its version."""
+    """Land one group commit's gzip NDJSON for `day`, durably, at a constant cost; its version."""
     version = new_version()
     directory = raw_path(SOURCE_NAME, day)
     path = f"{DATA_PREFIX}{version}{DATA_SUFFIX}"
-    write_atomically(lake, f"{directory}/{path}", data)
     record = {
         "path": path,
         "bytes": len(data),
@@ -111,7 +119,13 @@ def commit_events(
         "first_received": first_received,
         "last_received": last_received,
     }
-    write_atomically(lake, f"{directory}/{COMMITS_DIR}/{version}{RECORD_SUFFIX}", json.dumps(record).encode())
+    write_committed_by_record(
+        lake,
+        f"{directory}/{path}",
+        data,
+        f"{directory}/{COMMITS_DIR}/{version}{RECORD_SUFFIX}",
+        json.dumps(record).encode(),
+    )
     return version
 
 
@@ -185,10 +199,12 @@ def _version(committed: Iterable[str]) -> str | None:
 
 
 def compact_day(lake: Lake, day: str) -> int:
-    """Fold the day's commit records into its index and delete them; how many were folded."""
+    """Fold the day's commit records into its index and delete them; how many were folded. Data files
+    no commit names, left by a collector killed mid-commit, go once they are `STRAY_AGE` old."""
     directory = raw_path(SOURCE_NAME, day)
     records = _record_paths(lake, directory)
     entries = landed_entries(lake, day)
+    _remove_uncommitted(lake, directory, {entry.path for entry in entries})
     index = lake.read_manifest(directory)
     folded = {entry.path for entry in index.files} if index else set()
     if not records:
@@ -200,6 +216,18 @@ def compact_day(lake: Lake, day: str) -> int:
     for record_path in records.values():
         lake.delete(record_path)
     return len(records.keys() - folded)
+
+
+def _remove_uncommitted(lake: Lake, directory: str, committed: set[str]) -> None:
+    # A commit in progress wrote its data file moments ago: only those started long before are dead.
+    dead_before = dt.datetime.now(dt.UTC) - STRAY_AGE
+    for info in lake.file_infos(directory):
+        name = info.base_name
+        if name in committed or not (name.startswith(DATA_PREFIX) and name.endswith(DATA_SUFFIX)):
+            continue
+        started = version_time(name.removeprefix(DATA_PREFIX).removesuffix(DATA_SUFFIX))
+        if started is not None and started < dead_before:
+            lake.delete(lake.relative(info.path))
 
 
 def quarantined_line_count(lake: Lake, day: str) -> int:

@@ -1,3 +1,4 @@
+import datetime as dt
 import gzip
 import json
 from pathlib import Path
@@ -5,9 +6,20 @@ from pathlib import Path
 import pytest
 
 from event_platform.ingest import read_day
+from event_platform.lake import publish
 from event_platform.lake.filesystem import Lake
-from event_platform.lake.layout import quarantine_path
-from event_platform.sources.tracking.landed import SPEC, TABLE, commit_events, landed_files
+from event_platform.lake.layout import STAGING_ROOT, quarantine_path, raw_path
+from event_platform.lake.publish import STRAY_AGE, VERSION_TIME_FORMAT, new_version
+from event_platform.sources.tracking.landed import (
+    DATA_PREFIX,
+    DATA_SUFFIX,
+    SPEC,
+    TABLE,
+    commit_events,
+    compact_day,
+    landed_files,
+    landed_line_count,
+)
 from event_platform.staging import gzip_lines
 
 DAY = "2026-11-01"
@@ -59,3 +71,35 @@ def test_a_typed_row_keeps_ids_as_text_and_event_data_as_sorted_json(lake: Lake,
     assert row["course_unit_id"] == "7" and row["event_data"] == '{"a":"x","b":1}'
     assert row["time"].isoformat() == "2026-11-01T00:00:00+00:00"  # type: ignore[attr-defined]
     json.loads(str(row["event_data"]))
+
+
+def test_a_commit_killed_before_its_record_leaves_nothing_counted(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def killed(*_: object) -> str:
+        raise OSError("killed while staging the record")
+
+    monkeypatch.setattr(publish, "_staged_durably", killed)
+    with pytest.raises(OSError, match="killed"):
+        commit_events(lake, DAY, gzip.compress(b"{}\n"), lines=1, first_received="", last_received="")
+    monkeypatch.undo()
+
+    data_files = [info.base_name for info in lake.file_infos(raw_path("tracking", DAY))]
+    assert len(data_files) == 1 and data_files[0].startswith("events-")  # durable, but uncommitted
+    assert landed_files(lake, DAY) == [] and landed_line_count(lake, DAY) == 0
+    commit_events(lake, DAY, gzip.compress(b"{}\n" * 2), lines=2, first_received="", last_received="")
+    assert landed_line_count(lake, DAY) == 2
+    assert lake.list_files(STAGING_ROOT) == []  # the record's staging went with its rename
+
+
+def test_compacting_deletes_uncommitted_data_files_once_they_are_old(lake: Lake) -> None:
+    commit_events(lake, DAY, gzip.compress(b"{}\n"), lines=1, first_received="", last_received="")
+    directory = raw_path("tracking", DAY)
+    dead = dt.datetime.now(dt.UTC) - STRAY_AGE - dt.timedelta(minutes=1)
+    old = f"{directory}/{DATA_PREFIX}{dead:{VERSION_TIME_FORMAT}}-deadbeef{DATA_SUFFIX}"
+    fresh = f"{directory}/{DATA_PREFIX}{new_version()}{DATA_SUFFIX}"  # a commit still in progress
+    for path in (old, fresh):
+        lake.write_bytes(path, b"half a gzip")
+    assert compact_day(lake, DAY) == 1
+    assert not lake.exists(old) and lake.exists(fresh)
+    assert landed_line_count(lake, DAY) == 1
