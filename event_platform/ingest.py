@@ -39,9 +39,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -52,6 +51,9 @@ from event_platform.lake.layout import quarantine_path
 from event_platform.lake.publish import PartitionWriter
 from event_platform.scratch import new_scratch_dir
 from event_platform.staging import damaged_gzip_error, scratch_duckdb, sql_text
+
+if TYPE_CHECKING:
+    import duckdb
 
 ROW = "_row"
 FILE = "_file"
@@ -462,6 +464,8 @@ def _type_files(
     spool: Path,
 ) -> None:
     """Step 1: the typed batches into `spool`, numbered, registered as `typed`."""
+    import duckdb  # for its Error, loaded already with `con`: not at the top, as `scratch_duckdb` says
+
     try:
         result = typed_batches(con, spec, landing.files, local)
         row = 0

@@ -24,9 +24,8 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -35,7 +34,6 @@ from event_platform.lake.filesystem import Lake
 from event_platform.lake.layout import quarantine_path, raw_path
 from event_platform.pseudonymise import Pseudonymiser
 from event_platform.scratch import scratch_dir
-from event_platform.sources.optimizely.client import DayListing, E3Client, E3Object
 from event_platform.sources.optimizely.schema import (
     SOURCE_FILE_COLUMN,
     SOURCE_FILE_FIELD,
@@ -44,6 +42,11 @@ from event_platform.sources.optimizely.schema import (
     compare_schema,
 )
 from event_platform.staging import scratch_duckdb
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from event_platform.sources.optimizely.client import DayListing, E3Client, E3Object
 
 log = logging.getLogger(__name__)
 

@@ -5,15 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from event_platform import settings
 from event_platform.lake.io_manager import lake_resource
-from event_platform.sources.tracking.collector import Collector
-from event_platform.sources.tracking.defs.resources import (
-    collector_settings,
-    server_limits,
-    tracking_resource,
-)
+from event_platform.sources.tracking.collector import Collector, CollectorSettings
+from event_platform.sources.tracking.defs.resources import tracking_resource
 from event_platform.sources.tracking.events import InvalidEventError, load_registry
-from event_platform.sources.tracking.server import run_workers
+from event_platform.sources.tracking.server import ServerLimits, run_workers
 from event_platform.sources.tracking.settings import TrackingSettings
 
 DATA_EXAMPLE = """--data '{"page": "home"}'"""
@@ -45,6 +42,31 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     track.add_argument("--course-run")
     track.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for delivery")
     track.set_defaults(run=_track)
+
+
+def collector_settings() -> CollectorSettings:
+    """The collector's limits and flush policy from the environment."""
+    tracking = TrackingSettings.read()
+    return CollectorSettings(
+        max_event_bytes=tracking.max_event_bytes,
+        max_batch_bytes=tracking.max_batch_bytes,
+        flush_bytes=tracking.flush_bytes,
+        flush_age_seconds=tracking.flush_age_seconds,
+        seen_uuids=tracking.seen_uuids,
+        body_seconds=tracking.body_seconds,
+        shared_secret=settings.reveal(tracking.shared_secret),
+        allowed_origins=tracking.allowed_origins,
+    )
+
+
+def server_limits() -> ServerLimits:
+    """How the collector's server treats slow clients and floods, from the environment."""
+    tracking = TrackingSettings.read()
+    return ServerLimits(
+        header_seconds=tracking.header_seconds,
+        keep_alive_seconds=tracking.keep_alive_seconds,
+        max_connections=tracking.max_connections,
+    )
 
 
 def _serve(arguments: argparse.Namespace) -> int:

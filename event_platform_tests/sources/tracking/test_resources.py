@@ -8,11 +8,7 @@ from event_platform.sandbox.loopback import serve
 from event_platform.settings import MissingSettingsError
 from event_platform.sources.tracking import commands
 from event_platform.sources.tracking.collector import Collector
-from event_platform.sources.tracking.defs.resources import (
-    TrackingResource,
-    collector_settings,
-    tracking_resource,
-)
+from event_platform.sources.tracking.defs.resources import TrackingResource, tracking_resource
 from event_platform_tests.sources.tracking.conftest import FAST_COLLECTOR, landed_events
 
 
@@ -32,7 +28,7 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp
     assert resource.collector_url == "http://collector.internal:8400"
     assert resource.spool_dir == "./data/tracking-spool"
     assert "acme.thing" in resource.registry()
-    settings = collector_settings()
+    settings = commands.collector_settings()
     assert (settings.flush_age_seconds, settings.seen_uuids, settings.max_event_bytes) == (0.25, 1000, 65536)
 
 
@@ -40,7 +36,7 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp
 def test_a_bad_number_names_its_variable(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv("TRACKING_FLUSH_BYTES", value)
     with pytest.raises(ValueError, match="TRACKING_FLUSH_BYTES"):
-        collector_settings()
+        commands.collector_settings()
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

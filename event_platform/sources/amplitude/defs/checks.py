@@ -9,9 +9,6 @@
 Every check is partitioned by day: its result belongs to the day it checked.
 """
 
-import tempfile
-
-import duckdb
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -27,6 +24,7 @@ from event_platform.lake.layout import quarantine_path, raw_path
 from event_platform.partitions import daily_asset_check
 from event_platform.sources.amplitude import SOURCE
 from event_platform.sources.amplitude.transform import SOURCE_NAME, TABLE
+from event_platform.staging import scratch_duckdb
 
 RAW_EXPORT = AssetKey([SOURCE_NAME, "raw_export"])
 EVENTS = AssetKey([SOURCE_NAME, "events"])
@@ -92,10 +90,7 @@ def lines_reconcile(context: AssetCheckExecutionContext, lake: LakeResource) -> 
 )
 def uuid_unique(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
     dataset = read_partition(lake.lake(), TABLE, context.partition_key)
-    with (
-        tempfile.TemporaryDirectory(prefix="amplitude-uuid-check-") as spill,
-        duckdb.connect(config={"memory_limit": CHECK_MEMORY_LIMIT, "temp_directory": spill}) as con,
-    ):
+    with scratch_duckdb(memory_limit=CHECK_MEMORY_LIMIT) as con:
         con.register("events", dataset)
         row = con.execute("SELECT count(*), count(DISTINCT uuid), count(uuid) FROM events").fetchone()
     rows, distinct, present = row if row else (0, 0, 0)

@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from dagster import (
     AssetKey,
@@ -24,10 +25,12 @@ from dagster import (
 )
 
 from event_platform.partitions import daily_partitions
-from event_platform.sources.optimizely.client import DayListing, E3Client
 from event_platform.sources.optimizely.defs.experiment_assets import EXPERIMENT_METRICS, EXPERIMENTS
 from event_platform.sources.optimizely.defs.resources import OptimizelyResource
 from event_platform.sources.optimizely.schema import E3_TYPES
+
+if TYPE_CHECKING:
+    from event_platform.sources.optimizely.client import DayListing, E3Client
 
 ASSET_KEYS = [AssetKey(["optimizely", e3.asset_name]) for e3 in E3_TYPES.values()]
 METADATA_KEYS = [EXPERIMENTS, EXPERIMENT_METRICS]
@@ -43,7 +46,7 @@ class DateState:
     requested: str | None = None
 
 
-def fingerprint(listings: list[DayListing]) -> str:
+def fingerprint(listings: "list[DayListing]") -> str:
     """Changes whenever a part file appears, disappears or is rewritten; the marker does not count."""
     digest = hashlib.sha256()
     for listing in listings:
@@ -53,7 +56,7 @@ def fingerprint(listings: list[DayListing]) -> str:
 
 
 def plan(
-    client: E3Client,
+    client: "E3Client",
     cursor: dict[str, DateState],
     *,
     now: float,

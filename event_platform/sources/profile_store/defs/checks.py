@@ -2,8 +2,8 @@
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetKey, MetadataValue
 
@@ -17,12 +17,15 @@ from event_platform.pseudonymise import find_personal_data
 from event_platform.sources.profile_store import SOURCE, landing
 from event_platform.staging import gzip_lines, raw_files, scratch_duckdb
 
+if TYPE_CHECKING:
+    import duckdb
+
 EVENTS = AssetKey([SOURCE.name, "events"])
 
 SAMPLE_KEYS = 10
 
 
-def _count(connection: duckdb.DuckDBPyConnection, sql: str) -> tuple[int, ...]:
+def _count(connection: "duckdb.DuckDBPyConnection", sql: str) -> tuple[int, ...]:
     row = connection.execute(sql).fetchone()
     assert row is not None  # an aggregate always returns one row
     return tuple(int(value) for value in row)

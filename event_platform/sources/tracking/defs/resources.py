@@ -1,5 +1,4 @@
-"""The Dagster resource that builds a Tracker, and the collector's limits, from the environment
-(`TrackingSettings`)."""
+"""The Dagster resource that builds a Tracker from the environment (`TrackingSettings`)."""
 
 from __future__ import annotations
 
@@ -7,9 +6,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from event_platform import settings
-from event_platform.sources.tracking.collector import CollectorSettings
 from event_platform.sources.tracking.events import DEFAULT_MAX_EVENT_BYTES, EventTypeRegistry, load_registry
-from event_platform.sources.tracking.server import ServerLimits
 from event_platform.sources.tracking.settings import TrackingSettings
 from event_platform.sources.tracking.tracker import Tracker
 
@@ -51,29 +48,4 @@ def tracking_resource() -> TrackingResource:
         event_types_file=tracking.event_types_file,
         max_event_bytes=tracking.max_event_bytes,
         shared_secret=tracking.env_var("shared_secret"),
-    )
-
-
-def collector_settings() -> CollectorSettings:
-    """The collector's limits and flush policy from the environment."""
-    tracking = TrackingSettings.read()
-    return CollectorSettings(
-        max_event_bytes=tracking.max_event_bytes,
-        max_batch_bytes=tracking.max_batch_bytes,
-        flush_bytes=tracking.flush_bytes,
-        flush_age_seconds=tracking.flush_age_seconds,
-        seen_uuids=tracking.seen_uuids,
-        body_seconds=tracking.body_seconds,
-        shared_secret=settings.reveal(tracking.shared_secret),
-        allowed_origins=tracking.allowed_origins,
-    )
-
-
-def server_limits() -> ServerLimits:
-    """How the collector's server treats slow clients and floods, from the environment."""
-    tracking = TrackingSettings.read()
-    return ServerLimits(
-        header_seconds=tracking.header_seconds,
-        keep_alive_seconds=tracking.keep_alive_seconds,
-        max_connections=tracking.max_connections,
     )
