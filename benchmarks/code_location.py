@@ -7,9 +7,12 @@ Both are measured as the commands people and Dagster's processes run, each in a 
   beforehand (so the run reads the lake and calls no vendor).
 Both commands are also run against Dagster's floor: a code location of one asset that does nothing,
 so what the platform adds on top of Dagster's own CLI and run machinery is measured, not estimated.
-Wall seconds and CPU seconds (the child's user + system time, which other work on a shared machine
-barely moves) are the medians of `--repeats` runs. `--source DIR` measures another checkout of the
-package (e.g. the commit before a change) with the same virtualenv.
+Wall seconds and CPU seconds (the child's user + system time) are the medians of `--repeats` rounds.
+Each `--baseline` checkout (e.g. the commit before a change, with the same virtualenv) is measured in
+the same rounds: every round runs every subject and the floor in turn, and what a subject adds above
+the floor is the median of its per-round differences, because this shared machine drifts by a third
+within minutes and alternating cancels it. Every package is compiled to bytecode first, as a wheel
+install leaves it (this machine sets PYTHONDONTWRITEBYTECODE, so otherwise each process compiles).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -99,62 +103,136 @@ def prepare_lake(work: Path, day: dt.date, source: Path) -> dict[str, str]:
     }
 
 
+def compile_bytecode(directory: Path) -> None:
+    """Compile the package ahead, as a wheel install does: where bytecode is not cached (an editable
+    install under PYTHONDONTWRITEBYTECODE, as on this machine) every process would compile it again."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(directory)], check=True)
+
+
+@dataclass
+class Subject:
+    """A code location measured: its commands, environment and the runs taken so far."""
+
+    label: str
+    source: Path
+    load: list[str]
+    run: list[str]
+    environment: dict[str, str]
+    loads: list[dict[str, float]] = field(default_factory=list)
+    runs: list[dict[str, float]] = field(default_factory=list)
+
+    def measure_once(self) -> None:
+        self.loads.append(timed(self.load, self.environment, self.source))
+        self.runs.append(timed(self.run, self.environment, self.source))
+
+
+def platform(label: str, source: Path, work: Path, day: dt.date) -> Subject:
+    work.mkdir()
+    compile_bytecode(source / "event_platform")
+    module = ["-m", "event_platform.definitions"]
+    return Subject(
+        label,
+        source,
+        [str(BIN / "dagster"), "definitions", "validate", *module],
+        [str(BIN / "dagster"), "asset", "materialize", *module, "--select", TABLE, "--partition", str(day)],
+        prepare_lake(work, day, source),
+    )
+
+
+def floor(work: Path, environment: dict[str, str]) -> Subject:
+    work.mkdir()
+    (work / f"{FLOOR_MODULE}.py").write_text(FLOOR_SOURCE)
+    compile_bytecode(work)
+    module = ["-m", FLOOR_MODULE]
+    return Subject(
+        "dagster floor",
+        work,
+        [str(BIN / "dagster"), "definitions", "validate", *module],
+        [str(BIN / "dagster"), "asset", "materialize", *module, "--select", "nothing"],
+        {**environment, "PYTHONPATH": str(work)},
+    )
+
+
+def above_floor(subject: Subject, floor_subject: Subject) -> dict[str, Any]:
+    """CPU seconds over the floor measured in the same round, per round, and their median: rounds
+    alternate the subjects, so a drift of the machine moves both sides of each difference alike."""
+    summary: dict[str, Any] = {}
+    for name, ours, theirs in (
+        ("load_code_location", subject.loads, floor_subject.loads),
+        ("one_asset_run", subject.runs, floor_subject.runs),
+    ):
+        differences = [
+            round(a["cpu_seconds"] - b["cpu_seconds"], 3) for a, b in zip(ours, theirs, strict=True)
+        ]
+        summary[name] = {"cpu_seconds": round(statistics.median(differences), 3), "rounds": differences}
+    return summary
+
+
+def commit_of(source: Path) -> str:
+    return subprocess.run(
+        ["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--source", type=Path, default=REPO, help="the checkout whose package is measured")
+    parser.add_argument(
+        "--baseline", type=Path, action="append", default=[],
+        help="another checkout (e.g. the commit before a change) measured in the same rounds; repeatable",
+    )  # fmt: skip
     parser.add_argument("--output", type=Path, default=RESULTS)
-    parser.add_argument("--label", default="current", help="names this measurement in the results file")
     arguments = parser.parse_args()
-    source = arguments.source.resolve()
     load_before = os.getloadavg()[0]
     day = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=3)
     with tempfile.TemporaryDirectory(prefix="bench-code-location-") as tmp:
         work = Path(tmp)
-        environment = prepare_lake(work, day, source)
-        load_command = [str(BIN / "dagster"), "definitions", "validate", "-m", "event_platform.definitions"]
-        run_command = [
-            str(BIN / "dagster"), "asset", "materialize", "-m", "event_platform.definitions",
-            "--select", TABLE, "--partition", day.isoformat(),
-        ]  # fmt: skip
-        (work / f"{FLOOR_MODULE}.py").write_text(FLOOR_SOURCE)
-        floor_environment = {**environment, "PYTHONPATH": str(work)}
-        floor_load = [str(BIN / "dagster"), "definitions", "validate", "-m", FLOOR_MODULE]
-        floor_run = [str(BIN / "dagster"), "asset", "materialize", "-m", FLOOR_MODULE, "--select", "nothing"]
-        loads, materializations, floor_loads, floor_runs = [], [], [], []
+        sources = [arguments.source.resolve(), *(baseline.resolve() for baseline in arguments.baseline)]
+        subjects = [
+            platform(f"{commit_of(source)} ({source})", source, work / f"source-{n}", day)
+            for n, source in enumerate(sources)
+        ]
+        floor_subject = floor(work / "floor", subjects[0].environment)
         for _ in range(arguments.repeats):
-            loads.append(timed(load_command, environment, source))
-            materializations.append(timed(run_command, environment, source))
-            floor_loads.append(timed(floor_load, floor_environment, work))
-            floor_runs.append(timed(floor_run, floor_environment, work))
-    measurement = {
-        "label": arguments.label,
-        "source": str(source),
-        "commit": subprocess.run(
-            ["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip(),
+            for subject in [*subjects, floor_subject]:
+                subject.measure_once()
+    results = {
+        "benchmark": "code location load and one-asset run, in CPU seconds, against Dagster's floor",
         "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": describe_machine(load_before),
-        "load_code_location": median_of(loads),
-        "one_asset_run": {"asset": TABLE, **median_of(materializations)},
+        "repeats": arguments.repeats,
         "dagster_floor": {
             "what": "the same commands on a code location of one asset that does nothing",
-            "load_code_location": median_of(floor_loads),
-            "one_asset_run": median_of(floor_runs),
+            "load_code_location": median_of(floor_subject.loads),
+            "one_asset_run": median_of(floor_subject.runs),
         },
+        "subjects": [
+            {
+                "label": subject.label,
+                "load_code_location": median_of(subject.loads),
+                "one_asset_run": {"asset": TABLE, **median_of(subject.runs)},
+                "above_floor": above_floor(subject, floor_subject),
+            }
+            for subject in subjects
+        ],
     }
-    existing = json.loads(arguments.output.read_text()) if arguments.output.exists() else {}
-    measurements = {**existing.get("measurements", {}), arguments.label: measurement}
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
-    arguments.output.write_text(
-        json.dumps(
-            {"benchmark": "code location load and one-asset run", "measurements": measurements}, indent=2
+    arguments.output.write_text(json.dumps(results, indent=2) + "\n")
+    for subject in results["subjects"]:
+        above = subject["above_floor"]
+        print(
+            f"{subject['label']}: load {subject['load_code_location']['cpu_seconds']} CPU-s, "
+            f"{above['load_code_location']['cpu_seconds']} above the floor; one run "
+            f"{subject['one_asset_run']['cpu_seconds']}, {above['one_asset_run']['cpu_seconds']} above"
         )
-        + "\n"
+    floor_result = results["dagster_floor"]
+    print(
+        f"floor: load {floor_result['load_code_location']['cpu_seconds']}, "
+        f"run {floor_result['one_asset_run']['cpu_seconds']}"
     )
-    print(json.dumps({k: v for k, v in measurement.items() if k != "machine"}, indent=2))
     return 0
 
 
