@@ -165,7 +165,7 @@ def write(
         version = _commit(
             table,
             snapshot,
-            [add_action(f.path, f.size, partition, f.metadata) for f in stored],
+            [add_action(f.path, f.size, partition, f.metadata, file_schema.names) for f in stored],
             columns,
             partition,
             replaced,
@@ -373,32 +373,35 @@ def _commit(
     raise CommitFailedError(f"{table}: {MAX_COMMIT_RETRIES + 1} attempts to commit lost the race to others.")
 
 
-def add_action(path: str, size: int, partition: str | None, metadata: pq.FileMetaData) -> AddAction:
-    """The log's entry adding a data file (`path` relative to the table), with the statistics readers
-    skip files by."""
+def add_action(
+    path: str, size: int, partition: str | None, metadata: pq.FileMetaData, columns: Collection[str]
+) -> AddAction:
+    """The log's entry adding a data file (`path` relative to the table, `columns` the table's, its
+    partition column aside), with the statistics readers skip files by."""
     return AddAction(
         path,
         size,
         {PARTITION_KEY: partition} if partition is not None else {},
         int(time.time() * 1000),
         True,
-        json.dumps(file_stats(metadata)),
+        json.dumps(file_stats(metadata, columns)),
     )
 
 
-def file_stats(metadata: pq.FileMetaData) -> dict[str, Any]:
+def file_stats(metadata: pq.FileMetaData, columns: Collection[str]) -> dict[str, Any]:
     """A data file's Delta statistics from its Parquet footer: `numRecords`, every column's `nullCount`
     (lists and maps aside) and its `minValues` and `maxValues`, strings cut to STATS_STRING_CHARS.
 
     Bounds are all or none: delta-rs's pyarrow reader takes a top-level column without them to be
     bounded by null and skips the file for any filter on it, so a file with a column whose values
-    have no bounds (a string past the writer's 4 kB statistics, a decimal) gets none. A column holding
-    only nulls has none either way, which its `nullCount` explains.
+    have no bounds (a string past the writer's 4 kB statistics, a decimal), or without one of the
+    table's `columns`, gets none. A column holding only nulls has none either way: its `nullCount`
+    says so.
     """
     stats: dict[str, Any] = {"numRecords": metadata.num_rows, "nullCount": {}}
     low: dict[str, Any] = {}
     high: dict[str, Any] = {}
-    bounded = True
+    bounded = set(columns) <= set(metadata.schema.to_arrow_schema().names)
     groups = [metadata.row_group(group) for group in range(metadata.num_row_groups)]
     for index in range(metadata.num_columns):
         leaf = metadata.schema.column(index)
