@@ -2,12 +2,21 @@
 
 A table lives at `<lake>/<table>/` (e.g. `amplitude/events/`): Parquet files under `date=YYYY-MM-DD/` and
 the transaction log under `_delta_log/`, so Spark, Trino, Athena, DuckDB and Polars read exactly the
-committed snapshot. Writing a partition is one Delta commit that replaces exactly that partition
-(`mode="overwrite"` with the predicate `date = 'D'`), streamed from a `RecordBatchReader`; readers see the
-previous version until it commits, and a write that fails or is killed leaves the table as it was.
+committed snapshot. Writing a partition streams a `RecordBatchReader` into Parquet files of its own
+(pyarrow, zstd), one row group of `ROW_GROUP_ROWS` in memory at a time and a new file past
+`TARGET_FILE_BYTES`, then commits them as one Delta version that replaces exactly that partition
+(`create_write_transaction`, overwrite filtered to `date = D`), each file with the statistics readers
+skip files by. Memory therefore stays the same whatever the day's size. delta-rs's `write_deltalake`
+did not keep it so: on a partitioned table its plan hash-repartitions the stream by `date` over one
+writer per core, all of a day's rows go to one of them, and DataFusion's repartition holds back its
+input only while every writer has data queued, which the idle ones never have, so a day queued in
+memory ahead of the Parquet encoder (about 600 MB of the 1,040 MB peak of a million Amplitude events).
+
+Readers see the previous version until the commit, and a write that fails leaves the table as it was:
+its files are deleted (a killed writer's are named by no version, and `vacuum` deletes them later).
 Concurrent writers of different partitions of one table are safe: delta-rs commits with put-if-absent
-(an atomic link on local disk, `If-None-Match: *` on S3) and retries a commit that lost the race after
-checking that the winner touched other partitions.
+(an atomic link on local disk, `If-None-Match: *` on S3), and a commit that lost the race is retried
+once the winners are checked to have left its partition as it found it.
 
 Files a commit replaces stay for `REMOVED_FILES_KEPT_FOR` (the table's `deletedFileRetentionDuration`), so
 a run that resolved the previous snapshot (another day's look-back, say) finishes reading it; `vacuum`
@@ -20,9 +29,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import math
 import time
 import uuid
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -31,9 +41,11 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
+from arro3.core import Schema as Arro3Schema
+from deltalake import CommitProperties, DeltaTable, Field, Schema
 from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction
+from deltalake.writer._conversion import _convert_arro3_schema_to_delta
 
 from event_platform import settings
 from event_platform.columns import column
@@ -54,8 +66,11 @@ WRITE_ID = "event_platform.write_id"
 MAX_COMMIT_RETRIES = 100
 """A backfill commits many partitions of one table at once; each lost race is a cheap retry."""
 ROW_GROUP_ROWS = 64 * 1024
-"""Rows per Parquet row group: the writer holds one encoded row group in memory, so this bounds it."""
-WRITER_PROPERTIES = WriterProperties(compression="ZSTD", max_row_group_size=ROW_GROUP_ROWS)
+"""Rows per Parquet row group: a write holds one row group in memory, so this bounds it."""
+TARGET_FILE_BYTES = 128 * 1024 * 1024
+"""Where a write closes a data file and starts the next: a day of a million events is one file."""
+STATS_STRING_CHARS = 64
+"""String bounds in the log are cut to this (ids and names fit; JSON documents would bloat it)."""
 PARTITION_FIELD = column(PARTITION_KEY, pa.string(), "The partition: a UTC day, YYYY-MM-DD.")
 
 
@@ -126,8 +141,9 @@ def write(
     """Stream `batches` into one commit replacing the `partition` (a `date`) of `table`, or the whole
     table when it is unpartitioned (`partition=None`).
 
-    Columns may be added over time (missing ones read as null); a column whose type changes is refused.
-    The table is created on its first write, with the retention settings above.
+    Columns may be added over time (missing ones read as null); a column whose type changes is refused
+    before anything is written. The table is created on its first write, with the retention settings
+    above. A stream without rows stores one empty file, so that the day reads as materialized and empty.
     """
     if PARTITION_KEY in batches.schema.names:
         raise ValueError(
@@ -136,82 +152,41 @@ def write(
         )
     schema = batches.schema.append(PARTITION_FIELD) if partition is not None else batches.schema
     snapshot = _create_if_missing(lake, table, schema, partitioned=partition is not None)
-    reading = _Reading()
-    stream = pa.RecordBatchReader.from_batches(schema, _with_partition(batches, schema, partition, reading))
-    first = _first_rows(stream)
-    replaces = bool(_files_of(snapshot, partition))
+    columns = _delta_schema(batches.schema, snapshot)
+    merged = pa.schema(_merged_schema(table, snapshot, columns).to_arrow())  # refuses a changed type
+    # Files hold every column of the table, so that each file's statistics count a column it lacked
+    # as null (delta-rs's pyarrow reader takes a column without statistics to be bounded by null).
+    file_schema = pa.schema([field for field in merged if field.name != PARTITION_KEY])
+    replaced = _paths_of(snapshot, partition)
     write_id = uuid.uuid4().hex
-    properties = CommitProperties(
-        custom_metadata={**(commit_metadata or {}), WRITE_ID: write_id}, max_commit_retries=MAX_COMMIT_RETRIES
+    files = _ParquetFiles(lake, table, partition, write_id, file_schema)
+    try:
+        stored = files.write(batches)
+        version = _commit(
+            table,
+            snapshot,
+            [add_action(f.path, f.size, partition, f.metadata, file_schema.names) for f in stored],
+            columns,
+            partition,
+            replaced,
+            {**(commit_metadata or {}), WRITE_ID: write_id},
+        )
+    except BaseException:
+        files.close_quietly()
+        # No version names the files unless the commit landed before an interrupt reached us; when
+        # the table cannot be read to tell, they stay for `vacuum`, which deletes files no version names.
+        with contextlib.suppress(Exception):
+            snapshot.update_incremental()
+            if not set(files.created) & _paths_of(snapshot, partition):
+                files.delete()
+        raise
+    written = Written(
+        sum(f.metadata.num_rows for f in stored), sum(f.size for f in stored), len(stored), version
     )
-    if first is None:
-        # delta-rs writes no file for no rows, which would make a day that had no events look never
-        # materialized; an empty Parquet file says "this day is empty" to every reader.
-        _commit_empty(lake, table, snapshot, partition, properties)
-        snapshot.load_as_version(_version_of(snapshot, write_id))
-    else:
-        try:
-            write_deltalake(
-                snapshot,
-                first,
-                mode="overwrite",
-                predicate=_partition_predicate(partition),
-                schema_mode="merge",
-                writer_properties=WRITER_PROPERTIES,
-                commit_properties=properties,
-            )
-        except Exception as error:
-            # delta-rs reports an error raised while reading the stream as its own; the asset's own
-            # (a dagster.Failure that allows no retry, say) is the one that says what went wrong.
-            if reading.error is not None:
-                raise reading.error from error
-            raise
-    files = _files_of(snapshot, partition)
-    written = Written(reading.rows, sum(f.size for f in files), len(files), snapshot.version())
-    if replaces:
+    if replaced:
         # As a commit replaces files, those replaced long enough ago go (see REMOVED_FILES_KEPT_FOR).
         vacuum(lake, table)
     return written
-
-
-def _partition_predicate(partition: str | None) -> str | None:
-    if partition is None:
-        return None
-    return f"{PARTITION_KEY} = '" + partition.replace("'", "''") + "'"
-
-
-@dataclass
-class _Reading:
-    rows: int = 0
-    error: Exception | None = None
-
-
-def _with_partition(
-    batches: pa.RecordBatchReader, schema: pa.Schema, partition: str | None, reading: _Reading
-) -> Iterator[pa.RecordBatch]:
-    try:
-        for batch in batches:
-            reading.rows += batch.num_rows
-            columns = batch.columns
-            if partition is not None:
-                columns = [*columns, pa.repeat(pa.scalar(partition, pa.string()), batch.num_rows)]
-            yield pa.RecordBatch.from_arrays(columns, schema=schema)
-    except Exception as error:
-        reading.error = error
-        raise
-
-
-def _first_rows(stream: pa.RecordBatchReader) -> pa.RecordBatchReader | None:
-    """The stream again, or None when it holds no rows (its empty batches are read, nothing else)."""
-    for batch in stream:
-        if batch.num_rows:
-            return pa.RecordBatchReader.from_batches(stream.schema, _chain(batch, stream))
-    return None
-
-
-def _chain(first: pa.RecordBatch, rest: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
-    yield first
-    yield from rest
 
 
 def _create_if_missing(lake: Lake, table: str, schema: pa.Schema, *, partitioned: bool) -> DeltaTable:
@@ -223,7 +198,7 @@ def _create_if_missing(lake: Lake, table: str, schema: pa.Schema, *, partitioned
         with contextlib.suppress(CommitFailedError):
             DeltaTable.create(
                 uri,
-                schema,
+                _delta_schema(schema),
                 mode="ignore",
                 partition_by=[PARTITION_KEY] if partitioned else None,
                 name=table,
@@ -234,43 +209,266 @@ def _create_if_missing(lake: Lake, table: str, schema: pa.Schema, *, partitioned
     return DeltaTable(uri, storage_options=options)
 
 
-def _commit_empty(
-    lake: Lake, table: str, snapshot: DeltaTable, partition: str | None, properties: CommitProperties
-) -> None:
-    stored = pa.schema(snapshot.schema().to_arrow())
-    schema = pa.schema([field for field in stored if field.name != PARTITION_KEY])
-    directory = partition_path(table, partition) if partition is not None else table.strip("/")
-    name = f"part-00000-{uuid.uuid4()}-empty.zstd.parquet"
-    with lake.open_output(f"{directory}/{name}") as stream:
-        pq.write_table(schema.empty_table(), stream, compression="zstd")
-    size = lake.fs.get_file_info(lake.path(f"{directory}/{name}")).size
-    relative = f"{directory[len(table.strip('/')) :].strip('/')}/{name}".lstrip("/")
-    snapshot.create_write_transaction(
-        [
-            AddAction(
-                relative,
-                size,
-                {PARTITION_KEY: partition} if partition is not None else {},
-                int(time.time() * 1000),
-                True,
-                json.dumps({"numRecords": 0}),
+def _delta_schema(schema: pa.Schema, snapshot: DeltaTable | None = None) -> Schema:
+    """A stream's schema in Delta types, converted as `write_deltalake` converts a stream: timestamps to
+    microseconds, unsigned to signed integers, a column of nulls to the table's type of it."""
+    stored = snapshot.schema().to_arrow() if snapshot is not None else None
+    return Schema.from_arrow(_convert_arro3_schema_to_delta(Arro3Schema.from_arrow(schema), stored))
+
+
+def _merged_schema(table: str, snapshot: DeltaTable, columns: Schema) -> Schema:
+    """The table's schema with the stream's new columns appended, or the stored schema itself when
+    nothing is new: delta-rs commits any other schema as a metadata change."""
+    stored = snapshot.schema()
+    types = {field.name: field.type for field in stored.fields}
+    for field in columns.fields:
+        if field.name in types and field.type != types[field.name]:
+            raise ValueError(
+                f"{table}: column `{field.name}` is {types[field.name]} in the table but {field.type} in "
+                "this write. A column's type cannot change: write the new type under a new column name."
             )
-        ],
-        mode="overwrite",
-        schema=snapshot.schema(),
-        partition_by=[PARTITION_KEY] if partition is not None else None,
-        partition_filters=[(PARTITION_KEY, "=", partition)] if partition is not None else None,
-        commit_properties=properties,
+    names = {field.name for field in columns.fields} | {PARTITION_KEY}
+    if lacking := [field.name for field in stored.fields if not field.nullable and field.name not in names]:
+        raise ValueError(
+            f"{table}: this write lacks {', '.join(lacking)}, which the table holds as not null."
+        )
+    added = [
+        Field(field.name, field.type, nullable=True, metadata=field.metadata)
+        for field in columns.fields
+        if field.name not in types
+    ]
+    return Schema([*stored.fields, *added]) if added else stored
+
+
+def _conformed(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """`batch` with the table's columns, in its types and order: a column it lacks is null."""
+    if batch.schema.equals(schema):
+        return batch
+    arrays = [
+        pa.nulls(batch.num_rows, field.type)
+        if field.name not in batch.schema.names
+        else batch.column(field.name).cast(field.type)
+        for field in schema
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+@dataclass(frozen=True)
+class _StoredFile:
+    path: str
+    """Relative to the table's directory, as the log names it."""
+    size: int
+    metadata: pq.FileMetaData
+
+
+class _ParquetFiles:
+    """A write's Parquet files in its partition's directory, each named once (the write's id) and
+    closed at about TARGET_FILE_BYTES; a row group is written to storage as soon as it is whole."""
+
+    def __init__(self, lake: Lake, table: str, partition: str | None, write_id: str, schema: pa.Schema):
+        self.lake, self.table, self.write_id, self.schema = lake, table.strip("/"), write_id, schema
+        # Relative to the table's directory, like the paths the log names.
+        self.directory = f"{partition_path('', partition).strip('/')}/" if partition is not None else ""
+        self.stored: list[_StoredFile] = []
+        self.created: list[str] = []
+        self._sink: pa.NativeFile | None = None
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, batches: pa.RecordBatchReader) -> list[_StoredFile]:
+        """Write the stream, in the table's types; the files, at least one (empty for no rows)."""
+        pending: list[pa.RecordBatch] = []
+        count = 0
+        for batch in batches:
+            if batch.num_rows:
+                pending.append(_conformed(batch, self.schema))
+                count += batch.num_rows
+            if count >= ROW_GROUP_ROWS:
+                pending = self._write_row_groups(pending)
+                count = sum(b.num_rows for b in pending)
+        if pending:
+            self._write_row_groups(pending, last=True)
+        if self._writer is None and not self.stored:
+            self._open()
+        if self._writer is not None:
+            self._close()
+        return self.stored
+
+    def _write_row_groups(self, batches: list[pa.RecordBatch], *, last: bool = False) -> list[pa.RecordBatch]:
+        """Write the whole row groups `batches` hold (all of them when `last`); the rows left over.
+        pyarrow ends a row group with every table it writes, hence the rows wait for a whole one."""
+        rows = pa.Table.from_batches(batches, self.schema)
+        whole = rows.num_rows if last else rows.num_rows - rows.num_rows % ROW_GROUP_ROWS
+        if self._writer is None:
+            self._open()
+        assert self._writer is not None and self._sink is not None
+        self._writer.write_table(rows.slice(0, whole), row_group_size=ROW_GROUP_ROWS)
+        if self._sink.tell() >= TARGET_FILE_BYTES:
+            self._close()
+        return rows.slice(whole).to_batches()
+
+    def close_quietly(self) -> None:
+        """After a failure: close the file being written, whatever state the failure left it in."""
+        for opened in (self._writer, self._sink):
+            with contextlib.suppress(Exception):
+                if opened is not None:
+                    opened.close()
+
+    def delete(self) -> None:
+        for path in self.created:
+            with contextlib.suppress(FileNotFoundError):
+                self.lake.delete(f"{self.table}/{path}")
+
+    def _open(self) -> None:
+        path = f"{self.directory}part-{len(self.stored):05d}-{self.write_id}.zstd.parquet"
+        self.created.append(path)
+        self._sink = self.lake.open_output(f"{self.table}/{path}")
+        self._writer = pq.ParquetWriter(self._sink, self.schema, compression="zstd")
+
+    def _close(self) -> None:
+        assert self._writer is not None and self._sink is not None
+        self._writer.close()
+        self.stored.append(_StoredFile(self.created[-1], self._sink.tell(), self._writer.writer.metadata))
+        self._sink.close()
+        self._writer = self._sink = None
+
+
+def _commit(
+    table: str,
+    snapshot: DeltaTable,
+    actions: list[AddAction],
+    columns: Schema,
+    partition: str | None,
+    replaced: set[str],
+    metadata: Mapping[str, Any],
+) -> int:
+    """Commit `actions` replacing the partition (the whole table when None) in one version: its number.
+
+    delta-rs's own retries would take this transaction, which has no predicate, to have read every file,
+    so a concurrent write replacing another partition would fail it. Instead each attempt commits only
+    onto the version loaded (no retries), and a lost race reloads, checks that the winners left this
+    partition as this write found it, and tries again with the schema merged anew.
+    """
+    properties = CommitProperties(custom_metadata=dict(metadata), max_commit_retries=0)
+    for _ in range(MAX_COMMIT_RETRIES + 1):
+        loaded = snapshot.version()
+        try:
+            snapshot.create_write_transaction(
+                actions,
+                mode="overwrite",
+                schema=_merged_schema(table, snapshot, columns),
+                partition_by=[PARTITION_KEY] if partition is not None else None,
+                partition_filters=[(PARTITION_KEY, "=", partition)] if partition is not None else None,
+                commit_properties=properties,
+            )
+            return loaded + 1  # without retries, a commit either follows the loaded version or fails
+        except CommitFailedError:
+            snapshot.update_incremental()
+            if snapshot.version() == loaded:
+                raise  # not a lost race
+        if _paths_of(snapshot, partition) != replaced:
+            what = f"partition {partition}" if partition is not None else "the table"
+            raise CommitFailedError(
+                f"{table}: another write replaced {what} while this one ran; run it again."
+            )
+    raise CommitFailedError(f"{table}: {MAX_COMMIT_RETRIES + 1} attempts to commit lost the race to others.")
+
+
+def add_action(
+    path: str, size: int, partition: str | None, metadata: pq.FileMetaData, columns: Collection[str]
+) -> AddAction:
+    """The log's entry adding a data file (`path` relative to the table, `columns` the table's, its
+    partition column aside), with the statistics readers skip files by."""
+    return AddAction(
+        path,
+        size,
+        {PARTITION_KEY: partition} if partition is not None else {},
+        int(time.time() * 1000),
+        True,
+        json.dumps(file_stats(metadata, columns)),
     )
 
 
-def _version_of(snapshot: DeltaTable, write_id: str) -> int:
-    """The version our commit became (delta-rs reports it for `write_deltalake`, not for this API)."""
-    snapshot.update_incremental()
-    for commit in snapshot.history(limit=MAX_COMMIT_RETRIES + 1):
-        if commit.get(WRITE_ID) == write_id:
-            return int(commit["version"])
-    raise RuntimeError(f"{snapshot.table_uri}: commit {write_id} is not among the latest versions.")
+def file_stats(metadata: pq.FileMetaData, columns: Collection[str]) -> dict[str, Any]:
+    """A data file's Delta statistics from its Parquet footer: `numRecords`, every column's `nullCount`
+    (lists and maps aside) and its `minValues` and `maxValues`, strings cut to STATS_STRING_CHARS.
+
+    Bounds are all or none: delta-rs's pyarrow reader takes a top-level column without them to be
+    bounded by null and skips the file for any filter on it, so a file with a column whose values
+    have no bounds (a string past the writer's 4 kB statistics, a decimal), or without one of the
+    table's `columns`, gets none. A column holding only nulls has none either way: its `nullCount`
+    says so.
+    """
+    stats: dict[str, Any] = {"numRecords": metadata.num_rows, "nullCount": {}}
+    low: dict[str, Any] = {}
+    high: dict[str, Any] = {}
+    bounded = set(columns) <= set(metadata.schema.to_arrow_schema().names)
+    groups = [metadata.row_group(group) for group in range(metadata.num_row_groups)]
+    for index in range(metadata.num_columns):
+        leaf = metadata.schema.column(index)
+        if leaf.max_repetition_level > 0:
+            continue
+        path = leaf.path.split(".")
+        chunks = [group.column(index).statistics for group in groups]
+        nested = len(path) > 1
+        if any(chunk is None or not chunk.has_null_count for chunk in chunks):
+            bounded = bounded and nested
+            continue
+        nulls = sum(chunk.null_count for chunk in chunks)
+        _put(stats["nullCount"], path, nulls)
+        if nulls == metadata.num_rows:
+            continue
+        known = all(
+            chunk.has_min_max or chunk.null_count == group.num_rows
+            for chunk, group in zip(chunks, groups, strict=True)
+        )
+        bounds = [(chunk.min, chunk.max) for chunk in chunks if chunk.has_min_max]
+        lowest = _bound(min(b for b, _ in bounds), upper=False) if known else None
+        highest = _bound(max(b for _, b in bounds), upper=True) if known else None
+        if lowest is None or highest is None:
+            bounded = bounded and nested
+            continue
+        _put(low, path, lowest)
+        _put(high, path, highest)
+    if bounded and low:
+        stats |= {"minValues": low, "maxValues": high}
+    return stats
+
+
+def _bound(value: Any, *, upper: bool) -> Any:
+    """A footer's bound as Delta's statistics hold it, or None for one they cannot hold exactly."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return _bounding_prefix(value, upper=upper)
+    return value if isinstance(value, bool | int) else None
+
+
+def _bounding_prefix(value: str, *, upper: bool) -> str | None:
+    """At most STATS_STRING_CHARS characters still bounding `value` (an upper bound ends one character
+    higher), or None when no such string exists."""
+    if len(value) <= STATS_STRING_CHARS:
+        return value
+    if not upper:
+        return value[:STATS_STRING_CHARS]
+    prefix = value[:STATS_STRING_CHARS]
+    for end in range(len(prefix) - 1, -1, -1):
+        code = ord(prefix[end]) + 1
+        code = 0xE000 if 0xD800 <= code <= 0xDFFF else code  # surrogates are no characters
+        if code <= 0x10FFFF:
+            return prefix[:end] + chr(code)
+    return None
+
+
+def _put(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    for key in path[:-1]:
+        tree = tree.setdefault(key, {})
+    tree[path[-1]] = value
 
 
 @dataclass(frozen=True)
@@ -294,8 +492,9 @@ def data_files(snapshot: DeltaTable) -> list[DataFile]:
     ]
 
 
-def _files_of(snapshot: DeltaTable, partition: str | None) -> list[DataFile]:
-    return [f for f in data_files(snapshot) if partition is None or f.partition == partition]
+def _paths_of(snapshot: DeltaTable, partition: str | None) -> set[str]:
+    """The files of the loaded snapshot in `partition` (all of them when None)."""
+    return {f.path for f in data_files(snapshot) if partition is None or f.partition == partition}
 
 
 # --- reading -----------------------------------------------------------------------------------------

@@ -13,15 +13,13 @@ writing the old format meanwhile would not be seen by the new table.
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import Schema
-from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
+from deltalake.transaction import CommitProperties, create_table_with_add_actions
 
 from event_platform.lake import delta
 from event_platform.lake.filesystem import Lake
@@ -123,27 +121,19 @@ def _commit_as_delta(lake: Lake, table: str, partitions: list[_Partition], migra
             "then run the migration again."
         )
     partitioned = keyed == {True}
-    actions, schemas = [], []
+    files, schemas = [], []
     for partition in partitions:
         for entry in partition.manifest.files:
             relative = f"{partition.directory}/{entry.path}"
             metadata = pq.read_metadata(lake.open_input_file(relative))
             schemas.append(metadata.schema.to_arrow_schema())
-            actions.append(
-                AddAction(
-                    relative[len(table) :].lstrip("/"),
-                    entry.bytes,
-                    {PARTITION_KEY: partition.key} if partitioned else {},
-                    int(time.time() * 1000),
-                    True,
-                    json.dumps({"numRecords": metadata.num_rows}),
-                )
-            )
+            files.append((relative[len(table) :].lstrip("/"), entry.bytes, partition.key, metadata))
             migrated.rows += metadata.num_rows
         migrated.partitions += 1
-    if not actions:
+    if not files:
         return
     schema = _delta_compatible(pa.unify_schemas(schemas, promote_options="permissive"))
+    actions = [delta.add_action(*file, schema.names) for file in files]
     if partitioned:
         if PARTITION_KEY in schema.names:
             raise ValueError(

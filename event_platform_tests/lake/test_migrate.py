@@ -3,6 +3,7 @@
 import datetime as dt
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
@@ -109,3 +110,31 @@ def test_an_interrupted_migration_finishes_on_the_next_run(old_lake: Lake) -> No
     assert delta.read(old_lake, "amplitude/events").count_rows() == 4
     table = delta.open_table(old_lake, "amplitude/events")
     assert table is not None and table.version() == 0
+
+
+def test_migrated_files_carry_statistics_that_never_skip_a_matching_file(lake_resource: LakeResource) -> None:
+    """A column added over time: the older file lacks it, so its statistics hold no bounds (a reader
+    would take the missing ones as null); the newer file's have them."""
+    lake = lake_resource.lake()
+    for day, table in (
+        ("2026-11-01", pa.table({"n": [1, 2]})),
+        ("2026-11-02", pa.table({"n": [3], "label": ["x"]})),
+    ):
+        with (
+            lake.write_partition(partition_path("src/grown", day)) as partition,
+            partition.open(OLD_FILE) as out,
+        ):
+            pq.write_table(table, out)
+
+    assert main(["lake", "migrate", "--lake", lake.uri()]) == 0
+
+    snapshot = delta.open_table(lake, "src/grown")
+    assert snapshot is not None
+    actions = pa.table(snapshot.get_add_actions(flatten=True)).sort_by("partition.date").to_pylist()
+    assert [(a["num_records"], a.get("min.n"), a.get("max.n")) for a in actions] == [
+        (2, None, None),
+        (1, 3, 3),
+    ]
+    dataset = delta.read(lake, "src/grown")
+    assert dataset.to_table(filter=ds.field("label").is_null())["n"].to_pylist() == [1, 2]
+    assert dataset.to_table(filter=ds.field("label") == "x")["n"].to_pylist() == [3]
