@@ -26,10 +26,11 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
 import posixpath
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -134,13 +135,30 @@ def write_committed_by_record(
         lake.write_bytes(record_relative, record)
         return
     data_durable = _FLUSHES.submit(_write_in_place_durably, lake, data_relative, data)
-    staged = _staged_durably(lake, record_relative, record)
+    try:
+        staged = _staged_durably(lake, record_relative, record)
+    finally:
+        wait([data_durable])  # nothing of a failed commit is still being written once it returns
     data_durable.result()
     _publish_staged(lake, staged, record_relative)
 
 
-_FLUSHES = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lake-flush")
-"""fsync releases the GIL: a second file's flush overlaps the first's instead of following it."""
+def _flush_pool() -> ThreadPoolExecutor:
+    # fsync releases the GIL: a second file's flush overlaps the first's instead of following it.
+    return ThreadPoolExecutor(max_workers=8, thread_name_prefix="lake-flush")
+
+
+_FLUSHES = _flush_pool()
+
+
+def _replace_flush_pool_in_child() -> None:
+    # A forked child (collector workers, a benchmark's collector) inherits the pool without its threads,
+    # and the pool, counting them idle, would never start one: each process needs its own.
+    global _FLUSHES
+    _FLUSHES = _flush_pool()
+
+
+os.register_at_fork(after_in_child=_replace_flush_pool_in_child)
 
 
 def _write_in_place_durably(lake: Lake, relative: str, data: bytes) -> None:

@@ -1,6 +1,7 @@
 import datetime as dt
 import gzip
 import json
+import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,20 @@ def test_compacting_deletes_uncommitted_data_files_once_they_are_old(lake: Lake)
     assert compact_day(lake, DAY) == 1
     assert not lake.exists(old) and lake.exists(fresh)
     assert landed_line_count(lake, DAY) == 1
+
+
+def _commit_one(lake_root: str) -> None:
+    lake = Lake.from_uri(lake_root)
+    commit_events(lake, DAY, gzip.compress(b"{}\n"), lines=1, first_received="", last_received="")
+
+
+def test_a_process_forked_after_a_commit_commits_too(lake: Lake) -> None:
+    # The collector's workers are forked; a flush pool inherited without its threads would hang.
+    _commit_one(lake.root)
+    child = multiprocessing.get_context("fork").Process(target=_commit_one, args=(lake.root,))
+    child.start()
+    child.join(30)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0
+    assert landed_line_count(lake, DAY) == 2
