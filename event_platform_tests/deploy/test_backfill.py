@@ -11,7 +11,9 @@ materialized it (read back through the instance, as the UI reads them), none lef
 How many ranges the warehouse takes is not fixed: the daemon looks for work every 30 seconds and starts
 a range for the days whose inputs landed since its last look, so it depends on how many looks the
 sources' landing spans. Over eight days the warehouse took 8 runs, and also 10 (run alone, the first
-source day landed before the second look) and 11 to 13 (beside other tests): no total is asserted.
+source day landed before the second look) and 11 to 13 (beside other tests): no total is asserted, nor
+how many runs each model takes. Over five days in a loaded CI one model took a run per day, each day
+landing in a look of its own; the ranges themselves are asserted.
 
 Five days keep every part of it (parallel source runs in the queue, warehouse ranges, the self-dependent
 experiment days, the pool). Every run pays the code location's load, so the test's length follows its
@@ -100,15 +102,12 @@ def test_a_backfill_of_every_asset_completes_without_lock_errors(
     assert len(sources) + len(warehouse) == len(outcome.runs), "no run mixes sources and warehouse"
     assert len(sources) >= DAYS and all("..." not in run.partitions for run in sources)
     assert any("..." in run.partitions for run in warehouse)
-    # Each warehouse model computed each day once, over fewer runs than days; each mart ran once.
+    # Each warehouse model computed each day once (in ranges, above); each mart ran once.
     runs_days = days_by_asset(warehouse)
     assert {asset: sorted(day for run in runs for day in run) for asset, runs in runs_days.items()} == {
         asset: sorted(wanted) if asset in daily else [] for asset in models
     }
-    assert all(len(runs) < DAYS if asset in daily else len(runs) == 1 for asset, runs in runs_days.items()), {
-        asset: [f"{run[0]}...{run[-1]}" if run else "once" for run in runs]
-        for asset, runs in runs_days.items()
-    }
+    assert all(len(runs) == 1 for asset, runs in runs_days.items() if asset not in daily)
     assert misfiled == []
 
 

@@ -1,7 +1,7 @@
 """The typed lake as Delta Lake tables, as engines other than ours see it, on local disk and on S3.
 
 Readers here never go through `event_platform`: deltalake with DuckDB, Polars, and pyarrow reading the
-files the Delta log names straight from storage. Writers are killed mid-write and run sixteen at once.
+files the Delta log names straight from storage. Writers are killed mid-write and run eight at once.
 """
 
 import datetime as dt
@@ -157,7 +157,7 @@ def test_a_writer_killed_mid_partition_leaves_the_previous_version_readable(
     assert written.version == 2 and delta.read(store, "src/killed", [DAY]).count_rows() == 1
 
 
-PARALLEL = 16
+PARALLEL = 8
 ROWS_PER_DAY = 1000
 
 
@@ -175,7 +175,7 @@ def write_one_day(root: str, endpoint: str | None, index: int, rerun: bool) -> i
     return delta.write(lake, "src/parallel", values.to_reader(), partition=key).version
 
 
-def test_sixteen_runs_writing_partitions_of_one_table_at_once_all_commit(lake: LakeResource) -> None:
+def test_eight_runs_writing_partitions_of_one_table_at_once_all_commit(lake: LakeResource) -> None:
     """First each run adds its day, then each replaces it: a replacement removes files, which a
     concurrent commit must not take for a conflict unless they were its own partition's."""
     store = lake.lake()
