@@ -9,6 +9,7 @@ from event_platform.settings import MissingSettingsError
 from event_platform.sources.tracking import commands
 from event_platform.sources.tracking.collector import Collector
 from event_platform.sources.tracking.defs.resources import TrackingResource, tracking_resource
+from event_platform.sources.tracking.settings import TrackingSettings
 from event_platform_tests.sources.tracking.conftest import FAST_COLLECTOR, landed_events
 
 
@@ -28,7 +29,7 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp
     assert resource.collector_url == "http://collector.internal:8400"
     assert resource.spool_dir == "./data/tracking-spool"
     assert "acme.thing" in resource.registry()
-    settings = commands.collector_settings()
+    settings = commands.collector_settings(TrackingSettings.read())
     assert (settings.flush_age_seconds, settings.seen_uuids, settings.max_event_bytes) == (0.25, 1000, 65536)
 
 
@@ -36,7 +37,7 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp
 def test_a_bad_number_names_its_variable(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv("TRACKING_FLUSH_BYTES", value)
     with pytest.raises(ValueError, match="TRACKING_FLUSH_BYTES"):
-        commands.collector_settings()
+        commands.collector_settings(TrackingSettings.read())
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -48,6 +49,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def test_serve_takes_host_and_port() -> None:
     arguments = parse(["tracking", "serve", "--host", "0.0.0.0", "--port", "9000"])
     assert (arguments.host, arguments.port, arguments.run) == ("0.0.0.0", 9000, commands._serve)
+    assert not arguments.access_log  # a line per request costs a tenth of the CPU; --access-log asks for it
+    assert parse(["tracking", "serve", "--access-log"]).access_log
 
 
 def test_track_sends_one_event_through_a_tracker(
