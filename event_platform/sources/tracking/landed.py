@@ -7,10 +7,11 @@ the collector's flush rate, so a commit must cost the same at the end of the day
     _commits/<version>.json        its commit record: path, bytes, sha256, lines, first/last received_at
     _manifest.json                 the index: the records folded in by `compact_day` (optional)
 
-`commit_events` writes the data file durably in place, then its record in one atomic step
-(`write_committed_by_record`: the record fsynced and renamed locally, one PUT each on S3); the record is
-the commit, so a collector killed before it leaves an uncommitted data file that no reader counts (and
-`compact_day` deletes once it is `STRAY_AGE` old), and the client, never acknowledged, sends again.
+`commit_events` lands the data file durably, then its record (`write_committed_by_record`: both staged
+and fsynced, then renamed in that order locally; one PUT each on S3). The record is the commit, so a
+collector killed before it leaves at most a whole, uncommitted data file that no reader counts (and
+`compact_day` deletes once it is `STRAY_AGE` old, with dead staging), and the client, never
+acknowledged, sends again.
 No commit reads or rewrites anything day-wide. Readers (`landed_files`) take the index plus every
 record not folded into it; `compact_day` folds the records into the index and deletes them, so a
 closed day is read from one file. A record deleted between a reader's listing and its read is in the
@@ -40,6 +41,7 @@ from event_platform.lake.publish import (
     Manifest,
     ManifestFile,
     new_version,
+    remove_dead_staging,
     version_time,
     write_committed_by_record,
     write_manifest,
@@ -200,11 +202,12 @@ def _version(committed: Iterable[str]) -> str | None:
 
 def compact_day(lake: Lake, day: str) -> int:
     """Fold the day's commit records into its index and delete them; how many were folded. Data files
-    no commit names, left by a collector killed mid-commit, go once they are `STRAY_AGE` old."""
+    no commit names and staging, left by a collector killed mid-commit, go once they are `STRAY_AGE` old."""
     directory = raw_path(SOURCE_NAME, day)
     records = _record_paths(lake, directory)
     entries = landed_entries(lake, day)
     _remove_uncommitted(lake, directory, {entry.path for entry in entries})
+    remove_dead_staging(lake, directory)
     index = lake.read_manifest(directory)
     folded = {entry.path for entry in index.files} if index else set()
     if not records:

@@ -77,32 +77,57 @@ def test_a_typed_row_keeps_ids_as_text_and_event_data_as_sorted_json(lake: Lake,
 def test_a_commit_killed_before_its_record_leaves_nothing_counted(
     lake: Lake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def killed(*_: object) -> str:
-        raise OSError("killed while staging the record")
+    move = publish._move_durably
 
-    monkeypatch.setattr(publish, "_staged_durably", killed)
+    def killed_before_the_record(lake: Lake, source: str, target: str) -> None:
+        if "/_commits/" in target:
+            raise OSError("killed before the record's rename")
+        move(lake, source, target)
+
+    monkeypatch.setattr(publish, "_move_durably", killed_before_the_record)
     with pytest.raises(OSError, match="killed"):
         commit_events(lake, DAY, gzip.compress(b"{}\n"), lines=1, first_received="", last_received="")
     monkeypatch.undo()
 
-    data_files = [info.base_name for info in lake.file_infos(raw_path("tracking", DAY))]
-    assert len(data_files) == 1 and data_files[0].startswith("events-")  # durable, but uncommitted
+    [data_file] = lake.list_files(raw_path("tracking", DAY))
+    assert gzip.decompress(lake.read_bytes(data_file)) == b"{}\n"  # whole and durable, but uncommitted
     assert landed_files(lake, DAY) == [] and landed_line_count(lake, DAY) == 0
     commit_events(lake, DAY, gzip.compress(b"{}\n" * 2), lines=2, first_received="", last_received="")
     assert landed_line_count(lake, DAY) == 2
-    assert lake.list_files(STAGING_ROOT) == []  # the record's staging went with its rename
+    assert lake.list_files(STAGING_ROOT) == []  # a commit's staging goes with it, failed or not
 
 
-def test_compacting_deletes_uncommitted_data_files_once_they_are_old(lake: Lake) -> None:
+def test_a_commit_killed_while_writing_leaves_nothing_in_the_partition(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write = publish._write_durably
+
+    def killed_mid_file(lake: Lake, relative: str, data: bytes) -> None:
+        write(lake, relative, data[: len(data) // 2])
+        raise OSError("killed while writing")
+
+    monkeypatch.setattr(publish, "_write_durably", killed_mid_file)
+    with pytest.raises(OSError, match="killed"):
+        commit_events(lake, DAY, gzip.compress(b"{}\n" * 100), lines=100, first_received="", last_received="")
+    monkeypatch.undo()
+    # A glob over the partition (or a pyarrow dataset) never meets a half-written file.
+    assert lake.list_files(raw_path("tracking", DAY)) == []
+    assert landed_line_count(lake, DAY) == 0
+
+
+def test_compacting_deletes_uncommitted_data_files_and_staging_once_they_are_old(lake: Lake) -> None:
     commit_events(lake, DAY, gzip.compress(b"{}\n"), lines=1, first_received="", last_received="")
     directory = raw_path("tracking", DAY)
-    dead = dt.datetime.now(dt.UTC) - STRAY_AGE - dt.timedelta(minutes=1)
-    old = f"{directory}/{DATA_PREFIX}{dead:{VERSION_TIME_FORMAT}}-deadbeef{DATA_SUFFIX}"
+    dead = f"{dt.datetime.now(dt.UTC) - STRAY_AGE - dt.timedelta(minutes=1):{VERSION_TIME_FORMAT}}-deadbeef"
+    old = f"{directory}/{DATA_PREFIX}{dead}{DATA_SUFFIX}"
     fresh = f"{directory}/{DATA_PREFIX}{new_version()}{DATA_SUFFIX}"  # a commit still in progress
-    for path in (old, fresh):
+    old_staging = f"{STAGING_ROOT}/{directory}/{dead}/{DATA_PREFIX}{dead}{DATA_SUFFIX}"
+    fresh_staging = f"{STAGING_ROOT}/{directory}/{new_version()}/{DATA_PREFIX}x{DATA_SUFFIX}"
+    for path in (old, fresh, old_staging, fresh_staging):
         lake.write_bytes(path, b"half a gzip")
     assert compact_day(lake, DAY) == 1
     assert not lake.exists(old) and lake.exists(fresh)
+    assert not lake.exists(old_staging) and lake.exists(fresh_staging)
     assert landed_line_count(lake, DAY) == 1
 
 
