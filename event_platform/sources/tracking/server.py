@@ -117,6 +117,7 @@ def uvicorn_config(app: Any, *, host: str, port: int, limits: ServerLimits, **op
         limit_concurrency=concurrency_limit(limits.max_connections),
         loop="uvloop",
         lifespan="off",
+        proxy_headers=False,  # the collector never reads a client's address or scheme: nothing to rewrite
         **options,
     )
 

@@ -282,3 +282,27 @@ def test_a_batch_entry_that_is_not_an_object_is_rejected_alone(server: LoopbackS
     assert answer["accepted"] == 1
     [rejected] = answer["rejected"]
     assert rejected == {"uuid": "", "problem": "malformed", "reason": "an event must be a JSON object"}
+
+
+def test_other_paths_and_methods_are_refused_as_http_says(server: LoopbackServer) -> None:
+    assert requests.post(f"{server.url}/api/other", json={}, timeout=10).status_code == 404
+    refused = requests.get(f"{server.url}/api/tracking", timeout=10)
+    assert (refused.status_code, refused.headers["Allow"]) == (405, "POST")
+
+
+def test_an_unexpected_failure_is_a_500_and_the_collector_goes_on(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collector = Collector(lake, settings=FAST_COLLECTOR, clock=fixed_clock())
+    validate = collector.registry.validate
+
+    def failing_once(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(collector.registry, "validate", validate)
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(collector.registry, "validate", failing_once)
+    with serve(collector.app) as server:
+        failed = post(server, VIDEO_PLAY)
+        assert (failed.status_code, failed.json()["received"]) == (500, False)
+        assert post(server, VIDEO_PLAY).status_code == 201  # not held behind a request counted for ever
+    assert len(landed_events(lake)) == 1
