@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from measure import describe_machine
+from measure import commit_of, compile_bytecode, describe_machine
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -103,12 +103,6 @@ def prepare_lake(work: Path, day: dt.date, source: Path) -> dict[str, str]:
     }
 
 
-def compile_bytecode(directory: Path) -> None:
-    """Compile the package ahead, as a wheel install does: where bytecode is not cached (an editable
-    install under PYTHONDONTWRITEBYTECODE, as on this machine) every process would compile it again."""
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(directory)], check=True)
-
-
 @dataclass
 class Subject:
     """A code location measured: its commands, environment and the runs taken so far."""
@@ -166,12 +160,6 @@ def above_floor(subject: Subject, floor_subject: Subject) -> dict[str, Any]:
         ]
         summary[name] = {"cpu_seconds": round(statistics.median(differences), 3), "rounds": differences}
     return summary
-
-
-def commit_of(source: Path) -> str:
-    return subprocess.run(
-        ["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
 
 
 def main() -> int:

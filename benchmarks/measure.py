@@ -8,6 +8,8 @@ import multiprocessing
 import os
 import platform
 import resource
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,3 +50,16 @@ def in_fresh_process(function: Callable[..., dict[str, Any]], *arguments: Any) -
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         return pool.submit(function, *arguments).result()
+
+
+def commit_of(source: Path) -> str:
+    """The short commit a checkout is at: what a `--baseline` is called in results."""
+    return subprocess.run(
+        ["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+
+
+def compile_bytecode(directory: Path) -> None:
+    """Compile the package ahead, as a wheel install does: where bytecode is not cached (an editable
+    install under PYTHONDONTWRITEBYTECODE, as on this machine) every process would compile it again."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(directory)], check=True)

@@ -1,13 +1,16 @@
 """Collector throughput and acknowledgement latency under a bounded load on loopback, and a full day.
 
     .venv/bin/python benchmarks/tracking.py [--events N] [--seconds S] [--repeats R] [--day-commits C]
+                                            [--baseline CHECKOUT ...]
 
-The collector runs in its own process, served as `event-platform tracking serve` serves it
-(`server.uvicorn_config`: head deadline, concurrency limit), landing in a lake under benchmarks/.work/,
-so the load generator does not share its interpreter. The generator is a small asyncio HTTP/1.1 client
-over keep-alive connections; every request carries client-chosen uuids. Each scenario stops after
-`--events` events or `--seconds` seconds, whichever comes first, and runs `--repeats` times: the
-median is reported with every run beside it, as this machine drifts by a third within minutes.
+The collector is `python -m event_platform.cli tracking serve [--workers N]` run from the checkout
+measured, with the shipped defaults (no TRACKING_* variable), landing in a lake under benchmarks/.work/:
+what an operator runs, in its own processes. Each `--baseline` checkout (e.g. the commit before a
+change, with the same virtualenv) is measured in the same rounds, every run of a scenario alternating
+between the checkouts, because this machine drifts by a third within minutes. The generator is a
+small asyncio HTTP/1.1 client over keep-alive connections; every request carries client-chosen uuids.
+Each scenario stops after `--events` events or `--seconds` seconds, whichever comes first, and runs
+`--repeats` times: the median is reported with every run beside it.
 Afterwards the lake is read back: "landed" counts the events found in the committed files, and the run
 fails if an acknowledged event is missing or stored more than once.
 
@@ -27,11 +30,12 @@ import concurrent.futures
 import datetime as dt
 import gzip
 import json
-import multiprocessing
 import os
 import shutil
 import socket
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -39,12 +43,12 @@ from pathlib import Path
 
 from event_platform.lake.filesystem import Lake
 from event_platform.sources.tracking import landed
-from event_platform.sources.tracking.collector import IDENTITY_HEADER, Collector, CollectorSettings
-from event_platform.sources.tracking.server import ServerLimits, run_workers
+from event_platform.sources.tracking.collector import IDENTITY_HEADER, CollectorSettings
 
-from measure import describe_machine
+from measure import commit_of, compile_bytecode, describe_machine
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 WORK = HERE / ".work" / "tracking"
 RESULTS = HERE / "results" / "tracking.json"
 HOST = "127.0.0.1"
@@ -103,16 +107,14 @@ class Outcome:
     latency_ms_max: float
 
 
-def run_collector(lake_root: str, port: int, workers: int) -> None:
-    """The collector as `tracking serve` runs it; the parent ends this process when it is done."""
-    run_workers(
-        lambda: Collector(Lake.from_uri(lake_root), settings=SERVED).app,
-        host=HOST,
-        port=port,
-        limits=ServerLimits(),
-        workers=workers,
-        log_level="warning",
-        access_log=False,
+def start_collector(source: Path, lake_root: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+    """`tracking serve` from the checkout `source`, with no TRACKING_* setting but the lake's."""
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("TRACKING_")}
+    environment |= {"EVENT_PLATFORM_LAKE": str(lake_root), "PYTHONPATH": str(source)}
+    command = [sys.executable, "-m", "event_platform.cli", "tracking", "serve", "--host", HOST]
+    command += ["--port", str(port), "--workers", str(workers)]
+    return subprocess.Popen(
+        command, cwd=source, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
 
 
@@ -234,15 +236,16 @@ def percentile(values: list[float], share: float) -> float:
     return round(statistics.quantiles(values, n=1000)[int(share * 1000) - 1] * 1000, 2)
 
 
-def measure(scenario: Scenario, events: int, seconds: float, lake_root: Path | None = None) -> Outcome:
-    """One scenario against a fresh collector process; `lake_root` keeps what an earlier run landed."""
+def measure(
+    scenario: Scenario, events: int, seconds: float, lake_root: Path | None = None, source: Path = REPO
+) -> Outcome:
+    """One scenario against a fresh collector from `source`; `lake_root` keeps what an earlier run landed."""
     if lake_root is None:
         lake_root = WORK / scenario.path.strip("/").replace("/", "-")
         shutil.rmtree(lake_root, ignore_errors=True)
     day = dt.datetime.now(dt.UTC).date().isoformat()  # the collector's clock is real here
     port = free_port()
-    server = multiprocessing.Process(target=run_collector, args=(str(lake_root), port, scenario.workers))
-    server.start()
+    server = start_collector(source, lake_root, port, scenario.workers)
     try:
         wait_until_listening(port)
         load = Load(events, seconds, scenario.events_per_request)
@@ -251,7 +254,7 @@ def measure(scenario: Scenario, events: int, seconds: float, lake_root: Path | N
         elapsed = time.perf_counter() - started
     finally:
         server.terminate()
-        server.join(30)
+        server.wait(30)
 
     found, files = landed_uuids(Lake.from_uri(str(lake_root)), day)
     counted = {event_uuid: 0 for event_uuid in load.acknowledged}
@@ -350,17 +353,28 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="time budget per scenario")
     parser.add_argument("--day-commits", type=int, default=172_800, help="group commits of the full day")
     parser.add_argument("--repeats", type=int, default=3, help="runs per scenario (the median is reported)")
+    parser.add_argument(
+        "--baseline", type=Path, action="append", default=[],
+        help="another checkout (e.g. the commit before a change) measured in the same rounds; repeatable",
+    )  # fmt: skip
     arguments = parser.parse_args()
     load_before = os.getloadavg()[0]
-    outcomes = []
+    sources = [REPO, *(baseline.resolve() for baseline in arguments.baseline)]
+    for source in sources:
+        compile_bytecode(source / "event_platform")
+    outcomes: dict[Path, list[dict[str, object]]] = {source: [] for source in sources}
     for scenario in SCENARIOS:
-        runs = sorted(
-            (measure(scenario, arguments.events, arguments.seconds) for _ in range(arguments.repeats)),
-            key=lambda outcome: outcome.events_per_second,
-        )
-        median = runs[len(runs) // 2]
-        outcomes.append({**asdict(median), "events_per_second_runs": [run.events_per_second for run in runs]})
-        report(median, runs)
+        runs: dict[Path, list[Outcome]] = {source: [] for source in sources}
+        for _ in range(arguments.repeats):
+            for source in sources:
+                runs[source].append(measure(scenario, arguments.events, arguments.seconds, source=source))
+        for source in sources:
+            ordered = sorted(runs[source], key=lambda outcome: outcome.events_per_second)
+            median = ordered[len(ordered) // 2]
+            outcomes[source].append(
+                {**asdict(median), "events_per_second_runs": [run.events_per_second for run in ordered]}
+            )
+            report(median, ordered, "" if source == REPO else f"[{commit_of(source)}] ")
     day = full_day(arguments.day_commits, arguments.events, arguments.seconds)
     print(
         f"full day: {day['commits']:,} commits at {day['commits_per_second']} /s; commit ms first 1000 "
@@ -387,7 +401,12 @@ def main() -> None:
                     "early_flush_share": SERVED.early_flush_share,
                     "lake": "local disk",
                 },
-                "results": outcomes,
+                "commit": commit_of(REPO),
+                "results": outcomes[REPO],
+                "baselines": [
+                    {"commit": commit_of(source), "checkout": str(source), "results": outcomes[source]}
+                    for source in sources[1:]
+                ],
                 "full_day": day,
             },
             indent=2,
@@ -397,10 +416,10 @@ def main() -> None:
     print(f"written {RESULTS.relative_to(HERE.parent)}")
 
 
-def report(outcome: Outcome, runs: list[Outcome]) -> None:
+def report(outcome: Outcome, runs: list[Outcome], label: str = "") -> None:
     spread = " / ".join(f"{run.events_per_second:,.0f}" for run in runs)
     print(
-        f"{outcome.scenario:32} {outcome.events_per_second:>10,.0f} events/s (runs {spread})  "
+        f"{label}{outcome.scenario:32} {outcome.events_per_second:>10,.0f} events/s (runs {spread})  "
         f"p50 {outcome.latency_ms_p50:>7.1f} ms  p99 {outcome.latency_ms_p99:>7.1f} ms  "
         f"{outcome.events_landed:,} landed in {outcome.landed_files} files"
     )
