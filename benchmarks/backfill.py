@@ -8,7 +8,9 @@ pool of 1), three measurements in order:
 - `asset_backfill`: the asset backfill the UI files for a range of every asset (`submit_asset_backfill`),
   planned by the assets' backfill policies: one run per day for the sources (a vendor request per day),
   ranges for the warehouse's daily models, then the marts.
-- `warehouse_single_run`: the five daily warehouse models over the whole range again, as
+- `warehouse_single_run`: the warehouse's daily models (every asset with the range backfill policy:
+  the five daily tables and the results chain `experiment_units`, `experiment_unit_state`,
+  `experiment_results_daily`) over the whole range again, as
   `dagster asset materialize --partition-range first...last`: one run.
 - `warehouse_per_partition`: the same models as one `dagster asset materialize --partition D` run per
   day, two at a time (the machine's cores).
