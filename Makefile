@@ -33,7 +33,7 @@ demo: install instance bytecode
 
 # Three workers on two cores (pyproject.toml keeps each test file on one worker): the two slowest tests
 # mostly wait on dagster-daemon, each on a worker of its own, and the third runs the rest meanwhile.
-# Measured on two cores: 6.7 minutes quiet, 9.8-10.0 on fresh clones (745 tests), 15-20 in one process.
+# Measured on two cores (fresh clones): 5.7 minutes quiet, 9.8-10.0 under load, 15-20 in one process.
 # `make test PYTEST_WORKERS=0`: one
 # process.
 PYTEST_WORKERS ?= 3
