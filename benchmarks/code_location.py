@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from measure import commit_of, compile_bytecode, describe_machine
+from measure import add_baseline_option, commit_of, compile_bytecode, describe_machine
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -168,10 +168,7 @@ def main() -> int:
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--source", type=Path, default=REPO, help="the checkout whose package is measured")
-    parser.add_argument(
-        "--baseline", type=Path, action="append", default=[],
-        help="another checkout (e.g. the commit before a change) measured in the same rounds; repeatable",
-    )  # fmt: skip
+    add_baseline_option(parser)
     parser.add_argument("--output", type=Path, default=RESULTS)
     arguments = parser.parse_args()
     load_before = os.getloadavg()[0]

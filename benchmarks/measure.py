@@ -3,6 +3,7 @@ memory, and a measurement run in a fresh process so that its memory is its own."
 
 from __future__ import annotations
 
+import argparse
 import concurrent.futures
 import multiprocessing
 import os
@@ -63,3 +64,11 @@ def compile_bytecode(directory: Path) -> None:
     """Compile the package ahead, as a wheel install does: where bytecode is not cached (an editable
     install under PYTHONDONTWRITEBYTECODE, as on this machine) every process would compile it again."""
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(directory)], check=True)
+
+
+def add_baseline_option(parser: argparse.ArgumentParser) -> None:
+    """`--baseline CHECKOUT`, repeatable: other checkouts a benchmark measures in the same rounds."""
+    parser.add_argument(
+        "--baseline", type=Path, action="append", default=[],
+        help="another checkout (e.g. the commit before a change) measured in the same rounds; repeatable",
+    )  # fmt: skip

@@ -45,7 +45,7 @@ from event_platform.lake.filesystem import Lake
 from event_platform.sources.tracking import landed
 from event_platform.sources.tracking.collector import IDENTITY_HEADER, CollectorSettings
 
-from measure import commit_of, compile_bytecode, describe_machine
+from measure import add_baseline_option, commit_of, compile_bytecode, describe_machine
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -353,10 +353,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="time budget per scenario")
     parser.add_argument("--day-commits", type=int, default=172_800, help="group commits of the full day")
     parser.add_argument("--repeats", type=int, default=3, help="runs per scenario (the median is reported)")
-    parser.add_argument(
-        "--baseline", type=Path, action="append", default=[],
-        help="another checkout (e.g. the commit before a change) measured in the same rounds; repeatable",
-    )  # fmt: skip
+    add_baseline_option(parser)
     arguments = parser.parse_args()
     load_before = os.getloadavg()[0]
     sources = [REPO, *(baseline.resolve() for baseline in arguments.baseline)]
