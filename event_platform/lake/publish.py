@@ -130,7 +130,7 @@ def write_committed_by_record(
 
     Locally both are staged and flushed at once (the data on a second thread), then the data file is
     renamed into its partition and that directory flushed, then the record likewise: three disk flushes
-    in sequence instead of the five of two `write_atomically` calls (a flush takes about 4 ms here; the
+    in sequence instead of the five of two `write_atomically` calls (each is a wait on the disk, and the
     collector's acknowledgements wait on them). A data file reaches its partition only whole and
     durable, and its record only after it; a writer killed between the two renames leaves a whole,
     uncommitted data file, which no reader counts.
