@@ -33,8 +33,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument(
         "--access-log",
         action="store_true",
-        help="log every request (uvicorn's access log: a tenth of the collector's CPU at 2,000 requests/s, "
-        "so off by default; refusals are in each answer, and write failures are logged either way)",
+        help="log every request (uvicorn's access log: a sizeable share of the collector's CPU at thousands "
+        "of requests a second, so off by default; refusals are in each answer, write failures logged anyway)",
     )
     serve.set_defaults(run=_serve)
 
